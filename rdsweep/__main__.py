@@ -1,0 +1,3 @@
+from rdsweep.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""A cell: one point of a sweep grid, i.e. everything that decides what one trial trains.
+
+Its `cell_id` is a stable hash of exactly the fields that change the trained model (dataset, family,
+objective, beta or target rate, seed, size, training budget), so relaunching a spec recognises the cells
+that already finished, and adding β values or seeds adds only new ids.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+from rdsweep.errors import UserError
+from rdsweep.models.families import get_family
+
+OBJECTIVES = ("beta", "target-rate")
+SIZES = ("small", "paper")
+SCHEDULES = ("constant", "paper")
+# Evaluation settings: recorded with the cell, but they do not change the trained model, so not in the id.
+EVAL_FIELDS = ("eval_samples", "iwae_k")
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str = "mnist5k"
+    family: str = "gauss-deconv-normal"   # readable name (paper codes are canonicalised on validation)
+    objective: str = "beta"               # "beta": D + βR;  "target-rate": D + |σ − R|
+    beta: float | None = 1.0              # set iff objective == "beta"
+    target_rate: float | None = None      # σ in nats, set iff objective == "target-rate"
+    seed: int = 0
+    size: str = "small"
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 3e-4
+    schedule: str = "constant"            # "paper": constant for the first half, then linear decay to 0
+    eval_samples: int = 1                 # z-samples per example in the final R, D, ELBO
+    iwae_k: int = 0                       # importance samples for the IWAE bound (0: not computed)
+
+    @property
+    def cell_id(self) -> str:
+        identity = {k: v for k, v in asdict(self).items() if k not in EVAL_FIELDS}
+        blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Cell":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise UserError(f"unknown cell field(s): {', '.join(sorted(unknown))}")
+        return cls(**d).validated()
+
+    def validated(self) -> "Cell":
+        """The same cell with its family canonicalised; a UserError for any value that cannot train."""
+        family = get_family(self.family)
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
+        if self.objective == "beta":
+            _positive("beta", self.beta)
+            if self.target_rate is not None:
+                raise UserError("target_rate is only for objective 'target-rate'")
+        else:
+            _positive("target rate", self.target_rate, allow_zero=True)
+            if self.beta is not None:
+                raise UserError("beta is only for objective 'beta'")
+        if self.size not in SIZES:
+            raise UserError(f"unknown size {self.size!r}: use one of {', '.join(SIZES)}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
+        for name in ("epochs", "batch_size", "eval_samples"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.iwae_k, int) or self.iwae_k < 0:
+            raise UserError(f"iwae_k must be a non-negative integer, got {self.iwae_k!r}")
+        if not isinstance(self.seed, int):
+            raise UserError(f"seed must be an integer, got {self.seed!r}")
+        _positive("lr", self.lr)
+        return replace(self, family=family.name,
+                       beta=None if self.beta is None else float(self.beta),
+                       target_rate=None if self.target_rate is None else float(self.target_rate),
+                       lr=float(self.lr))
+
+
+def _positive(name: str, value, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = "≥ 0" if allow_zero else "> 0"
+        raise UserError(f"{name} must be a finite number {bound}, got {value!r}")

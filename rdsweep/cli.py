@@ -1,0 +1,285 @@
+"""The rdsweep command line: thin commands that parse, call the modules, and print.
+
+Every mistake a user can make (bad option, unknown name, malformed data or spec) ends as one line on
+stderr and exit status 2; `main` is where that happens.
+"""
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+from rdsweep.errors import UserError
+
+app = typer.Typer(
+    help="Rate-distortion sweeps of VAE families (Alemi et al., 'Fixing a Broken ELBO').",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+@app.command()
+def families() -> None:
+    """List the model families: readable name, paper code, components."""
+    from rdsweep.models.families import FAMILIES
+
+    table = Table(title="rdsweep families (use --family=NAME or --family=CODE)")
+    for col in ("name", "code", "data", "components"):
+        table.add_column(col, no_wrap=col != "components")
+    for f in FAMILIES.values():
+        table.add_row(f.name, f.code or "", f.data_kind, f.about)
+    console.print(table)
+
+
+class Objective(str, Enum):
+    beta = "beta"
+    target_rate = "target-rate"
+
+
+class Size(str, Enum):
+    small = "small"
+    paper = "paper"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    paper = "paper"
+
+
+@app.command()
+def train(
+    dataset: str = typer.Option("mnist5k", help="mnist5k, toy, lingauss, amat:DIR or idx:DIR."),
+    family: Optional[str] = typer.Option(
+        None, help="Readable name or paper code (write codes as --family=-+v). "
+        "Default: gauss-deconv-normal (---) for images, the dataset's own model for toy/lingauss."),
+    objective: Optional[Objective] = typer.Option(
+        None, help="beta: D + βR.  target-rate: D + |σ − R|. Default: beta, or target-rate if --target-rate is given."),
+    beta: float = typer.Option(1.0, help="β of the beta objective (> 0; 1 is the ELBO)."),
+    target_rate: Optional[float] = typer.Option(None, help="σ in nats for the target-rate objective."),
+    seed: int = typer.Option(0, help="Seed of the initialisation, batch order and z-samples."),
+    epochs: int = typer.Option(1, help="Training epochs."),
+    size: Size = typer.Option(Size.small, help="small (CPU-friendly widths) or paper (Appendix F)."),
+    batch_size: int = typer.Option(100, help="Examples per Adam step."),
+    lr: float = typer.Option(3e-4, help="Adam learning rate."),
+    schedule: Schedule = typer.Option(Schedule.constant, help="constant, or paper: constant then linear decay to 0."),
+    eval_samples: int = typer.Option(1, help="z-samples per example in the final R, D, ELBO."),
+    iwae_k: int = typer.Option(0, help="Importance samples for an IWAE bound per split (0: skip)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda if available)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here."),
+    images: Optional[Path] = typer.Option(None, help="Write data/reconstruction/sample grids to this PNG."),
+) -> None:
+    """Train one model and print its final rate R, distortion D and ELBO = −(R + D) per split (nats)."""
+    from rdsweep.cells import Cell
+    from rdsweep.data import load_dataset
+    from rdsweep.models.families import DEFAULT_FAMILY
+    from rdsweep.trainer import train as train_cell
+
+    if objective is None:
+        objective = Objective.target_rate if target_rate is not None else Objective.beta
+    if objective is Objective.target_rate and target_rate is None:
+        raise UserError("--objective target-rate needs --target-rate SIGMA (nats)")
+    kind = load_dataset(dataset).kind  # checks the dataset before any training starts
+    cell = Cell(
+        dataset=dataset, family=family or DEFAULT_FAMILY[kind], objective=objective.value,
+        beta=beta if objective is Objective.beta else None,
+        target_rate=target_rate if objective is Objective.target_rate else None,
+        seed=seed, size=size.value, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule.value,
+        eval_samples=eval_samples, iwae_k=iwae_k,
+    ).validated()
+    for path in (json_path, images):
+        if path is not None and not path.parent.is_dir():
+            raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
+
+    def show_epoch(m: dict, _state: dict) -> None:
+        console.print(f"epoch {m['epoch']:>3}/{cell.epochs}  loss {m['loss']:9.3f}  R {m['rate']:8.3f}  "
+                      f"D {m['distortion']:9.3f}  ({m['wall_s']:.1f}s)", highlight=False)
+
+    console.print(f"training {cell.family} on {cell.dataset}: {cell.objective} "
+                  f"{cell.beta if cell.beta is not None else cell.target_rate}, seed {cell.seed}, "
+                  f"size {cell.size}, {cell.epochs} epoch(s)", highlight=False)
+    result = train_cell(cell, on_epoch=show_epoch, device=device, images=images)
+    console.print(result_table(result))
+    if json_path is not None:
+        _write_json(result, json_path)
+        console.print(f"wrote {json_path}")
+    if images is not None and result["status"] == "converged":
+        console.print(f"wrote {images}")
+    if result["status"] != "converged":
+        raise typer.Exit(1)
+
+
+def result_table(result: dict) -> Table:
+    """Final R, D, ELBO per split, with what the dataset knows exactly beside them."""
+    truth, splits = result["truth"], result["splits"]
+    has_iwae = any(m["iwae"] is not None for m in splits.values())
+    table = Table(title=f"{result['cell']['family']} on {result['cell']['dataset']}: "
+                        f"{result['status']} after {result['epochs']} epoch(s), {result['wall_s']:.1f}s")
+    for col in ["split", "rate R", "distortion D", "ELBO", "−ELBO"] + (["IWAE"] if has_iwae else []):
+        table.add_column(col, justify="right")
+    fmt = lambda v: "nan" if v is None else f"{v:.4f}"
+    for split, m in splits.items():
+        row = [split, fmt(m["rate"]), fmt(m["distortion"]), fmt(m["elbo"]),
+               fmt(None if m["elbo"] is None else -m["elbo"])]
+        table.add_row(*row, *([fmt(m["iwae"])] if has_iwae else []))
+    if "entropy" in truth:  # toy: every model has −ELBO ≥ H, and H − D ≤ I(X;Z) ≤ R
+        table.add_row("exact", f"I(x;z*) = {truth['mutual_information']:.4f}", "", "",
+                      f"H = {truth['entropy']:.4f}", *([""] if has_iwae else []))
+    if "rate" in truth:  # lingauss: the β-VAE optimum in closed form (train-split spectrum)
+        table.add_row("closed form", fmt(truth["rate"]), fmt(truth["distortion"]), fmt(truth["elbo"]),
+                      fmt(-truth["elbo"]), *([""] if has_iwae else []))
+    return table
+
+
+def _write_json(obj: dict, path: Path) -> None:
+    import json
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+
+
+@app.command()
+def launch(
+    spec: Path = typer.Argument(..., help="Sweep spec (TOML), e.g. examples/quick.toml."),
+    storage: Optional[Path] = typer.Option(None, help="Folder of experiments [default: ./rdsweep-results]."),
+    name: Optional[str] = typer.Option(None, help="Experiment name, one path segment [default: the spec's file stem]."),
+    address: Optional[str] = typer.Option(None, help="Join this Ray cluster (HOST:PORT or 'auto') instead of starting one."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells and what would run; start nothing."),
+    dataset: Optional[str] = typer.Option(None, help="Override the spec's dataset."),
+    families: Optional[str] = typer.Option(None, help="Override: comma-separated names/codes, or 'all'."),
+    seeds: Optional[str] = typer.Option(None, help="Override: comma-separated seeds, e.g. 0,1,2."),
+    size: Optional[Size] = typer.Option(None, help="Override the spec's model size."),
+    epochs: Optional[int] = typer.Option(None, help="Override budget.epochs."),
+    batch_size: Optional[int] = typer.Option(None, help="Override budget.batch_size."),
+    lr: Optional[float] = typer.Option(None, help="Override budget.lr."),
+    schedule: Optional[Schedule] = typer.Option(None, help="Override budget.schedule."),
+    cpus_per_trial: Optional[float] = typer.Option(None, help="Override resources.cpus_per_trial."),
+    gpus_per_trial: Optional[str] = typer.Option(None, help="Override: 'auto', a fraction (packs trials per GPU) or a count."),
+    max_failures: Optional[int] = typer.Option(None, help="Override resources.max_failures (retries per trial)."),
+    max_concurrent: Optional[int] = typer.Option(None, help="Override resources.max_concurrent."),
+) -> None:
+    """Train a spec's cells as Ray Tune trials; finished cells are skipped, interrupted ones resumed."""
+    from rdsweep.ledger import Experiment, plan
+    from rdsweep.spec import cli_overrides, load_spec
+
+    overrides = cli_overrides(
+        dataset=dataset, families=families, seeds=seeds, size=size and size.value, epochs=epochs,
+        batch_size=batch_size, lr=lr, schedule=schedule and schedule.value, cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial, max_failures=max_failures, max_concurrent=max_concurrent)
+    sweep_spec = load_spec(spec, overrides)
+    experiment = Experiment.at(storage, name or spec.stem)
+    experiment.check_protocol(sweep_spec.protocol)
+    planned = plan(experiment, sweep_spec.cells())
+    actions = [p.action for p in planned]
+    console.print(f"experiment {experiment.path}: {len(planned)} cells, {actions.count('skip')} finished, "
+                  f"{actions.count('run')} to run, {actions.count('resume')} to resume", highlight=False)
+    if dry_run:
+        table = Table(title="cells (dry run: nothing started)")
+        for col in ("cell_id", "family", "code", "objective", "seed", "ledger", "action"):
+            table.add_column(col)
+        from rdsweep.models.families import get_family
+        for p in planned:
+            c = p.cell
+            knob = f"β={c.beta:g}" if c.objective == "beta" else f"σ={c.target_rate:g}"
+            table.add_row(c.cell_id, c.family, get_family(c.family).code or "", knob, str(c.seed),
+                          p.status or "", p.action)
+        console.print(table)
+        return
+    if "skip" in actions and len(set(actions)) == 1:
+        console.print("nothing to train")
+        return
+    from rdsweep.data import load_dataset
+    from rdsweep.sweep import launch as run_launch
+
+    load_dataset(sweep_spec.dataset)  # a missing or malformed data file stops here, before Ray starts
+    summary = run_launch(sweep_spec, experiment, planned, address=address, console=console)
+    console.print(f"done: {summary.converged} converged, {summary.diverged} diverged, {summary.failed} failed, "
+                  f"{summary.unfinished} unfinished, {summary.skipped} skipped (already finished)", highlight=False)
+    if summary.failed or summary.unfinished:
+        console.print("run the same command again to retry failed and resume unfinished cells", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def collect(
+    experiments: list[Path] = typer.Argument(..., help="Experiment directories, e.g. rdsweep-results/quick."),
+    out: Optional[Path] = typer.Option(None, help="Table path [default: EXPERIMENT/frontier.parquet; required for several]."),
+) -> None:
+    """Gather finished trial results from disk into the frontier table (Parquet), atomically."""
+    from rdsweep.collect import collect as collect_table
+
+    path, table = collect_table(experiments, out)
+    statuses = table.column("status").to_pylist()[::3]  # one row per cell × 3 splits
+    summary = ", ".join(f"{statuses.count(s)} {s}" for s in ("converged", "diverged", "failed") if s in statuses)
+    console.print(f"wrote {path}: {table.num_rows} rows ({len(statuses)} cells: {summary})", highlight=False)
+
+
+@app.command()
+def frontier(
+    table: Path = typer.Argument(..., help="A frontier table written by `rdsweep collect`."),
+    plot_path: Optional[Path] = typer.Argument(None, metavar="[PATH]", help="Where --plot writes the PNG [default: TABLE's folder, frontier-SPLIT.png]."),
+    plot: bool = typer.Option(False, "--plot", help="Write a PNG of the RD plane (to PATH if given)."),
+    split: str = typer.Option("test", help="Which split's R and D: train, valid or test."),
+) -> None:
+    """Print per-family and overall RD frontiers, Ĥ and each point's regime; --plot draws the RD plane."""
+    from rdsweep.frontier import analyse, family_label, knob, plot as plot_frontier, read_table
+
+    result = analyse(read_table(table, split), split)
+    pts = result.points
+    what = "exact entropy H" if result.h_exact else "Ĥ = best −ELBO"
+    console.print(f"{result.dataset}, {split} split: {len(pts)} settings; {what} = {result.h_hat:.3f} nats",
+                  highlight=False)
+
+    def frontier_table(title: str, rows, with_family: bool) -> Table:
+        t = Table(title=title, title_justify="left")
+        for col in (["family"] if with_family else []) + ["objective", "seeds", "R", "D", "−ELBO", "convex", "regime"]:
+            t.add_column(col, justify="right" if col in ("seeds", "R", "D", "−ELBO") else "left")
+        for p in rows.sort_values("rate").itertuples():
+            sd = lambda v: f" ± {v:.2f}" if p.seeds > 1 else ""
+            hull = p.overall_hull if with_family else p.hull
+            t.add_row(*([family_label(p.family)] if with_family else []),
+                      knob(p.objective, p.beta, p.target_rate), str(p.seeds), f"{p.rate:.2f}{sd(p.rate_std)}",
+                      f"{p.distortion:.2f}{sd(p.distortion_std)}", f"{p.neg_elbo:.2f}", "✓" if hull else "",
+                      p.regime)
+        return t
+
+    for name, fam in pts.groupby("family", sort=False):
+        front = fam[fam["pareto"]]
+        title = f"{family_label(name)}: {len(front)} of {len(fam)} settings on its frontier"
+        console.print(frontier_table(title, front, with_family=False))
+    overall = pts[pts["overall_pareto"]]
+    console.print(frontier_table(f"overall: {len(overall)} of {len(pts)} settings on the frontier", overall, True))
+    if plot or plot_path is not None:
+        out = plot_frontier(result, plot_path or table.parent / f"frontier-{split}.png")
+        console.print(f"wrote {out}")
+
+
+def main() -> None:
+    """Console entry point: run the app, turning user mistakes into one line and exit status 2."""
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        _fail(str(e))
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("rdsweep: aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as e:  # a bad option or argument, parsed by Typer's click
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()
+            sys.exit(0)
+        _fail(e.format_message())
+
+
+def _fail(message: str) -> None:
+    print(f"rdsweep: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)

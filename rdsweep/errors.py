@@ -1,0 +1,13 @@
+"""Errors a user can cause. The CLI turns any UserError into one line on stderr and exit status 2."""
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: bad spec, unknown name, bad value, missing or malformed file."""
+
+
+class DataError(UserError):
+    """A dataset that cannot be found or read: missing directory or file, wrong width, non-binary values."""
+
+
+class SpecError(UserError):
+    """A sweep spec or option that does not describe a valid grid."""

@@ -1,0 +1,1 @@
+"""Encoders e(z|x), decoders d(x|z), marginals m(z), and the VAE that joins them."""

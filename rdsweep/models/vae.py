@@ -1,0 +1,75 @@
+"""The VAE: encoder e(z|x), decoder d(x|z), marginal m(z), and the per-example rate and distortion.
+
+    distortion D = −log d(x|z),   rate R = log e(z|x) − log m(z),   z ~ e(z|x),   ELBO = −(R + D)
+
+For a Gaussian encoder against N(0, I) the rate is the exact KL (same expectation, less noise).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from rdsweep.models import decoders, encoders, marginals
+from rdsweep.models.families import Family
+
+LATENT_DIM = 64  # the paper's image latent size
+
+
+class VAE(nn.Module):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, marginal: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder, self.marginal = encoder, decoder, marginal
+        self.analytic_rate = (isinstance(encoder, encoders.GaussianEncoder)
+                              and isinstance(marginal, marginals.StandardNormal))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example (rate, distortion) in nats, one z-sample each."""
+        if self.analytic_rate:
+            mean, std = self.encoder.gaussian(x)
+            z = mean + std * torch.randn_like(std)
+            rate = 0.5 * (mean**2 + std**2 - 1 - 2 * std.log()).sum(-1)
+        else:
+            z, log_q = self.encoder(x, 1)
+            z, log_q = z[0], log_q[0]
+            rate = log_q - self.marginal.log_prob(z)
+        return rate, -self.decoder.log_prob(x, z)
+
+    def iwae(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Per-example importance-weighted bound on log p(x) with k samples (k = 1 is the ELBO)."""
+        z, log_q = self.encoder(x, k)                                   # (k, B, d), (k, B)
+        xs = x.expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:])
+        log_px_z = self.decoder.log_prob(xs, z.reshape(-1, z.shape[-1])).view(k, -1)
+        log_w = log_px_z + self.marginal.log_prob(z) - log_q
+        return torch.logsumexp(log_w, 0) - math.log(k)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        return self.decoder.sample(self.marginal.sample(n))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        z, _ = self.encoder(x, 1)
+        return self.decoder.sample(z[0])
+
+
+def build_model(family: Family, info: dict, size: str) -> VAE:
+    """The VAE of a family for a dataset (its `info` gives bins / dimensions) at a size."""
+    if family.data_kind == "toy":
+        n_bins = info["n_bins"]
+        return VAE(encoders.LookupEncoder(n_bins), decoders.CategoricalDecoder(n_bins),
+                   marginals.MixtureOfGaussians(1, components=8))
+    if family.data_kind == "lingauss":
+        n, k = info["n"], info["latent_dim"]
+        return VAE(encoders.LinearEncoder(n, k), decoders.LinearGaussianDecoder(k, n, info["sigma2"]),
+                   marginals.StandardNormal(k))
+    d = LATENT_DIM
+    encoder = getattr(encoders, {"gauss": "ConvEncoder", "iaf": "IAFEncoder"}[family.encoder])(d, size)
+    decoder = getattr(decoders, {"deconv": "DeconvDecoder", "pixelcnn": "PixelCNNDecoder"}[family.decoder])(d, size)
+    if family.marginal == "vamp":
+        marginal = marginals.VampPrior(encoder, size)
+    else:
+        marginal = getattr(marginals, {"normal": "StandardNormal", "maf": "FlowMarginal"}[family.marginal])
+        marginal = marginal(d) if family.marginal == "normal" else marginal(d, size)
+    return VAE(encoder, decoder, marginal)

@@ -1,0 +1,145 @@
+"""One trial: train one cell's model for its budget, then evaluate R, D, ELBO on every split.
+
+Pure PyTorch (no Ray): the sweep calls `train` inside a Ray worker, `rdsweep train` calls it directly.
+A trial is deterministic for its seed on CPU: the seed fixes the initialisation, the batch order and the
+z-samples, and the final evaluation reseeds so a resumed trial evaluates exactly like an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from rdsweep import __version__
+from rdsweep.cells import Cell
+from rdsweep.data import load_dataset
+from rdsweep.errors import UserError
+from rdsweep.evaluate import evaluate, save_image_grids
+from rdsweep.models.families import get_family
+from rdsweep.models.vae import build_model
+from rdsweep.objectives import loss
+
+SPLITS = ("train", "valid", "test")
+
+
+def lr_factor(cell: Cell, epoch: int) -> float:
+    """'paper': constant for the first half of the epochs, then linear decay to 0 at the last
+    (the paper's 100 + 100 of 200 epochs, scaled to the budget); 'constant': always 1."""
+    if cell.schedule == "constant":
+        return 1.0
+    return min(1.0, 2 * (cell.epochs - epoch + 1) / cell.epochs)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def train(
+    cell: Cell,
+    *,
+    on_epoch: Callable[[dict, dict], None] | None = None,
+    resume_state: dict | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    images: str | Path | None = None,
+) -> dict:
+    """Train `cell` and return its result: status, epochs, wall time, and R, D, ELBO per split.
+
+    on_epoch(metrics, state) is called after each epoch; `state` can be saved (`save_state`) and passed
+    back as `resume_state` to continue after that epoch. A non-finite loss ends the trial as 'diverged'.
+    `images`: a PNG path for data / reconstruction / sample grids of the trained model (image data only).
+    """
+    started = time.perf_counter()
+    cell = cell.validated()
+    if threads:
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    torch.manual_seed(cell.seed)
+
+    dataset = load_dataset(cell.dataset)
+    family = get_family(cell.family)
+    if family.data_kind != dataset.kind:
+        raise UserError(f"family {family.name!r} models {family.data_kind} data, "
+                        f"but dataset {cell.dataset!r} is {dataset.kind} data")
+    dataset = dataset.to(dev)
+    model = build_model(family, dataset.info, cell.size).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
+    batch_order = torch.Generator().manual_seed(cell.seed)
+    first_epoch, history = 1, []
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        batch_order.set_state(resume_state["batch_order"])
+        torch.set_rng_state(resume_state["torch_rng"])
+        first_epoch, history = resume_state["epoch"] + 1, list(resume_state["history"])
+
+    x = dataset.train
+    status = "converged"
+    for epoch in range(first_epoch, cell.epochs + 1):
+        epoch_start = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = cell.lr * lr_factor(cell, epoch)
+        model.train()
+        sums, n = torch.zeros(3, dtype=torch.float64), 0
+        for idx in torch.randperm(x.shape[0], generator=batch_order).split(cell.batch_size):
+            rate, distortion = model(x[idx.to(dev)])
+            objective = loss(cell, rate, distortion)
+            if not torch.isfinite(objective):
+                status = "diverged"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            optimizer.step()
+            sums += torch.stack([objective.detach() * len(idx), rate.detach().sum(),
+                                 distortion.detach().sum()]).double().cpu()
+            n += len(idx)
+        if status == "diverged":
+            break
+        mean_loss, mean_rate, mean_distortion = (sums / n).tolist()
+        metrics = {"epoch": epoch, "loss": mean_loss, "rate": mean_rate, "distortion": mean_distortion,
+                   "elbo": -(mean_rate + mean_distortion), "lr": optimizer.param_groups[0]["lr"],
+                   "wall_s": time.perf_counter() - epoch_start}
+        history.append(metrics)
+        if on_epoch is not None:
+            # A snapshot, not views of the live parameters, so a kept state stays at this epoch.
+            on_epoch(metrics, copy.deepcopy({
+                "epoch": epoch, "history": history, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "batch_order": batch_order.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            }))
+
+    splits = {s: {"rate": None, "distortion": None, "elbo": None, "iwae": None} for s in SPLITS}
+    if status == "converged":
+        torch.manual_seed(cell.seed)
+        splits = {s: evaluate(model, dataset.split(s), samples=cell.eval_samples, iwae_k=cell.iwae_k)
+                  for s in SPLITS}
+        if not all(math.isfinite(v) for m in splits.values() for v in (m["rate"], m["distortion"])):
+            status = "diverged"
+        if images and dataset.kind == "image":
+            save_image_grids(model, dataset.test, Path(images))
+    truth = dataset.truth(cell.beta if cell.objective == "beta" else None)
+    return {
+        "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status, "epochs": len(history),
+        "wall_s": time.perf_counter() - started, "device": device_name(dev),
+        "rdsweep_version": __version__, "splits": splits, "truth": truth, "history": history,
+    }
+
+
+def device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
+def save_state(state: dict, path: str | Path) -> None:
+    """Write a training state atomically (a crash mid-write leaves the previous checkpoint intact)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_state(path: str | Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)

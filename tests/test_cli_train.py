@@ -1,0 +1,110 @@
+"""`rdsweep train` as a user runs it: the result table and JSON, and one clear line + exit 2 per mistake."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rdsweep.cli import main
+
+
+def run(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["rdsweep", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def test_toy_prints_and_writes_the_exact_truth(monkeypatch, capsys, tmp_path):
+    path = tmp_path / "result.json"
+    code, out, err = run(monkeypatch, capsys, "train", "--dataset", "toy", "--epochs", "2",
+                         "--batch-size", "500", "--json", str(path))
+    assert code == 0, err
+    result = json.loads(path.read_text())
+    assert result["cell"]["family"] == "toy"  # the dataset's own model when --family is not given
+    assert result["truth"]["mutual_information"] == pytest.approx(0.5)
+    assert f"H = {result['truth']['entropy']:.4f}" in out
+    for m in result["splits"].values():
+        assert m["elbo"] == -(m["rate"] + m["distortion"])
+
+
+def test_lingauss_prints_the_closed_form(monkeypatch, capsys):
+    code, out, err = run(monkeypatch, capsys, "train", "--dataset", "lingauss", "--beta", "2",
+                         "--epochs", "1", "--batch-size", "1000")
+    assert code == 0, err
+    assert "closed form" in out
+
+
+def test_paper_code_needs_the_equals_form_and_works_with_it(monkeypatch, capsys):
+    code, _, err = run(monkeypatch, capsys, "train", "--dataset", "toy", "--family=---", "--epochs", "1")
+    assert code == 2 and "models image data" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["--family", "gauss-wavenet-normal"], "unknown family 'gauss-wavenet-normal'"),
+    (["--beta", "0"], "beta must be a finite number > 0"),
+    (["--beta", "-1"], "beta must be a finite number > 0"),
+    (["--beta", "abc"], "Invalid value for '--beta'"),
+    (["--beta", "nan"], "beta must be a finite number > 0"),
+    (["--objective", "target-rate"], "needs --target-rate"),
+    (["--target-rate", "-2"], "target rate must be a finite number ≥ 0"),
+    (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--size", "huge"], "Invalid value for '--size'"),
+])
+def test_bad_options_exit_2_with_one_line(monkeypatch, capsys, tmp_path, args, message):
+    path = tmp_path / "out.json"
+    code, out, err = run(monkeypatch, capsys, "train", *args, "--json", str(path))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("rdsweep: error: ") and message in err, err
+    assert not path.exists()
+
+
+def write_amat(directory, rows, width=784):
+    directory.mkdir()
+    for split in ("train", "valid", "test"):
+        (directory / f"binarized_mnist_{split}.amat").write_text(
+            "".join(" ".join(["0", "1"] * (width // 2)) + "\n" for _ in range(rows)))
+
+
+def test_bad_data_exits_2_and_writes_nothing(monkeypatch, capsys, tmp_path):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RDSWEEP_CACHE", str(cache))
+    out_json = tmp_path / "out.json"
+    narrow = tmp_path / "narrow"
+    write_amat(narrow, rows=3, width=780)
+    nonbinary = tmp_path / "nonbinary"
+    write_amat(nonbinary, rows=3)
+    test_file = nonbinary / "binarized_mnist_test.amat"
+    test_file.write_text(test_file.read_text().replace("1", "2", 1))
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    (idx / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 28, 0, 0, 0, 28]) + b"\0" * 100)
+    (idx / "t10k-images-idx3-ubyte").write_bytes((idx / "train-images-idx3-ubyte").read_bytes())
+    cases = [
+        (f"amat:{tmp_path / 'nowhere'}", "nowhere"),
+        (f"idx:{tmp_path / 'nowhere'}", "nowhere"),
+        (f"amat:{narrow}", "780"),
+        (f"amat:{nonbinary}", "line 1"),
+        (f"idx:{idx}", "truncated"),
+    ]
+    for dataset, message in cases:
+        code, _, err = run(monkeypatch, capsys, "train", "--dataset", dataset, "--json", str(out_json))
+        assert code == 2 and err.count("\n") == 1 and message in err, (dataset, err)
+    assert not out_json.exists() and not cache.exists()
+
+
+def test_console_script_end_to_end(tmp_path):
+    """The installed command, as a new user runs it: help lists the commands, train prints a table."""
+    exe = [sys.executable, "-m", "rdsweep"]
+    help_ = subprocess.run([*exe, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("train", "families"):
+        assert command in help_
+    done = subprocess.run([*exe, "train", "--dataset", "toy", "--epochs", "1", "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "−ELBO" in done.stdout and (tmp_path / "r.json").exists()
+    bad = subprocess.run([*exe, "train", "--beta", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
