@@ -262,6 +262,28 @@ def frontier(
         console.print(f"wrote {out}")
 
 
+@app.command()
+def bench(
+    ray_trials: int = typer.Option(0, help="Ray launch overhead: time this many 1-epoch toy trials, bare vs Ray Tune."),
+    collect_cells: int = typer.Option(0, help="collect scale: time collect over this many synthetic cell results."),
+) -> None:
+    """Benchmarks of the sweep machinery (see docs/benchmarks.md)."""
+    from rdsweep import bench as benchmarks
+
+    if ray_trials <= 0 and collect_cells <= 0:
+        raise UserError("choose a benchmark: --ray-trials N and/or --collect-cells N")
+    if ray_trials > 0:
+        r = benchmarks.ray_overhead(ray_trials)
+        console.print(f"ray overhead: {r['trials']} toy trials of {r['epochs']} epoch, one at a time: bare trainer "
+                      f"{r['bare_per_trial_s']:.2f} s/trial, Ray Tune {r['ray_per_trial_s']:.2f} s/trial "
+                      f"(incl. starting Ray) -> overhead {r['overhead_per_trial_s']:.2f} s/trial", highlight=False)
+    if collect_cells > 0:
+        c = benchmarks.collect_scale(collect_cells)
+        console.print(f"collect: {c['cells']} cell results -> {c['rows']} rows, {c['table_bytes'] / 1e6:.1f} MB: "
+                      f"{c['collect_first_s']:.1f} s first, {c['collect_second_s']:.1f} s again "
+                      f"(generating them took {c['generate_s']:.1f} s)", highlight=False)
+
+
 def main() -> None:
     """Console entry point: run the app, turning user mistakes into one line and exit status 2."""
     try:

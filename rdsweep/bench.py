@@ -1,0 +1,84 @@
+"""`rdsweep bench`: what the sweep machinery costs, apart from training.
+
+- ray_overhead: the same tiny toy cells trained by the bare trainer in this process, then as Ray Tune
+  trials one at a time (a fresh local Ray instance); the difference per trial is Ray's price (worker start,
+  imports in the worker, reporting and checkpointing every epoch, the ledger).
+- collect_scale: `collect` over an experiment of N synthetic cell results (written by write_fake_experiment),
+  i.e. the cost of reading the ledger and writing the table at the scale of a large study.
+"""
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from rdsweep.cells import Cell
+from rdsweep.ledger import Experiment, plan
+from rdsweep.models.families import IMAGE_FAMILIES
+
+
+def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:
+    from rich.console import Console
+
+    from rdsweep import sweep, trainer
+    from rdsweep.spec import Resources, Spec
+
+    base = Cell(dataset="toy", family="toy", epochs=epochs, batch_size=500, lr=1e-2).validated()
+    cells = [replace(base, beta=0.1 * 2 ** i) for i in range(n_trials)]
+    trainer.train(cells[0], threads=1)  # warm up: imports and the dataset, which Ray workers pay per trial
+    started = time.perf_counter()
+    for cell in cells:
+        trainer.train(cell, threads=1)
+    bare = time.perf_counter() - started
+
+    spec = Spec(path=Path("bench"), dataset="toy", data_kind="toy", families=("toy",),
+                objectives=(("beta", tuple(c.beta for c in cells)),), seeds=(0,), base=base,
+                resources=Resources(cpus_per_trial=1, gpus_per_trial=0, max_failures=0, max_concurrent=1))
+    with tempfile.TemporaryDirectory() as tmp:
+        experiment = Experiment(Path(tmp) / "bench")
+        started = time.perf_counter()
+        summary = sweep.launch(spec, experiment, plan(experiment, spec.cells()), console=Console(quiet=True))
+        ray_s = time.perf_counter() - started
+    return {"trials": n_trials, "epochs": epochs, "converged": summary.converged, "bare_s": bare,
+            "ray_s": ray_s, "bare_per_trial_s": bare / n_trials, "ray_per_trial_s": ray_s / n_trials,
+            "overhead_per_trial_s": (ray_s - bare) / n_trials}
+
+
+def write_fake_experiment(path: str | Path, n_cells: int, seed: int = 0) -> Experiment:
+    """An experiment of n_cells plausible results (12 families × β grid × seeds), for timing collect."""
+    rng = random.Random(seed)
+    experiment = Experiment(path)
+    for i in range(n_cells):
+        family = IMAGE_FAMILIES[i % len(IMAGE_FAMILIES)]
+        cell = Cell(family=family.name, beta=round(0.01 * 1.01 ** (i // 12 % 700), 6), seed=i // (12 * 700),
+                    epochs=200, schedule="paper", size="paper").validated()
+        rate = rng.uniform(0, 100)
+        splits = {s: {"rate": rate + rng.gauss(0, 1), "distortion": 80 - 0.9 * rate + rng.uniform(0, 20),
+                      "elbo": None, "iwae": None} for s in ("train", "valid", "test")}
+        for m in splits.values():
+            m["elbo"] = -(m["rate"] + m["distortion"])
+        history = [{"epoch": e, "loss": 100.0, "rate": rate, "distortion": 80.0, "elbo": -100.0, "lr": 3e-4,
+                    "wall_s": 30.0} for e in range(1, 201)]
+        experiment.write_result({"cell": cell.to_dict(), "cell_id": cell.cell_id, "status": "converged",
+                                 "epochs": 200, "wall_s": 6000.0, "device": "NVIDIA H100", "rdsweep_version": "0.1.0",
+                                 "splits": splits, "truth": {}, "history": history, "experiment": experiment.name})
+    return experiment
+
+
+def collect_scale(n_cells: int = 10_000) -> dict:
+    from rdsweep.collect import collect
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        experiment = write_fake_experiment(Path(tmp) / "fake", n_cells)
+        generate_s = time.perf_counter() - started
+        times = []
+        for _ in range(2):  # the second run shows the steady state (page cache warm)
+            started = time.perf_counter()
+            out, table = collect([experiment.path])
+            times.append(time.perf_counter() - started)
+        size = out.stat().st_size
+    return {"cells": n_cells, "rows": table.num_rows, "generate_s": generate_s, "collect_first_s": times[0],
+            "collect_second_s": times[1], "table_bytes": size}

@@ -1,0 +1,152 @@
+"""Experiment directories → the frontier table (DESIGN §6): one Parquet row per cell × split.
+
+Reads only the ledger on disk (`cells/<cell_id>.json`, see rdsweep/ledger.py), never Ray's objects, so it
+works after the cluster is gone and on several experiments at once. The columns and their Arrow types are
+fixed by SCHEMA; rows are sorted, and the file is replaced atomically, so collecting twice gives the same
+bytes. ELBO is recomputed here as −(rate + distortion) from the stored floats, so it holds exactly.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rdsweep.errors import UserError
+from rdsweep.ledger import Experiment
+from rdsweep.models.families import FAMILIES, get_family
+
+SPLITS = ("train", "valid", "test")
+TABLE_NAME = "frontier.parquet"
+
+SCHEMA = pa.schema([
+    ("cell_id", pa.string()),
+    ("experiment", pa.string()),
+    ("dataset", pa.string()),
+    ("family", pa.string()),
+    ("paper_code", pa.string()),          # null for the synthetic-data models (toy, linear)
+    ("encoder", pa.string()),
+    ("decoder", pa.string()),
+    ("marginal", pa.string()),
+    ("objective", pa.string()),           # beta | target-rate
+    ("beta", pa.float64()),               # null unless objective == beta
+    ("target_rate", pa.float64()),        # null unless objective == target-rate
+    ("seed", pa.int64()),
+    ("size", pa.string()),
+    ("split", pa.string()),               # train | valid | test
+    ("rate", pa.float64()),               # nats per example; null unless converged
+    ("distortion", pa.float64()),
+    ("elbo", pa.float64()),               # −(rate + distortion)
+    ("iwae", pa.float64()),               # null unless the cell asked for iwae_k > 0
+    ("true_entropy", pa.float64()),       # exact H(x) where the dataset knows it (toy), else null
+    ("epochs", pa.int64()),               # epochs completed
+    ("max_epochs", pa.int64()),           # the budget
+    ("batch_size", pa.int64()),
+    ("lr", pa.float64()),
+    ("schedule", pa.string()),
+    ("eval_samples", pa.int64()),
+    ("iwae_k", pa.int64()),
+    ("status", pa.string()),              # converged | diverged | failed
+    ("error", pa.string()),               # last line of a failed trial's error
+    ("wall_s", pa.float64()),
+    ("device", pa.string()),
+    ("rdsweep_version", pa.string()),
+])
+_FAMILY_ORDER = {name: i for i, name in enumerate(FAMILIES)}
+
+
+def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) -> tuple[Path, pa.Table]:
+    """Gather the experiments' cell results into one table and write it to `out` (default: the single
+    experiment's frontier.parquet). Every check happens before anything is written."""
+    if not experiment_dirs:
+        raise UserError("collect needs at least one experiment directory")
+    experiments = [Experiment(d) for d in experiment_dirs]
+    names = [e.name for e in experiments]
+    for experiment in experiments:
+        if not experiment.path.is_dir():
+            raise UserError(f"experiment directory {experiment.path} does not exist")
+    if len(set(names)) < len(names):
+        raise UserError(f"two experiments share the name {_first_duplicate(names)!r}; "
+                        "rows are labelled by experiment name, so merge experiments with distinct names")
+    if out is None:
+        if len(experiments) > 1:
+            raise UserError("collecting several experiments needs --out PATH for the merged table")
+        out = experiments[0].path / TABLE_NAME
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise UserError(f"cannot write {out}: directory {out.parent} does not exist")
+
+    rows = []
+    for experiment in experiments:
+        results = experiment.results()
+        if not results:
+            raise UserError(f"no trial results in {experiment.cells_dir} (run `rdsweep launch` first)")
+        for result in results:
+            try:
+                rows += result_rows(result, experiment.name)
+            except (KeyError, TypeError, AttributeError, UserError) as e:
+                where = experiment.result_path(str(result.get("cell_id", "?")) if isinstance(result, dict) else "?")
+                raise UserError(f"malformed trial result {where}: {type(e).__name__}: {e}") from None
+    rows.sort(key=_row_order)
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    _write_atomic(table, out)
+    return out, table
+
+
+def result_rows(result: dict, experiment: str) -> list[dict]:
+    """The three split rows of one cell result (metrics null when it diverged or failed)."""
+    cell = result["cell"]
+    family = get_family(cell["family"])
+    splits = result.get("splits") or {}
+    converged = result["status"] == "converged"
+    rows = []
+    for split in SPLITS:
+        metrics = splits.get(split) or {}
+        rate, distortion = _finite(metrics.get("rate")), _finite(metrics.get("distortion"))
+        if not converged or rate is None or distortion is None:
+            rate = distortion = None
+        rows.append({
+            "cell_id": result["cell_id"], "experiment": experiment, "dataset": cell["dataset"],
+            "family": family.name, "paper_code": family.code, "encoder": family.encoder,
+            "decoder": family.decoder, "marginal": family.marginal, "objective": cell["objective"],
+            "beta": cell["beta"], "target_rate": cell["target_rate"], "seed": cell["seed"], "size": cell["size"],
+            "split": split, "rate": rate, "distortion": distortion,
+            "elbo": None if rate is None else -(rate + distortion),
+            "iwae": _finite(metrics.get("iwae")) if converged else None,
+            "true_entropy": (result.get("truth") or {}).get("entropy"),
+            "epochs": result.get("epochs"), "max_epochs": cell["epochs"], "batch_size": cell["batch_size"],
+            "lr": cell["lr"], "schedule": cell["schedule"], "eval_samples": cell["eval_samples"],
+            "iwae_k": cell["iwae_k"], "status": result["status"], "error": result.get("error"),
+            "wall_s": result.get("wall_s"), "device": result.get("device"),
+            "rdsweep_version": result.get("rdsweep_version"),
+        })
+    return rows
+
+
+def _row_order(row: dict) -> tuple:
+    def num(v):  # nulls first, then by value
+        return (v is not None, v or 0.0)
+    return (row["experiment"], _FAMILY_ORDER.get(row["family"], len(_FAMILY_ORDER)), row["objective"],
+            num(row["beta"]), num(row["target_rate"]), row["seed"], row["cell_id"], SPLITS.index(row["split"]))
+
+
+def _finite(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _write_atomic(table: pa.Table, out: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _first_duplicate(names: list[str]) -> str:
+    return next(n for n in names if names.count(n) > 1)

@@ -1,0 +1,225 @@
+"""The RD plane of a frontier table: per-family frontiers, the entropy bound Ĥ, regimes, and the plot.
+
+Seeds of one setting (experiment, family, objective value) are averaged first (mean ± std); frontiers are
+computed on those means, on one split (the test split by default), converged cells only.
+
+- Pareto frontier: settings that no other setting beats in both R and D (lower is better for both).
+- Convex frontier: the lower convex hull of the Pareto points, i.e. the points a β-sweep can reach, since
+  minimising D + βR picks the hull point where the frontier's slope is −β.
+- Ĥ: the data entropy where the dataset knows it exactly (toy), else the best −ELBO = min(R + D) over every
+  converged run of that split, an upper bound on H (every model has −ELBO ≥ H).
+- Regime of a point, by fractions of Ĥ (the paper's four example models, ordered by how much the latent
+  carries): auto-decoder if R < 2% of Ĥ (the latent is essentially unused); auto-encoder if D < 10% of Ĥ
+  (near-lossless reconstructions); otherwise syntactic if R < 25% of Ĥ (the code keeps some of the
+  appearance), semantic beyond (the code carries most of what the decoder needs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rdsweep.errors import UserError
+from rdsweep.models.families import FAMILIES, IMAGE_FAMILIES
+
+AUTO_DECODER_RATE = 0.02
+AUTO_ENCODER_DISTORTION = 0.10
+SEMANTIC_RATE = 0.25
+REGIMES = ("auto-decoder", "syntactic", "semantic", "auto-encoder")
+_SETTING = ["experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate"]
+
+
+@dataclass(frozen=True)
+class Frontier:
+    dataset: str
+    split: str
+    h_hat: float
+    h_exact: bool             # True: the dataset's exact entropy; False: the best −ELBO seen
+    points: pd.DataFrame      # one row per setting: means, stds, seeds, pareto, hull, overall_*, regime
+
+
+def read_table(path: str | Path, split: str = "test") -> pd.DataFrame:
+    """The converged rows of one split of a frontier table."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"frontier table {path} does not exist (write it with `rdsweep collect`)")
+    try:
+        table = pd.read_parquet(path, dtype_backend="numpy_nullable")
+    except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+        raise UserError(f"cannot read frontier table {path}: {' '.join(str(e).split())[:200]}") from None
+    missing = [c for c in _SETTING + ["seed", "split", "rate", "distortion", "status"] if c not in table]
+    if missing:
+        raise UserError(f"{path} is not a frontier table: no column {missing[0]!r}")
+    splits = sorted(table["split"].dropna().unique())
+    if split not in splits:
+        raise UserError(f"{path} has no {split!r} split (it has: {', '.join(splits) or 'none'})")
+    rows = table[(table["split"] == split) & (table["status"] == "converged")]
+    if rows.empty:
+        raise UserError(f"{path} has no converged cells on the {split!r} split")
+    datasets = sorted(rows["dataset"].unique())
+    if len(datasets) > 1:
+        raise UserError(f"{path} mixes datasets ({', '.join(datasets)}); an RD plane needs one: "
+                        "collect each dataset's experiments into its own table")
+    return rows
+
+
+def analyse(rows: pd.DataFrame, split: str = "test") -> Frontier:
+    truth = rows["true_entropy"].dropna().unique() if "true_entropy" in rows else []
+    if len(truth) == 1:
+        h_hat, exact = float(truth[0]), True
+    else:
+        h_hat, exact = float((rows["rate"] + rows["distortion"]).min()), False
+
+    points = aggregate(rows)
+    points["pareto"] = False
+    points["hull"] = False
+    for _, group in points.groupby("family", sort=False):
+        points.loc[group.index, "pareto"] = pareto_mask(group["rate"], group["distortion"])
+        points.loc[group.index, "hull"] = hull_mask(group["rate"], group["distortion"])
+    points["overall_pareto"] = pareto_mask(points["rate"], points["distortion"])
+    points["overall_hull"] = hull_mask(points["rate"], points["distortion"])
+    points["regime"] = [regime(r, d, h_hat) for r, d in zip(points["rate"], points["distortion"])]
+    return Frontier(str(rows["dataset"].iloc[0]), split, h_hat, exact, points)
+
+
+def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds of each setting (std 0 for a single seed), in the table's family order."""
+    rows = rows.astype({"rate": float, "distortion": float}).assign(
+        neg_elbo=lambda r: r["rate"] + r["distortion"],
+        beta=rows["beta"].astype(float), target_rate=rows["target_rate"].astype(float))
+    grouped = rows.groupby(_SETTING, dropna=False, sort=False)
+    points = grouped.agg(seeds=("seed", "nunique"), rate=("rate", "mean"), rate_std=("rate", "std"),
+                         distortion=("distortion", "mean"), distortion_std=("distortion", "std"),
+                         neg_elbo=("neg_elbo", "mean")).reset_index()
+    points[["rate_std", "distortion_std"]] = points[["rate_std", "distortion_std"]].fillna(0.0)
+    order = {name: i for i, name in enumerate(FAMILIES)}
+    points["_order"] = points["family"].map(order)
+    points = points.sort_values(["_order", "objective", "beta", "target_rate", "experiment"], na_position="first")
+    return points.drop(columns="_order").reset_index(drop=True)
+
+
+def pareto_mask(rate, distortion) -> np.ndarray:
+    """True for points no other point beats in both R and D (of equal points, the first is kept)."""
+    r, d = np.asarray(rate, float), np.asarray(distortion, float)
+    keep = np.zeros(len(r), bool)
+    best = np.inf
+    for i in np.lexsort((d, r)):  # by R, then D
+        if d[i] < best:
+            keep[i], best = True, d[i]
+    return keep
+
+
+def hull_mask(rate, distortion) -> np.ndarray:
+    """True for the vertices of the lower convex hull of the Pareto points: the points some β > 0 selects."""
+    r, d = np.asarray(rate, float), np.asarray(distortion, float)
+    candidates = [i for i in np.lexsort((d, r)) if pareto_mask(r, d)[i]]
+    hull: list[int] = []
+    for i in candidates:  # Andrew's monotone chain, lower half
+        while len(hull) >= 2 and _cross(hull[-2], hull[-1], i, r, d) <= 0:
+            hull.pop()
+        hull.append(i)
+    keep = np.zeros(len(r), bool)
+    keep[hull] = True
+    return keep
+
+
+def _cross(o: int, a: int, b: int, r, d) -> float:
+    return (r[a] - r[o]) * (d[b] - d[o]) - (d[a] - d[o]) * (r[b] - r[o])
+
+
+def regime(rate: float, distortion: float, h_hat: float) -> str:
+    if rate < AUTO_DECODER_RATE * h_hat:
+        return "auto-decoder"
+    if distortion < AUTO_ENCODER_DISTORTION * h_hat:
+        return "auto-encoder"
+    return "syntactic" if rate < SEMANTIC_RATE * h_hat else "semantic"
+
+
+def family_label(name: str) -> str:
+    code = FAMILIES[name].code
+    return f"{name} ({code})" if code else name
+
+
+def knob(objective: str, beta: float, target_rate: float) -> str:
+    return f"β={beta:g}" if objective == "beta" else f"σ={target_rate:g}"
+
+
+def family_colours(families: list[str]) -> dict[str, tuple]:
+    """Image families: hue by (decoder, marginal), dark for the Gaussian encoder and light for its IAF twin
+    (matplotlib's 'tab20' pairs), so decoders and marginals differ in hue and the two encoders pair up."""
+    import matplotlib
+
+    tab20 = matplotlib.colormaps["tab20"].colors
+    colours = {}
+    for name in families:
+        family = FAMILIES[name]
+        if family in IMAGE_FAMILIES:
+            hue = 3 * ("deconv", "pixelcnn").index(family.decoder) + ("normal", "maf", "vamp").index(family.marginal)
+            colours[name] = tab20[2 * hue + ("gauss", "iaf").index(family.encoder)]
+        else:
+            colours[name] = tab20[2 * (len(colours) % 10)]
+    return colours
+
+
+def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path:
+    """The RD plane as a PNG: settings coloured by family (marker by objective, bars = std over seeds),
+    family Pareto frontiers as lines, the line D = Ĥ − R with the region below it shaded, β/σ labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
+    pts, h = frontier.points, frontier.h_hat
+    families = list(dict.fromkeys(pts["family"]))
+    colours = family_colours(families)
+    markers = {"beta": "o", "target-rate": "^"}
+
+    fig, ax = plt.subplots(figsize=(11, 7))
+    r_max = max(float(pts["rate"].max()), 0.25 * h) * 1.08
+    d_max = max(float(pts["distortion"].max()), h) * 1.08
+    # From D = 0 as in the paper, unless the points and the bound line sit in a thin band far above it (toy).
+    d_min = max(0.0, min(float(pts["distortion"].min()), h - r_max) - 0.05 * d_max)
+    line_r = np.array([0.0, h])
+    what = "H (exact)" if frontier.h_exact else "Ĥ (best −ELBO)"
+    ax.fill_between(line_r, 0, h - line_r, color="0.85", zorder=0, label=f"infeasible: D < {what} − R")
+    ax.plot(line_r, h - line_r, color="black", lw=1.2, ls="--", zorder=1, label=f"D = {what} − R, {h:.2f} nats")
+
+    for name in families:
+        fam = pts[pts["family"] == name]
+        colour = colours[name]
+        front = fam[fam["pareto"]].sort_values("rate")
+        ax.plot(front["rate"], front["distortion"], color=colour, lw=1.4, zorder=2)
+        for objective, sub in fam.groupby("objective"):
+            ax.errorbar(sub["rate"], sub["distortion"], xerr=sub["rate_std"], yerr=sub["distortion_std"],
+                        fmt=markers.get(objective, "s"), color=colour, ms=6, mec="black", mew=0.4,
+                        elinewidth=0.8, capsize=2, zorder=3)
+    if len(pts) <= label_limit:
+        for p in pts.itertuples():
+            ax.annotate(knob(p.objective, p.beta, p.target_rate).split("=")[1], (p.rate, p.distortion),
+                        xytext=(3, 3), textcoords="offset points", fontsize=6, color="0.25", zorder=4)
+
+    handles = [Line2D([], [], color=colours[n], marker="o", mec="black", mew=0.4, lw=1.4,
+                      label=family_label(n)) for n in families]
+    handles += [Line2D([], [], color="0.4", marker=m, ls="", label=("β-VAE" if o == "beta" else "target rate"))
+                for o, m in markers.items() if o in set(pts["objective"])]
+    handles += ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
+              title="family (paper code)\nlabels: β, or σ for target rate", title_fontsize=8)
+    ax.set_xlim(0, r_max)
+    ax.set_ylim(d_min, d_max)
+    ax.set_xlabel("rate R (nats)")
+    ax.set_ylabel("distortion D (nats)")
+    seeds = int(pts["seeds"].max())
+    ax.set_title(f"{frontier.dataset}: rate–distortion, {frontier.split} split "
+                 f"({len(pts)} settings, up to {seeds} seed{'s' if seeds > 1 else ''} each, mean ± std)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path

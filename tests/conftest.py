@@ -1,0 +1,85 @@
+"""Shared fixtures: one real Ray cluster per test session, and the rdsweep command as a subprocess."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+# Ray 2.60 clusters use token authentication; the test cluster and every rdsweep run in the session share
+# this token, and never read or write the user's ~/.ray/auth_token.
+RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """A real `ray start --head` on 127.0.0.1 with 2 CPUs, private ports and temp dir; yields its address.
+
+    It runs with --block in its own process group, so the teardown stops exactly this cluster
+    (`ray stop` would stop every Ray instance of the user on the machine)."""
+    temp = tempfile.mkdtemp(prefix="rdray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    port = _free_port()
+    cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+           "--port", str(port), "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats",
+           "--dashboard-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()),
+           "--object-store-memory", str(200 * 2**20), "--temp-dir", temp]
+    log = open(Path(temp) / "ray-start.log", "w")
+    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **RAY_ENV})
+    address = f"127.0.0.1:{port}"
+    try:
+        _wait_for_head(head, port, temp)
+        yield address
+    finally:
+        _stop(head)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _wait_for_head(head: subprocess.Popen, port: int, temp: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start exited early: {(Path(temp) / 'ray-start.log').read_text()[-2000:]}")
+        if "will now block forever" in (Path(temp) / "ray-start.log").read_text():
+            return
+        time.sleep(0.5)
+    raise RuntimeError("ray start --head did not come up in time")
+
+
+def _stop(head: subprocess.Popen) -> None:
+    # SIGTERM lets Ray drain (up to 30 s); nothing runs any more, so give it a few seconds, then kill the group.
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(head.pid, sig)
+            head.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
+
+
+@pytest.fixture
+def rdsweep():
+    """Run the rdsweep CLI in a subprocess (as users do); returns the CompletedProcess."""
+    def run(*args, cwd=None, timeout=300):
+        return subprocess.run([sys.executable, "-m", "rdsweep", *map(str, args)], cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **RAY_ENV, "COLUMNS": "200"})
+    return run

@@ -1,0 +1,108 @@
+"""Frontier maths (Pareto set, convex hull, Ĥ, regimes, seed aggregation) and the RD-plane plot."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rdsweep.collect import SCHEMA
+from rdsweep.errors import UserError
+from rdsweep.frontier import analyse, hull_mask, pareto_mask, plot, read_table, regime
+
+
+def test_pareto_keeps_only_points_nobody_beats_in_both():
+    r = [0, 1, 2, 3, 1.5, 4]
+    d = [10, 6, 5, 1, 7, 1]
+    assert pareto_mask(r, d).tolist() == [True, True, True, True, False, False]
+
+
+def test_hull_drops_pareto_points_no_beta_selects():
+    # (2, 5) is on the Pareto front but above the chord from (1, 6) to (3, 1): no β picks it
+    r = [0, 1, 2, 3, 1.5]
+    d = [10, 6, 5, 1, 7]
+    assert hull_mask(r, d).tolist() == [True, True, False, True, False]
+    # every minimiser of D + βR is a hull vertex
+    for beta in (0.1, 1.0, 3.0, 10.0):
+        assert hull_mask(r, d)[int(np.argmin(np.array(d) + beta * np.array(r)))]
+
+
+@pytest.mark.parametrize("rate, distortion, expected", [
+    (0.5, 80.0, "auto-decoder"),     # R < 2% of Ĥ = 80
+    (10.0, 72.0, "syntactic"),       # R < 25% of Ĥ
+    (40.0, 45.0, "semantic"),
+    (90.0, 5.0, "auto-encoder"),     # D < 10% of Ĥ
+])
+def test_regimes_by_fractions_of_h(rate, distortion, expected):
+    assert regime(rate, distortion, 80.0) == expected
+
+
+def table_rows(points, dataset="mnist5k", entropy=None):
+    """Frontier-table rows (test split) for (family, code, beta, seed, R, D) tuples."""
+    rows = []
+    for family, code, beta, seed, rate, distortion in points:
+        row = {name: None for name in SCHEMA.names}
+        row.update(cell_id=f"{family}{beta}{seed}", experiment="e", dataset=dataset, family=family,
+                   paper_code=code, objective="beta", beta=beta, seed=seed, split="test", rate=rate,
+                   distortion=distortion, elbo=-(rate + distortion), status="converged", true_entropy=entropy)
+        rows.append(row)
+    return rows
+
+
+POINTS = [  # two seeds per setting; the PixelCNN family sits at far lower rate at β = 1
+    ("gauss-deconv-normal", "---", 0.3, 0, 30.0, 70.0), ("gauss-deconv-normal", "---", 0.3, 1, 32.0, 72.0),
+    ("gauss-deconv-normal", "---", 1.0, 0, 20.0, 85.0), ("gauss-deconv-normal", "---", 1.0, 1, 22.0, 83.0),
+    ("gauss-pixelcnn-vamp", "-+v", 0.3, 0, 12.0, 72.0), ("gauss-pixelcnn-vamp", "-+v", 0.3, 1, 12.0, 74.0),
+    ("gauss-pixelcnn-vamp", "-+v", 1.0, 0, 0.2, 81.0), ("gauss-pixelcnn-vamp", "-+v", 1.0, 1, 0.4, 81.0),
+]
+
+
+def write_table(path, rows):
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
+    return path
+
+
+def test_seeds_aggregate_and_h_hat_is_the_best_elbo(tmp_path):
+    path = write_table(tmp_path / "t.parquet", table_rows(POINTS))
+    result = analyse(read_table(path), "test")
+    assert result.h_hat == pytest.approx(81.2) and not result.h_exact
+    pts = result.points.set_index(["family", "beta"])
+    assert len(pts) == 4 and (pts["seeds"] == 2).all()
+    assert pts.loc[("gauss-deconv-normal", 0.3), "rate"] == pytest.approx(31.0)
+    assert pts.loc[("gauss-deconv-normal", 0.3), "rate_std"] == pytest.approx(np.std([30, 32], ddof=1))
+    assert pts.loc[("gauss-pixelcnn-vamp", 1.0), "regime"] == "auto-decoder"
+    # overall, the deconv family's β = 1 point is beaten by the PixelCNN's β = 0.3 point (lower R and D)
+    assert not pts.loc[("gauss-deconv-normal", 1.0), "overall_pareto"]
+    assert pts.loc[("gauss-deconv-normal", 1.0), "pareto"]  # but it is on its own family's frontier
+
+
+def test_exact_entropy_is_used_where_the_dataset_knows_it(tmp_path):
+    rows = table_rows([("toy", None, b, 0, r, d) for b, r, d in ((0.3, 0.3, 2.8), (1.0, 0.01, 3.03))],
+                      dataset="toy", entropy=3.0184)
+    result = analyse(read_table(write_table(tmp_path / "toy.parquet", rows)), "test")
+    assert result.h_exact and result.h_hat == 3.0184
+
+
+def test_plot_writes_a_png(tmp_path):
+    result = analyse(read_table(write_table(tmp_path / "t.parquet", table_rows(POINTS))), "test")
+    out = plot(result, tmp_path / "rd.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_read_table_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        read_table(tmp_path / "missing.parquet")
+    path = write_table(tmp_path / "t.parquet", table_rows(POINTS))
+    with pytest.raises(UserError, match="no 'train' split"):
+        read_table(path, "train")
+    (tmp_path / "junk.parquet").write_text("not parquet")
+    with pytest.raises(UserError, match="cannot read frontier table"):
+        read_table(tmp_path / "junk.parquet")
+
+
+def test_cli_frontier_prints_and_plots(tmp_path, rdsweep):
+    path = write_table(tmp_path / "frontier.parquet", table_rows(POINTS))
+    done = rdsweep("frontier", path, "--plot")
+    assert done.returncode == 0, done.stderr
+    assert "Ĥ = best −ELBO = 81.200" in done.stdout and "gauss-pixelcnn-vamp (-+v)" in done.stdout
+    assert (tmp_path / "frontier-test.png").exists()
+    done = rdsweep("frontier", path, "--plot", tmp_path / "custom.png", "--split", "test")
+    assert done.returncode == 0 and (tmp_path / "custom.png").exists()

@@ -1,0 +1,111 @@
+"""Sweep specs: the example files, grid expansion, CLI overrides, stable cell ids, and one clear error each."""
+from pathlib import Path
+
+import pytest
+
+from rdsweep.errors import SpecError
+from rdsweep.models.families import IMAGE_FAMILIES
+from rdsweep.spec import cli_overrides, load_spec
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+TOY = """
+dataset = "toy"
+families = ["toy"]
+seeds = [0, 1]
+[budget]
+epochs = 2
+batch_size = 500
+lr = 0.01
+[[objective]]
+kind = "beta"
+values = [0.5, 1, 2]
+[[objective]]
+kind = "target-rate"
+values = [0.5]
+"""
+
+
+def write(tmp_path, text, name="spec.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_examples_load_and_expand(tmp_path):
+    quick = load_spec(EXAMPLES / "quick.toml")
+    assert {c.family for c in quick.cells()} == {f.name for f in IMAGE_FAMILIES}
+    assert len(quick.cells()) == 12 * 3 and quick.base.size == "small"
+
+    toy = load_spec(EXAMPLES / "toy.toml")
+    assert {c.objective for c in toy.cells()} == {"beta", "target-rate"}
+    assert load_spec(EXAMPLES / "lingauss.toml").data_kind == "lingauss"
+
+    # paper.toml names a placeholder directory: users point it at their .amat files
+    paper = load_spec(EXAMPLES / "paper.toml", {"dataset": f"amat:{tmp_path}"})
+    betas = sorted({c.beta for c in paper.cells()})
+    assert betas[0] == 0.01 and betas[-1] == 10 and 1.0 in betas
+    assert len(paper.cells()) == 12 * len(betas) * 3
+    assert paper.base.size == "paper" and paper.base.schedule == "paper" and paper.resources.gpus_per_trial == 1
+    assert paper.dataset == f"amat:{tmp_path.resolve()}"  # absolute: every Ray worker reads the same files
+
+
+def test_cells_are_the_product_of_families_chained_objectives_and_seeds(tmp_path):
+    spec = load_spec(write(tmp_path, TOY))
+    cells = spec.cells()
+    assert len(cells) == (3 + 1) * 2
+    assert [(c.objective, c.beta, c.target_rate, c.seed) for c in cells[:2]] == [
+        ("beta", 0.5, None, 0), ("beta", 0.5, None, 1)]
+    assert all(c.epochs == 2 and c.batch_size == 500 and c.lr == 0.01 for c in cells)
+    assert spec.resources.gpus_per_trial is None and spec.resources.cpus_per_trial == 1
+
+
+def test_adding_a_beta_keeps_the_other_cell_ids(tmp_path):
+    before = {c.cell_id for c in load_spec(write(tmp_path, TOY)).cells()}
+    after = {c.cell_id for c in load_spec(write(tmp_path, TOY.replace("[0.5, 1, 2]", "[0.5, 1, 2, 4]"))).cells()}
+    assert before < after and len(after - before) == 2  # one β × two seeds
+    # the same value twice (1 and 1.0) is one cell
+    dup = load_spec(write(tmp_path, TOY.replace("[0.5, 1, 2]", "[0.5, 1, 1.0, 2]"))).cells()
+    assert {c.cell_id for c in dup} == before
+
+
+def test_cli_overrides_replace_spec_fields(tmp_path):
+    overrides = cli_overrides(seeds="3,4,5", epochs=7, gpus_per_trial="0.5", families=None, lr=None)
+    spec = load_spec(write(tmp_path, TOY), overrides)
+    assert spec.seeds == (3, 4, 5) and spec.base.epochs == 7 and spec.resources.gpus_per_trial == 0.5
+    quick = load_spec(EXAMPLES / "quick.toml", cli_overrides(families="-+v,gauss-deconv-normal"))
+    assert quick.families == ("gauss-pixelcnn-vamp", "gauss-deconv-normal")
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[\"toy\"]", "[\"no-such-family\"]"), "unknown family 'no-such-family'"),
+    (("[\"toy\"]", "[\"-+v\"]"), "family 'gauss-pixelcnn-vamp' models image data, but dataset 'toy' is toy data"),
+    (("dataset = \"toy\"", "dataset = \"cifar\""), "dataset: unknown dataset 'cifar'"),
+    (("dataset = \"toy\"", "dataset = \"amat:/no/such/dir\""), "directory /no/such/dir does not exist"),
+    (("[0.5, 1, 2]", "[]"), "objective[0].values: must be a non-empty list"),
+    (("[0.5, 1, 2]", "[0.5, 0, 2]"), "beta values must be finite numbers > 0, got 0"),
+    (("[0.5, 1, 2]", "[-1]"), "beta values must be finite numbers > 0, got -1"),
+    (("kind = \"beta\"", "kind = \"free-bits\""), "objective[0].kind: must be \"beta\" or \"target-rate\""),
+    (("epochs = 2", "epochs = 0"), "epochs must be a positive integer"),
+    (("lr = 0.01", "lr = 0.01\nmomentum = 0.9"), "unknown key budget.momentum"),
+    (("seeds = [0, 1]", "seeds = [0, 1]\nseed = 3"), "unknown key seed"),
+    (("seeds = [0, 1]", "seeds = []"), "seeds: must be a non-empty list"),
+    (("[budget]", "[resources]\ngpus_per_trial = 1.5\n[budget]"), "resources.gpus_per_trial"),
+])
+def test_bad_specs_fail_with_one_clear_message(tmp_path, change, message):
+    path = write(tmp_path, TOY.replace(*change))
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    assert message in str(e.value)
+    assert str(path) in str(e.value)  # names the file
+
+
+def test_no_objective_block_or_bad_toml_or_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="no \\[\\[objective\\]\\] block"):
+        load_spec(write(tmp_path, TOY.split("[[objective]]")[0]))
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(write(tmp_path, "dataset = "))
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "missing.toml")
+    with pytest.raises(SpecError, match="--seeds must be comma-separated integers"):
+        cli_overrides(seeds="0,x")

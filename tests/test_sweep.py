@@ -1,0 +1,140 @@
+"""launch → collect → frontier end to end on `toy`, against a real `ray start --head` (--address), plus
+skipping finished cells, training only added cells, resuming from a checkpoint, and refusing bad input."""
+import json
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from rdsweep.ledger import Experiment
+from rdsweep.spec import load_spec
+
+SPEC = """
+dataset = "toy"
+families = ["toy"]
+seeds = [0]
+[budget]
+epochs = 2
+batch_size = 500
+lr = 0.01
+[evaluation]
+eval_samples = 2
+[[objective]]
+kind = "beta"
+values = BETAS
+[[objective]]
+kind = "target-rate"
+values = [0.5]
+[resources]
+cpus_per_trial = 1
+gpus_per_trial = "auto"
+max_failures = 1
+"""
+
+
+def spec_file(tmp_path, betas="[0.3, 3.0]"):
+    path = tmp_path / "toy.toml"
+    path.write_text(SPEC.replace("BETAS", betas))
+    return path
+
+
+def launches(experiment):
+    return sorted(experiment.ray_dir.glob("launch-*"))
+
+
+def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
+    storage = tmp_path / "results"
+    spec = spec_file(tmp_path)
+    experiment = Experiment(storage / "toy")
+
+    done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 converged, 0 diverged, 0 failed" in done.stdout
+    results = {r["cell_id"]: r for r in experiment.results()}
+    assert len(results) == 3 and all(r["status"] == "converged" and r["epochs"] == 2 for r in results.values())
+    assert list(experiment.checkpoints_dir.iterdir()) == []  # finished cells keep no checkpoint
+
+    done = rdsweep("collect", experiment.path)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_parquet(experiment.path / "frontier.parquet", dtype_backend="numpy_nullable")
+    assert len(table) == 3 * 3
+    required = ["cell_id", "experiment", "dataset", "family", "paper_code", "encoder", "decoder", "marginal",
+                "objective", "beta", "target_rate", "seed", "size", "split", "rate", "distortion", "elbo", "iwae",
+                "epochs", "status", "wall_s", "device", "rdsweep_version", "true_entropy"]
+    assert set(required) <= set(table.columns)
+    for column in ("rate", "distortion", "elbo", "beta", "target_rate", "true_entropy", "iwae", "wall_s"):
+        assert table[column].dtype == "Float64", column
+    assert table["seed"].dtype == "Int64" and table["epochs"].dtype == "Int64"
+    assert all(pd.api.types.is_string_dtype(table[c]) for c in ("family", "split", "status", "cell_id"))
+    assert (table["elbo"] == -(table["rate"] + table["distortion"])).all()
+    assert table["true_entropy"].notna().all() and table["paper_code"].isna().all()
+    assert sorted(table["objective"].unique()) == ["beta", "target-rate"]
+
+    done = rdsweep("frontier", experiment.path / "frontier.parquet", "--plot")
+    assert done.returncode == 0, done.stderr
+    assert "exact entropy H" in done.stdout
+    assert (experiment.path / "frontier-test.png").stat().st_size > 10_000
+
+    # The same spec again trains nothing and does not even start Ray.
+    before = {p.name: p.stat().st_mtime_ns for p in experiment.cells_dir.iterdir()}
+    done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address)
+    assert done.returncode == 0 and "nothing to train" in done.stdout
+    assert len(launches(experiment)) == 1
+
+    # One extra β trains only that cell; give it a checkpoint after epoch 1, as an interrupted launch
+    # leaves, so it resumes from there instead of starting over.
+    bigger = spec_file(tmp_path, "[0.3, 1.0, 3.0]")
+    new_cell = next(c for c in load_spec(bigger).cells() if c.cell_id not in results)
+    write_checkpoint_after_epoch_1(new_cell, experiment)
+    done = rdsweep("launch", bigger, "--storage", storage, "--dry-run")
+    assert "1 to resume" in done.stdout and "3 finished" in done.stdout
+    done = rdsweep("launch", bigger, "--storage", storage, "--address", ray_address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 converged" in done.stdout and "3 skipped" in done.stdout
+    trial_dirs = [p.name for p in launches(experiment)[-1].iterdir() if p.is_dir()]
+    assert trial_dirs == [new_cell.cell_id]
+    assert {p.name: p.stat().st_mtime_ns for p in experiment.cells_dir.iterdir() if p.name in before} == before
+    result = json.loads(experiment.result_path(new_cell.cell_id).read_text())
+    assert result["status"] == "converged" and result["resumed_from_epoch"] == 1 and result["epochs"] == 2
+
+
+def write_checkpoint_after_epoch_1(cell, experiment):
+    from rdsweep import trainer
+
+    states = []
+    trainer.train(replace(cell, epochs=1), on_epoch=lambda metrics, state: states.append(state))
+    experiment.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    trainer.save_state(states[-1], experiment.checkpoint_path(cell.cell_id))
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[\"toy\"]", "[\"gauss-pixelcnn-wat\"]"), "unknown family"),
+    (("dataset = \"toy\"", "dataset = \"imagenet\""), "unknown dataset 'imagenet'"),
+    (("values = BETAS", "values = []"), "must be a non-empty list"),
+    (("values = BETAS", "values = [1, -0.5]"), "beta values must be finite numbers > 0"),
+])
+def test_bad_specs_exit_2_with_one_line(tmp_path, rdsweep, change, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(SPEC.replace(*change).replace("BETAS", "[1.0]"))
+    done = rdsweep("launch", path, "--storage", tmp_path / "results")
+    assert done.returncode == 2
+    assert done.stderr.startswith("rdsweep: error:") and done.stderr.count("\n") == 1 and message in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_changing_the_budget_of_an_experiment_is_refused(tmp_path, rdsweep):
+    spec = spec_file(tmp_path)
+    experiment = Experiment(tmp_path / "results" / "toy")
+    experiment.record_protocol(load_spec(spec).protocol, "0.1.0")
+    recorded = experiment.meta_path.read_bytes()
+
+    done = rdsweep("launch", spec, "--storage", tmp_path / "results", "--epochs", "5")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "budget.epochs" in done.stderr and "--name" in done.stderr
+    assert experiment.meta_path.read_bytes() == recorded and not experiment.cells_dir.exists()
+    # under a new name, it is a new experiment (a dry run writes nothing)
+    done = rdsweep("launch", spec, "--storage", tmp_path / "results", "--epochs", "5", "--name", "toy-5", "--dry-run")
+    assert done.returncode == 0 and "3 to run" in done.stdout
+    assert not (tmp_path / "results" / "toy-5").exists()
+    done = rdsweep("launch", spec, "--name", "a/b", "--dry-run")
+    assert done.returncode == 2 and "one path segment" in done.stderr
