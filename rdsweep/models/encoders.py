@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdsweep.models.flows import FLOW_SIZES, FLOW_STEPS, AutoregressiveFlow
+
 LOG_2PI = math.log(2 * math.pi)
 MIN_STD = 1e-4  # keeps log e(z|x) finite when an encoder becomes (nearly) deterministic
 
@@ -128,7 +130,6 @@ class IAFEncoder(nn.Module):
     def __init__(self, latent_dim: int = 64, size: str = "paper", *, steps: int | None = None,
                  hidden: int | None = None, n_layers: int | None = None):
         super().__init__()
-        from rdsweep.models.flows import FLOW_SIZES, FLOW_STEPS, AutoregressiveFlow
 
         made = FLOW_SIZES[size]
         self.latent_dim = latent_dim

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from rdsweep.models.encoders import gaussian_log_prob
+from rdsweep.models.flows import FLOW_SIZES, FLOW_STEPS, AutoregressiveFlow
 
 
 class StandardNormal(nn.Module):
@@ -53,7 +54,6 @@ class FlowMarginal(nn.Module):
     def __init__(self, latent_dim: int = 64, size: str = "paper", *, steps: int | None = None,
                  hidden: int | None = None, n_layers: int | None = None):
         super().__init__()
-        from rdsweep.models.flows import FLOW_SIZES, FLOW_STEPS, AutoregressiveFlow
 
         made = FLOW_SIZES[size]
         self.base = StandardNormal(latent_dim)
@@ -95,6 +95,9 @@ class VampPrior(nn.Module):
         # this module's state_dict and parameters(), so the VAE lists each of them once.
         object.__setattr__(self, "encoder", encoder)
         self.pseudo_logits = nn.Parameter(torch.randn(components or VAMP_COMPONENTS[size], *image_shape))
+
+    def extra_repr(self) -> str:
+        return f"components={self.pseudo_logits.shape[0]}, encoder=the VAE's (shared, not a submodule)"
 
     def components(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std (K, d) of the K mixture components."""
