@@ -1,5 +1,7 @@
-"""`rdsweep bench`: what the sweep machinery costs, apart from training.
+"""`rdsweep bench`: how fast the models train, and what the trainer and the sweep machinery add.
 
+- family_throughput: training images/s (forward, backward, Adam step) of every image family at each size.
+- trainer_overhead: one epoch of the simple family by a bare reference loop vs by `trainer.train`.
 - ray_overhead: the same tiny toy cells trained by the bare trainer in this process, then as Ray Tune
   trials one at a time (a fresh local Ray instance); the difference per trial is Ray's price (worker start,
   imports in the worker, reporting and checkpointing every epoch, the ledger).
@@ -17,6 +19,68 @@ from pathlib import Path
 from rdsweep.cells import Cell
 from rdsweep.ledger import Experiment, plan
 from rdsweep.models.families import IMAGE_FAMILIES
+
+
+def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: int = 4) -> list[dict]:
+    """Training images/s of every image family at each size, on a batch of real digits."""
+    import torch
+
+    from rdsweep.data import load_dataset
+    from rdsweep.models.vae import build_model
+    from rdsweep.objectives import loss
+
+    x = load_dataset("mnist5k").train[:batch_size]
+    rows = []
+    for size in sizes:
+        for family in IMAGE_FAMILIES:
+            torch.manual_seed(0)
+            model = build_model(family, {}, size)
+            optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+            cell = Cell(family=family.name, size=size)
+
+            def step():
+                rate, distortion = model(x)
+                optimizer.zero_grad(set_to_none=True)
+                loss(cell, rate, distortion).backward()
+                optimizer.step()
+
+            step()  # warm-up: first-call allocations and kernel selection
+            started = time.perf_counter()
+            for _ in range(steps):
+                step()
+            seconds = time.perf_counter() - started
+            rows.append({"family": family.name, "code": family.code, "size": size,
+                         "images_per_s": steps * batch_size / seconds,
+                         "parameters": sum(p.numel() for p in model.parameters())})
+    return rows
+
+
+def trainer_overhead(family: str = "---", size: str = "small") -> dict:
+    """One epoch on mnist5k by a bare loop (model, Adam, shuffled batches) and by the trainer, same cell."""
+    import torch
+
+    from rdsweep import trainer
+    from rdsweep.data import load_dataset
+    from rdsweep.models.families import get_family
+    from rdsweep.models.vae import build_model
+    from rdsweep.objectives import loss
+
+    cell = Cell(family=family, size=size, epochs=1).validated()
+    data = load_dataset(cell.dataset)
+    torch.manual_seed(0)
+    model = build_model(get_family(cell.family), data.info, size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
+    started = time.perf_counter()
+    for idx in torch.randperm(len(data.train)).split(cell.batch_size):
+        rate, distortion = model(data.train[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss(cell, rate, distortion).backward()
+        optimizer.step()
+    bare = time.perf_counter() - started
+    result = trainer.train(cell, on_epoch=lambda metrics, state: None)  # with the per-epoch state snapshot
+    epoch = result["history"][0]["wall_s"]
+    return {"family": cell.family, "size": size, "images": len(data.train), "bare_epoch_s": bare,
+            "trainer_epoch_s": epoch, "trainer_total_s": result["wall_s"]}
 
 
 def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:

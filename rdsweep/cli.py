@@ -264,14 +264,29 @@ def frontier(
 
 @app.command()
 def bench(
-    ray_trials: int = typer.Option(0, help="Ray launch overhead: time this many 1-epoch toy trials, bare vs Ray Tune."),
-    collect_cells: int = typer.Option(0, help="collect scale: time collect over this many synthetic cell results."),
+    size: list[Size] = typer.Option([Size.small, Size.paper], help="Model sizes for the per-family throughput."),
+    steps: int = typer.Option(4, help="Timed Adam steps (batch 100) per family and size."),
+    ray_trials: int = typer.Option(0, help="Instead: Ray launch overhead over this many 1-epoch toy trials."),
+    collect_cells: int = typer.Option(0, help="Instead: time collect over this many synthetic cell results."),
 ) -> None:
-    """Benchmarks of the sweep machinery (see docs/benchmarks.md)."""
+    """Benchmarks (docs/benchmarks.md): training images/s per family and size, and the trainer's overhead
+    over a bare loop; or, with --ray-trials / --collect-cells, the sweep machinery's costs."""
     from rdsweep import bench as benchmarks
 
     if ray_trials <= 0 and collect_cells <= 0:
-        raise UserError("choose a benchmark: --ray-trials N and/or --collect-cells N")
+        table = Table(title=f"training images/s (batch 100, forward + backward + Adam), {steps} steps")
+        for col in ("family", "code", "size", "images/s", "parameters"):
+            table.add_column(col, justify="right" if col in ("images/s", "parameters") else "left")
+        for r in benchmarks.family_throughput([s.value for s in size], steps=steps):
+            table.add_row(r["family"], r["code"], r["size"], f"{r['images_per_s']:.0f}", f"{r['parameters']:,}")
+            console.print(f"{r['family']} ({r['code']}) {r['size']}: {r['images_per_s']:.0f} images/s",
+                          highlight=False)
+        console.print(table)
+        t = benchmarks.trainer_overhead()
+        console.print(f"one epoch of {t['family']} ({t['size']}, {t['images']} images): bare loop "
+                      f"{t['bare_epoch_s']:.2f} s, trainer {t['trainer_epoch_s']:.2f} s "
+                      f"(whole trial incl. data and evaluation of 3 splits: {t['trainer_total_s']:.2f} s)",
+                      highlight=False)
     if ray_trials > 0:
         r = benchmarks.ray_overhead(ray_trials)
         console.print(f"ray overhead: {r['trials']} toy trials of {r['epochs']} epoch, one at a time: bare trainer "
