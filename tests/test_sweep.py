@@ -1,13 +1,21 @@
 """launch → collect → frontier end to end on `toy`, against a real `ray start --head` (--address), plus
 skipping finished cells, training only added cells, resuming from a checkpoint, and refusing bad input."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from rdsweep.ledger import Experiment
 from rdsweep.spec import load_spec
+
+from conftest import RAY_ENV
 
 SPEC = """
 dataset = "toy"
@@ -138,3 +146,49 @@ def test_changing_the_budget_of_an_experiment_is_refused(tmp_path, rdsweep):
     assert not (tmp_path / "results" / "toy-5").exists()
     done = rdsweep("launch", spec, "--name", "a/b", "--dry-run")
     assert done.returncode == 2 and "one path segment" in done.stderr
+
+
+def _trial_workers(token: str) -> list[int]:
+    """PIDs of this test session's Ray trial processes (they inherit the session's private auth token)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (b"ImplicitFunc" in (proc / "cmdline").read_bytes()
+                    and f"RAY_AUTH_TOKEN={token}".encode() in (proc / "environ").read_bytes()):
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the trial's worker process through /proc")
+def test_a_killed_trial_is_retried_from_its_last_checkpoint(tmp_path, ray_address):
+    """A worker that dies mid-trial (OOM killer, lost node) is retried by Ray's FailureConfig, and the retry
+    resumes from the checkpoint of the last finished epoch instead of starting over."""
+    spec = tmp_path / "toy.toml"
+    spec.write_text('dataset = "toy"\nfamilies = ["toy"]\nseeds = [0]\n'
+                    "[budget]\nepochs = 12\nbatch_size = 100\nlr = 0.01\n"  # ~1 s per epoch
+                    '[[objective]]\nkind = "beta"\nvalues = [1.0]\n'
+                    "[resources]\ncpus_per_trial = 1\nmax_failures = 1\n")
+    storage = tmp_path / "results"
+    experiment = Experiment(storage / "toy")
+    (cell,) = load_spec(spec).cells()
+    launch = subprocess.Popen([sys.executable, "-m", "rdsweep", "launch", spec, "--storage", storage,
+                               "--address", ray_address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env={**os.environ, **RAY_ENV})
+    try:
+        deadline = time.monotonic() + 120
+        while not experiment.checkpoint_path(cell.cell_id).exists():  # epoch 1 is done and checkpointed
+            assert time.monotonic() < deadline and launch.poll() is None, "the trial never checkpointed"
+            time.sleep(0.2)
+        workers = _trial_workers(RAY_ENV["RAY_AUTH_TOKEN"])
+        assert len(workers) == 1, workers
+        os.kill(workers[0], signal.SIGKILL)
+        output, _ = launch.communicate(timeout=240)
+    finally:
+        launch.kill()
+    assert launch.returncode == 0, output
+    (result,) = experiment.results()
+    assert result["status"] == "converged" and result["epochs"] == 12
+    assert 1 <= result["resumed_from_epoch"] < 12
+    assert [h["epoch"] for h in result["history"]] == list(range(1, 13))
