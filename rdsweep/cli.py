@@ -79,6 +79,7 @@ def train(
     """Train one model and print its final rate R, distortion D and ELBO = −(R + D) per split (nats)."""
     from rdsweep.cells import Cell
     from rdsweep.data import load_dataset
+    from rdsweep.ledger import write_json_atomic
     from rdsweep.models.families import DEFAULT_FAMILY
     from rdsweep.trainer import train as train_cell
 
@@ -108,7 +109,7 @@ def train(
     result = train_cell(cell, on_epoch=show_epoch, device=device, images=images)
     console.print(result_table(result))
     if json_path is not None:
-        _write_json(result, json_path)
+        write_json_atomic(json_path, result)
         console.print(f"wrote {json_path}")
     if images is not None and result["status"] == "converged":
         console.print(f"wrote {images}")
@@ -136,14 +137,6 @@ def result_table(result: dict) -> Table:
         table.add_row("closed form", fmt(truth["rate"]), fmt(truth["distortion"]), fmt(truth["elbo"]),
                       fmt(-truth["elbo"]), *([""] if has_iwae else []))
     return table
-
-
-def _write_json(obj: dict, path: Path) -> None:
-    import json
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
 
 
 @app.command()

@@ -65,11 +65,11 @@ def build_model(family: Family, info: dict, size: str) -> VAE:
         return VAE(encoders.LinearEncoder(n, k), decoders.LinearGaussianDecoder(k, n, info["sigma2"]),
                    marginals.StandardNormal(k))
     d = LATENT_DIM
-    encoder = getattr(encoders, {"gauss": "ConvEncoder", "iaf": "IAFEncoder"}[family.encoder])(d, size)
-    decoder = getattr(decoders, {"deconv": "DeconvDecoder", "pixelcnn": "PixelCNNDecoder"}[family.decoder])(d, size)
-    if family.marginal == "vamp":
-        marginal = marginals.VampPrior(encoder, size)
-    else:
-        marginal = getattr(marginals, {"normal": "StandardNormal", "maf": "FlowMarginal"}[family.marginal])
-        marginal = marginal(d) if family.marginal == "normal" else marginal(d, size)
+    encoder = {"gauss": encoders.ConvEncoder, "iaf": encoders.IAFEncoder}[family.encoder](d, size)
+    decoder = {"deconv": decoders.DeconvDecoder, "pixelcnn": decoders.PixelCNNDecoder}[family.decoder](d, size)
+    marginal = {
+        "normal": lambda: marginals.StandardNormal(d),
+        "maf": lambda: marginals.FlowMarginal(d, size),
+        "vamp": lambda: marginals.VampPrior(encoder, size),  # a mixture of this encoder's posteriors
+    }[family.marginal]()
     return VAE(encoder, decoder, marginal)
