@@ -28,13 +28,15 @@ def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: in
     from rdsweep.data import load_dataset
     from rdsweep.models.vae import build_model
     from rdsweep.objectives import loss
+    from rdsweep.trainer import pick_device
 
-    x = load_dataset("mnist5k").train[:batch_size]
+    device = pick_device()
+    x = load_dataset("mnist5k").train[:batch_size].to(device)
     rows = []
     for size in sizes:
         for family in IMAGE_FAMILIES:
             torch.manual_seed(0)
-            model = build_model(family, {}, size)
+            model = build_model(family, {}, size).to(device)
             optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
             cell = Cell(family=family.name, size=size)
 
@@ -45,11 +47,13 @@ def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: in
                 optimizer.step()
 
             step()  # warm-up: first-call allocations and kernel selection
+            _sync(device)
             started = time.perf_counter()
             for _ in range(steps):
                 step()
+            _sync(device)
             seconds = time.perf_counter() - started
-            rows.append({"family": family.name, "code": family.code, "size": size,
+            rows.append({"family": family.name, "code": family.code, "size": size, "device": str(device),
                          "images_per_s": steps * batch_size / seconds,
                          "parameters": sum(p.numel() for p in model.parameters())})
     return rows
@@ -66,21 +70,31 @@ def trainer_overhead(family: str = "---", size: str = "small") -> dict:
     from rdsweep.objectives import loss
 
     cell = Cell(family=family, size=size, epochs=1).validated()
-    data = load_dataset(cell.dataset)
+    device = trainer.pick_device()
+    data = load_dataset(cell.dataset).to(device)
     torch.manual_seed(0)
-    model = build_model(get_family(cell.family), data.info, size)
+    model = build_model(get_family(cell.family), data.info, size).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
     started = time.perf_counter()
-    for idx in torch.randperm(len(data.train)).split(cell.batch_size):
+    for idx in torch.randperm(len(data.train), device=device).split(cell.batch_size):
         rate, distortion = model(data.train[idx])
         optimizer.zero_grad(set_to_none=True)
         loss(cell, rate, distortion).backward()
         optimizer.step()
+    _sync(device)
     bare = time.perf_counter() - started
     result = trainer.train(cell, on_epoch=lambda metrics, state: None)  # with the per-epoch state snapshot
     epoch = result["history"][0]["wall_s"]
     return {"family": cell.family, "size": size, "images": len(data.train), "bare_epoch_s": bare,
             "trainer_epoch_s": epoch, "trainer_total_s": result["wall_s"]}
+
+
+def _sync(device) -> None:
+    """GPU work is asynchronous: wait for it before reading the clock."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from rdsweep.errors import UserError
 from rdsweep.models.families import get_family
 
+SPLITS = ("train", "valid", "test")   # every trial is evaluated on all three
 OBJECTIVES = ("beta", "target-rate")
 SIZES = ("small", "paper")
 SCHEDULES = ("constant", "paper")
@@ -83,6 +84,11 @@ class Cell:
                        beta=None if self.beta is None else float(self.beta),
                        target_rate=None if self.target_rate is None else float(self.target_rate),
                        lr=float(self.lr))
+
+
+def knob(objective: str, beta: float | None, target_rate: float | None) -> str:
+    """The objective's setting as people write it: β=0.3 or σ=5."""
+    return f"β={beta:g}" if objective == "beta" else f"σ={target_rate:g}"
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> None:

@@ -160,6 +160,7 @@ def launch(
     max_concurrent: Optional[int] = typer.Option(None, help="Override resources.max_concurrent."),
 ) -> None:
     """Train a spec's cells as Ray Tune trials; finished cells are skipped, interrupted ones resumed."""
+    from rdsweep.cells import knob
     from rdsweep.ledger import Experiment, plan
     from rdsweep.spec import cli_overrides, load_spec
 
@@ -181,8 +182,8 @@ def launch(
         from rdsweep.models.families import get_family
         for p in planned:
             c = p.cell
-            knob = f"β={c.beta:g}" if c.objective == "beta" else f"σ={c.target_rate:g}"
-            table.add_row(c.cell_id, c.family, get_family(c.family).code or "", knob, str(c.seed),
+            table.add_row(c.cell_id, c.family, get_family(c.family).code or "",
+                          knob(c.objective, c.beta, c.target_rate), str(c.seed),
                           p.status or "", p.action)
         console.print(table)
         return
@@ -223,7 +224,8 @@ def frontier(
     split: str = typer.Option("test", help="Which split's R and D: train, valid or test."),
 ) -> None:
     """Print per-family and overall RD frontiers, Ĥ and each point's regime; --plot draws the RD plane."""
-    from rdsweep.frontier import analyse, family_label, knob, plot as plot_frontier, read_table
+    from rdsweep.cells import knob
+    from rdsweep.frontier import analyse, family_label, plot as plot_frontier, read_table
 
     result = analyse(read_table(table, split), split)
     pts = result.points

@@ -15,11 +15,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rdsweep.cells import SPLITS
 from rdsweep.errors import UserError
 from rdsweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES, get_family
 
-SPLITS = ("train", "valid", "test")
 TABLE_NAME = "frontier.parquet"
 
 SCHEMA = pa.schema([

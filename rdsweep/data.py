@@ -23,6 +23,7 @@ from scipy.optimize import brentq
 from scipy.special import entr
 from scipy.stats import norm
 
+from rdsweep.cells import SPLITS
 from rdsweep.errors import DataError
 
 DATASETS = {
@@ -32,7 +33,6 @@ DATASETS = {
     "amat:DIR": "Larochelle's static binarized MNIST: DIR/binarized_mnist_{train,valid,test}.amat (50k/10k/10k)",
     "idx:DIR": "MNIST-format IDX images in DIR (MNIST, Fashion-MNIST), statically binarized; valid = end of train",
 }
-SPLITS = ("train", "valid", "test")
 _SEED = 2018            # one fixed seed for every binarization, shuffle and sample
 _CACHE_VERSION = 1      # bump when the binarization or split rules change, so old caches are not reused
 _SIDE = 28

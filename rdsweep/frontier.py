@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rdsweep.cells import knob
 from rdsweep.errors import UserError
 from rdsweep.models.families import FAMILIES, IMAGE_FAMILIES
 
@@ -114,7 +115,8 @@ def pareto_mask(rate, distortion) -> np.ndarray:
 def hull_mask(rate, distortion) -> np.ndarray:
     """True for the vertices of the lower convex hull of the Pareto points: the points some β > 0 selects."""
     r, d = np.asarray(rate, float), np.asarray(distortion, float)
-    candidates = [i for i in np.lexsort((d, r)) if pareto_mask(r, d)[i]]
+    pareto = pareto_mask(r, d)
+    candidates = [i for i in np.lexsort((d, r)) if pareto[i]]
     hull: list[int] = []
     for i in candidates:  # Andrew's monotone chain, lower half
         while len(hull) >= 2 and _cross(hull[-2], hull[-1], i, r, d) <= 0:
@@ -140,10 +142,6 @@ def regime(rate: float, distortion: float, h_hat: float) -> str:
 def family_label(name: str) -> str:
     code = FAMILIES[name].code
     return f"{name} ({code})" if code else name
-
-
-def knob(objective: str, beta: float, target_rate: float) -> str:
-    return f"β={beta:g}" if objective == "beta" else f"σ={target_rate:g}"
 
 
 def family_colours(families: list[str]) -> dict[str, tuple]:

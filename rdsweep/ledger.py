@@ -39,7 +39,11 @@ class Experiment:
     def at(cls, storage: str | Path | None, name: str) -> "Experiment":
         if not name or name in (".", "..") or "/" in name or os.sep in name:
             raise UserError(f"experiment name {name!r} must be one path segment (no '/')")
-        return cls(Path(storage or DEFAULT_STORAGE) / name)
+        experiment = cls(Path(storage or DEFAULT_STORAGE) / name)
+        for path in (experiment.path.parent, experiment.path):
+            if path.exists() and not path.is_dir():
+                raise UserError(f"{path} exists and is not a directory: choose another --storage or --name")
+        return experiment
 
     def result_path(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}.json"
@@ -49,19 +53,13 @@ class Experiment:
 
     def results(self) -> list[dict]:
         """Every cell result on disk, ordered by file name (cell id), so readers are deterministic."""
-        results = []
-        for path in sorted(self.cells_dir.glob("*.json")):
-            try:
-                results.append(json.loads(path.read_text()))
-            except (OSError, ValueError) as e:
-                raise UserError(f"cannot read trial result {path}: {e}") from None
-        return results
+        return [_read_json(path) for path in sorted(self.cells_dir.glob("*.json"))]
 
     def status(self, cell_id: str) -> str | None:
         path = self.result_path(cell_id)
         if not path.exists():
             return None
-        return json.loads(path.read_text()).get("status")
+        return _read_json(path).get("status")
 
     def write_result(self, result: dict) -> None:
         write_json_atomic(self.result_path(result["cell_id"]), result)
@@ -70,7 +68,7 @@ class Experiment:
         """Refuse to mix budgets in one experiment: its points would not be comparable."""
         if not self.meta_path.exists():
             return
-        recorded = json.loads(self.meta_path.read_text())["protocol"]
+        recorded = _read_json(self.meta_path, "experiment record").get("protocol") or {}
         if recorded != protocol:
             changed = sorted(_diff(recorded, protocol))
             raise UserError(
@@ -103,6 +101,18 @@ def plan(experiment: Experiment, cells: list[Cell]) -> list[PlannedCell]:
             action = "run"
         planned.append(PlannedCell(cell, action, status))
     return planned
+
+
+def _read_json(path: Path, what: str = "trial result") -> dict:
+    """A ledger file; a damaged one (a crash mid-copy, a hand edit) is the user's to fix: say which."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {what} {path}: {' '.join(str(e).split())[:200]} "
+                        "(move the file away to rerun)") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"cannot read {what} {path}: not a JSON object (move the file away to rerun)")
+    return obj
 
 
 def write_json_atomic(path: Path, obj) -> None:

@@ -194,8 +194,9 @@ def _resources(path: Path, raw: dict) -> Resources:
     if not _is_number(cpus) or cpus <= 0:
         fail("cpus_per_trial", f"must be a number > 0, got {cpus!r}")
     gpus = table.get("gpus_per_trial", "auto")
-    if gpus != "auto" and (not _is_number(gpus) or gpus < 0 or (gpus > 1 and gpus != int(gpus))):
-        fail("gpus_per_trial", f"must be \"auto\", a fraction in [0, 1] or a whole number, got {gpus!r}")
+    if gpus != "auto" and (not _is_number(gpus) or gpus < 0 or gpus > 1):
+        # A trial trains one model on one device: more than one GPU per trial would sit idle.
+        fail("gpus_per_trial", f"must be \"auto\", 0, 1 or a fraction in (0, 1) to pack trials per GPU, got {gpus!r}")
     failures = table.get("max_failures", 2)
     if not isinstance(failures, int) or isinstance(failures, bool) or failures < -1:
         fail("max_failures", f"must be an integer ≥ 0 (or -1: retry forever), got {failures!r}")

@@ -23,9 +23,9 @@ from rich.live import Live
 from rich.table import Table
 
 from rdsweep import __version__
-from rdsweep.cells import Cell
+from rdsweep.cells import Cell, knob
 from rdsweep.errors import UserError
-from rdsweep.ledger import Experiment, PlannedCell
+from rdsweep.ledger import FINISHED, Experiment, PlannedCell
 from rdsweep.spec import Spec
 
 
@@ -197,6 +197,9 @@ class Progress(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         # Out of retries: record the failure in the ledger (collect shows it; a relaunch runs it again).
         cell_id = _trial_dirname(trial)
+        if self.experiment.status(cell_id) in FINISHED:  # the trial wrote its result, then its worker died
+            self._update(trial, self.experiment.status(cell_id))
+            return
         cell = self.cells[cell_id]
         error = _last_line(trial.error_file)
         self.experiment.write_result({
@@ -212,7 +215,8 @@ class Progress(tune.Callback):
             return
         cell = self.cells[cell_id]
         done = sum(s in ("converged", "diverged", "failed") for s in self.state.values())
-        self.console.print(f"[{done}/{len(self.cells)}] {cell.family} {_knob(cell)} seed={cell.seed}: "
+        label = knob(cell.objective, cell.beta, cell.target_rate)
+        self.console.print(f"[{done}/{len(self.cells)}] {cell.family} {label} seed={cell.seed}: "
                            f"{self.state[cell_id]} {error}".rstrip(), highlight=False)
 
     def _table(self) -> Table:
@@ -225,13 +229,10 @@ class Progress(tune.Callback):
         shown = [cid for cid, s in self.state.items() if s in ("running", "retrying", "failed")]
         for cell_id in shown:
             cell, latest = self.cells[cell_id], self.latest.get(cell_id, {})
-            table.add_row(cell_id[:8], cell.family, _knob(cell), str(cell.seed), self.state[cell_id],
-                          str(latest.get("epoch", "")), _num(latest.get("rate")), _num(latest.get("distortion")))
+            table.add_row(cell_id[:8], cell.family, knob(cell.objective, cell.beta, cell.target_rate),
+                          str(cell.seed), self.state[cell_id], str(latest.get("epoch", "")),
+                          _num(latest.get("rate")), _num(latest.get("distortion")))
         return table
-
-
-def _knob(cell: Cell) -> str:
-    return f"β={cell.beta:g}" if cell.objective == "beta" else f"σ={cell.target_rate:g}"
 
 
 def _num(value) -> str:

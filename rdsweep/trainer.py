@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,7 +17,7 @@ from typing import Callable
 import torch
 
 from rdsweep import __version__
-from rdsweep.cells import Cell
+from rdsweep.cells import SPLITS, Cell
 from rdsweep.data import load_dataset
 from rdsweep.errors import UserError
 from rdsweep.evaluate import evaluate, save_image_grids
@@ -23,7 +25,6 @@ from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 from rdsweep.objectives import loss
 
-SPLITS = ("train", "valid", "test")
 
 
 def lr_factor(cell: Cell, epoch: int) -> float:
@@ -35,7 +36,16 @@ def lr_factor(cell: Cell, epoch: int) -> float:
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """The requested device, or CUDA when present; a UserError for a device this machine does not have."""
+    try:
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"device {device!r} is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {device!r}: use cpu, cuda or cuda:N")
+    return dev
 
 
 def train(
@@ -65,6 +75,8 @@ def train(
     if family.data_kind != dataset.kind:
         raise UserError(f"family {family.name!r} models {family.data_kind} data, "
                         f"but dataset {cell.dataset!r} is {dataset.kind} data")
+    if images and dataset.kind != "image":
+        raise UserError(f"image grids need image data; {cell.dataset!r} is {dataset.kind} data")
     dataset = dataset.to(dev)
     model = build_model(family, dataset.info, cell.size).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
@@ -75,6 +87,8 @@ def train(
         optimizer.load_state_dict(resume_state["optimizer"])
         batch_order.set_state(resume_state["batch_order"])
         torch.set_rng_state(resume_state["torch_rng"])
+        if dev.type == "cuda" and resume_state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resume_state["cuda_rng"], dev)  # z-samples on a GPU come from its own RNG
         first_epoch, history = resume_state["epoch"] + 1, list(resume_state["history"])
 
     x = dataset.train
@@ -110,6 +124,7 @@ def train(
                 "epoch": epoch, "history": history, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "batch_order": batch_order.get_state(),
                 "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
             }))
 
     splits = {s: {"rate": None, "distortion": None, "elbo": None, "iwae": None} for s in SPLITS}
@@ -119,8 +134,8 @@ def train(
                   for s in SPLITS}
         if not all(math.isfinite(v) for m in splits.values() for v in (m["rate"], m["distortion"])):
             status = "diverged"
-        if images and dataset.kind == "image":
-            save_image_grids(model, dataset.test, Path(images))
+    if images and status == "converged":
+        save_image_grids(model, dataset.test, Path(images))
     truth = dataset.truth(cell.beta if cell.objective == "beta" else None)
     return {
         "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status, "epochs": len(history),
@@ -136,9 +151,10 @@ def device_name(dev: torch.device) -> str:
 def save_state(state: dict, path: str | Path) -> None:
     """Write a training state atomically (a crash mid-write leaves the previous checkpoint intact)."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     torch.save(state, tmp)
-    tmp.replace(path)
+    os.replace(tmp, path)
 
 
 def load_state(path: str | Path) -> dict:

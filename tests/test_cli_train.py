@@ -53,13 +53,43 @@ def test_paper_code_needs_the_equals_form_and_works_with_it(monkeypatch, capsys)
     (["--target-rate", "-2"], "target rate must be a finite number ≥ 0"),
     (["--epochs", "0"], "epochs must be a positive integer"),
     (["--size", "huge"], "Invalid value for '--size'"),
+    (["--device", "floppy"], "unknown device 'floppy'"),
+    (["--dataset", "toy", "--images", "grid.png"], "image grids need image data"),
 ])
 def test_bad_options_exit_2_with_one_line(monkeypatch, capsys, tmp_path, args, message):
     path = tmp_path / "out.json"
+    monkeypatch.chdir(tmp_path)
     code, out, err = run(monkeypatch, capsys, "train", *args, "--json", str(path))
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("rdsweep: error: ") and message in err, err
-    assert not path.exists()
+    assert not path.exists() and not (tmp_path / "grid.png").exists()
+
+
+def test_launch_mistakes_found_before_ray_starts_exit_2(monkeypatch, capsys, tmp_path):
+    """Damaged ledger files, a storage path that is a file, more than one GPU per trial: one line, exit 2."""
+    spec = tmp_path / "toy.toml"
+    spec.write_text('dataset = "toy"\nfamilies = ["toy"]\nseeds = [0]\n[budget]\nepochs = 1\n'
+                    '[[objective]]\nkind = "beta"\nvalues = [1.0]\n')
+    experiment = tmp_path / "results" / "toy"
+    (experiment / "cells").mkdir(parents=True)
+    (experiment / "experiment.json").write_text('{"protocol": ')
+    code, _, err = run(monkeypatch, capsys, "launch", str(spec), "--storage", str(tmp_path / "results"), "--dry-run")
+    assert code == 2 and err.count("\n") == 1 and "cannot read experiment record" in err, err
+    (experiment / "experiment.json").unlink()
+    from rdsweep.spec import load_spec
+    (cell,) = load_spec(spec).cells()
+    (experiment / "cells" / f"{cell.cell_id}.json").write_text("{truncated")
+    code, _, err = run(monkeypatch, capsys, "launch", str(spec), "--storage", str(tmp_path / "results"), "--dry-run")
+    assert code == 2 and err.count("\n") == 1 and "cannot read trial result" in err, err
+    assert (experiment / "cells" / f"{cell.cell_id}.json").read_text() == "{truncated"  # left as it was
+
+    (tmp_path / "afile").write_text("precious")
+    code, _, err = run(monkeypatch, capsys, "launch", str(spec), "--storage", str(tmp_path / "afile"))
+    assert code == 2 and "is not a directory" in err, err
+    assert (tmp_path / "afile").read_text() == "precious"
+    code, _, err = run(monkeypatch, capsys, "launch", str(spec), "--storage", str(tmp_path / "r2"),
+                       "--gpus-per-trial", "2", "--dry-run")
+    assert code == 2 and "gpus_per_trial" in err, err
 
 
 def write_amat(directory, rows, width=784):

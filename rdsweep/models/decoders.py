@@ -10,12 +10,16 @@ from torch import nn
 from rdsweep.models.encoders import GatedConv
 
 
+def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log Π_i Bernoulli(x_i; sigmoid(logit_i)) per image, in nats."""
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(-1)
+
+
 class BernoulliImageDecoder(nn.Module):
     """Factorised Bernoulli pixels from logits(z); subclasses define `logits(z)`."""
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(z)
-        return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(-1)
+        return bernoulli_log_prob(x, self.logits(z))
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor) -> torch.Tensor:
@@ -141,8 +145,7 @@ class PixelCNNDecoder(nn.Module):
         return self.head(h)
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(x, z)
-        return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(-1)
+        return bernoulli_log_prob(x, self.logits(x, z))
 
     def row_logits(self, x: torch.Tensor, z: torch.Tensor, row: int) -> torch.Tensor:
         """The logits of one row, (B, 1, 28), computed on the band of rows it can see rather than the whole
