@@ -155,7 +155,7 @@ def launch(
     lr: Optional[float] = typer.Option(None, help="Override budget.lr."),
     schedule: Optional[Schedule] = typer.Option(None, help="Override budget.schedule."),
     cpus_per_trial: Optional[float] = typer.Option(None, help="Override resources.cpus_per_trial."),
-    gpus_per_trial: Optional[str] = typer.Option(None, help="Override: 'auto', a fraction (packs trials per GPU) or a count."),
+    gpus_per_trial: Optional[str] = typer.Option(None, help="Override: 'auto', 0, 1, or a fraction that packs trials per GPU."),
     max_failures: Optional[int] = typer.Option(None, help="Override resources.max_failures (retries per trial)."),
     max_concurrent: Optional[int] = typer.Option(None, help="Override resources.max_concurrent."),
 ) -> None:
