@@ -86,7 +86,10 @@ class ConvEncoder(GaussianEncoder):
         return self.net(2 * x - 1)  # binary pixels rescaled to [-1, 1]
 
     def gaussian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.hidden(x)
+        return self.gaussian_of(self.hidden(x))
+
+    def gaussian_of(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior's mean and std from the conv features h (the IAF encoder also needs h itself)."""
         return self.mean(h), _std(self.raw_std(h))
 
 
@@ -143,7 +146,7 @@ class IAFEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, n_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.base.hidden(x)
-        mean, std = self.base.mean(h), _std(self.base.raw_std(h))
+        mean, std = self.base.gaussian_of(h)
         z0 = mean + std * torch.randn((n_samples, *mean.shape), device=mean.device, dtype=mean.dtype)
         z, log_det = self.flow(z0, h)
         return z, gaussian_log_prob(z0, mean, std) - log_det
