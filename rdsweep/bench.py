@@ -112,7 +112,7 @@ def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:
     bare = time.perf_counter() - started
 
     spec = Spec(path=Path("bench"), dataset="toy", data_kind="toy", families=("toy",),
-                objectives=(("beta", tuple(c.beta for c in cells)),), seeds=(0,), base=base,
+                objectives=(("beta", tuple(c.beta for c in cells), ("toy",)),), seeds=(0,), base=base,
                 resources=Resources(cpus_per_trial=1, gpus_per_trial=0, max_failures=0, max_concurrent=1))
     with tempfile.TemporaryDirectory() as tmp:
         experiment = Experiment(Path(tmp) / "bench")

@@ -1,8 +1,11 @@
 """A cell: one point of a sweep grid, i.e. everything that decides what one trial trains.
 
-Its `cell_id` is a stable hash of exactly the fields that change the trained model (dataset, family,
-objective, beta or target rate, seed, size, training budget), so relaunching a spec recognises the cells
-that already finished, and adding β values or seeds adds only new ids.
+Its `cell_id` is a stable hash of exactly the fields that change the trained model's trajectory (dataset,
+family, objective, beta or target rate, seed, size, optimiser and stopping rule), so relaunching a spec
+recognises the cells that already finished, and adding β values or seeds adds only new ids.
+
+`epochs` is a cap, not part of the trajectory, unless the learning-rate schedule depends on it ('paper'
+decays to 0 at the last epoch): raising the cap continues an unconverged cell instead of starting a new one.
 """
 from __future__ import annotations
 
@@ -17,9 +20,10 @@ from rdsweep.models.families import get_family
 SPLITS = ("train", "valid", "test")   # every trial is evaluated on all three
 OBJECTIVES = ("beta", "target-rate")
 SIZES = ("small", "paper")
-SCHEDULES = ("constant", "paper")
+SCHEDULES = ("constant", "paper", "plateau")
 # Evaluation settings: recorded with the cell, but they do not change the trained model, so not in the id.
-EVAL_FIELDS = ("eval_samples", "iwae_k")
+EVAL_FIELDS = ("eval_samples", "iwae_k", "images")
+PLATEAU_FIELDS = ("lr_reductions", "lr_divisor")  # only the plateau schedule reads them
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,26 @@ class Cell:
     epochs: int = 10
     batch_size: int = 100
     lr: float = 3e-4
-    schedule: str = "constant"            # "paper": constant for the first half, then linear decay to 0
+    schedule: str = "plateau"             # "plateau": divide by lr_divisor on each plateau of the valid objective;
+                                          # "paper": constant for the first half, then linear decay to 0
+    eval_every: int = 1                   # epochs between evaluations of the valid objective
+    patience: int = 5                     # evaluations without an improvement > min_delta that make a plateau
+    min_delta: float = 0.05               # nats
+    lr_reductions: int = 2                # plateau schedule: rate reductions before a plateau stops the trial
+    lr_divisor: float = 10.0              # plateau schedule: what each reduction divides the rate by
     eval_samples: int = 1                 # z-samples per example in the final R, D, ELBO
     iwae_k: int = 0                       # importance samples for the IWAE bound (0: not computed)
+    images: bool = False                  # write data / reconstruction / sample grids (image data only)
 
     @property
     def cell_id(self) -> str:
-        identity = {k: v for k, v in asdict(self).items() if k not in EVAL_FIELDS}
+        ignored = set(EVAL_FIELDS)
+        if self.schedule != "paper":
+            ignored.add("epochs")
+        if self.schedule != "plateau":
+            ignored.update(PLATEAU_FIELDS)
+        # None means "not used by this cell"; fields added later default to None, so old ids stay valid.
+        identity = {k: v for k, v in asdict(self).items() if k not in ignored and v is not None}
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -72,23 +89,37 @@ class Cell:
             raise UserError(f"unknown size {self.size!r}: use one of {', '.join(SIZES)}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
-        for name in ("epochs", "batch_size", "eval_samples"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+        for name in ("epochs", "batch_size", "eval_samples", "eval_every", "patience"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not isinstance(self.iwae_k, int) or self.iwae_k < 0:
-            raise UserError(f"iwae_k must be a non-negative integer, got {self.iwae_k!r}")
+        for name in ("iwae_k", "lr_reductions"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise UserError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+        if not isinstance(self.images, bool):
+            raise UserError(f"images must be true or false, got {self.images!r}")
+        if self.eval_every > self.epochs:
+            raise UserError(f"eval_every ({self.eval_every}) must not exceed epochs ({self.epochs}): "
+                            "a trial is judged on its valid objective at least once")
+        _positive("min_delta", self.min_delta, allow_zero=True)
+        _positive("lr_divisor", self.lr_divisor)
+        if self.lr_divisor <= 1:
+            raise UserError(f"lr_divisor must be > 1 (it divides the rate on a plateau), got {self.lr_divisor!r}")
         if not isinstance(self.seed, int):
             raise UserError(f"seed must be an integer, got {self.seed!r}")
         _positive("lr", self.lr)
         return replace(self, family=family.name,
                        beta=None if self.beta is None else float(self.beta),
                        target_rate=None if self.target_rate is None else float(self.target_rate),
-                       lr=float(self.lr))
+                       lr=float(self.lr), min_delta=float(self.min_delta), lr_divisor=float(self.lr_divisor))
 
 
 def knob(objective: str, beta: float | None, target_rate: float | None) -> str:
     """The objective's setting as people write it: β=0.3 or σ=5."""
     return f"β={beta:g}" if objective == "beta" else f"σ={target_rate:g}"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> None:

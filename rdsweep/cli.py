@@ -52,6 +52,7 @@ class Size(str, Enum):
 class Schedule(str, Enum):
     constant = "constant"
     paper = "paper"
+    plateau = "plateau"
 
 
 @app.command()
@@ -65,11 +66,18 @@ def train(
     beta: float = typer.Option(1.0, help="β of the beta objective (> 0; 1 is the ELBO)."),
     target_rate: Optional[float] = typer.Option(None, help="σ in nats for the target-rate objective."),
     seed: int = typer.Option(0, help="Seed of the initialisation, batch order and z-samples."),
-    epochs: int = typer.Option(1, help="Training epochs."),
+    epochs: int = typer.Option(1, help="Most training epochs; the stopping rule may end the run sooner."),
     size: Size = typer.Option(Size.small, help="small (CPU-friendly widths) or paper (Appendix F)."),
     batch_size: int = typer.Option(100, help="Examples per Adam step."),
     lr: float = typer.Option(3e-4, help="Adam learning rate."),
-    schedule: Schedule = typer.Option(Schedule.constant, help="constant, or paper: constant then linear decay to 0."),
+    schedule: Schedule = typer.Option(
+        Schedule.plateau, help="plateau: divide by --lr-divisor on each plateau of the valid objective; "
+        "constant; or paper: constant then linear decay to 0."),
+    eval_every: int = typer.Option(1, help="Epochs between evaluations of the valid objective."),
+    patience: int = typer.Option(5, help="Evaluations without an improvement > --min-delta that make a plateau."),
+    min_delta: float = typer.Option(0.05, help="Smallest improvement of the valid objective that counts (nats)."),
+    lr_reductions: int = typer.Option(2, help="plateau schedule: rate reductions before a plateau stops the run."),
+    lr_divisor: float = typer.Option(10.0, help="plateau schedule: what each reduction divides the rate by."),
     eval_samples: int = typer.Option(1, help="z-samples per example in the final R, D, ELBO."),
     iwae_k: int = typer.Option(0, help="Importance samples for an IWAE bound per split (0: skip)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda if available)."),
@@ -93,15 +101,18 @@ def train(
         beta=beta if objective is Objective.beta else None,
         target_rate=target_rate if objective is Objective.target_rate else None,
         seed=seed, size=size.value, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule.value,
-        eval_samples=eval_samples, iwae_k=iwae_k,
+        eval_every=eval_every, patience=patience, min_delta=min_delta, lr_reductions=lr_reductions,
+        lr_divisor=lr_divisor, eval_samples=eval_samples, iwae_k=iwae_k,
     ).validated()
     for path in (json_path, images):
         if path is not None and not path.parent.is_dir():
             raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
 
-    def show_epoch(m: dict, _state: dict) -> None:
-        console.print(f"epoch {m['epoch']:>3}/{cell.epochs}  loss {m['loss']:9.3f}  R {m['rate']:8.3f}  "
-                      f"D {m['distortion']:9.3f}  ({m['wall_s']:.1f}s)", highlight=False)
+    def show_epoch(m: dict, state: dict) -> None:
+        valid = (f"  valid {m['valid_objective']:9.3f}" + (" *" if state["rule"]["best_epoch"] == m["epoch"] else "  ")
+                 if "valid_objective" in m else "")
+        console.print(f"epoch {m['epoch']:>3}/{cell.epochs}  lr {m['lr']:.1e}  loss {m['loss']:9.3f}  "
+                      f"R {m['rate']:8.3f}  D {m['distortion']:9.3f}{valid}  ({m['wall_s']:.1f}s)", highlight=False)
 
     console.print(f"training {cell.family} on {cell.dataset}: {cell.objective} "
                   f"{cell.beta if cell.beta is not None else cell.target_rate}, seed {cell.seed}, "
@@ -111,9 +122,12 @@ def train(
     if json_path is not None:
         write_json_atomic(json_path, result)
         console.print(f"wrote {json_path}")
-    if images is not None and result["status"] == "converged":
+    if images is not None and result["status"] != "diverged":
         console.print(f"wrote {images}")
-    if result["status"] != "converged":
+    if result["status"] == "unconverged":
+        print(f"rdsweep: warning: unconverged: the valid objective was still improving at epoch {cell.epochs}; "
+              "raise --epochs", file=sys.stderr)
+    if result["status"] == "diverged":
         raise typer.Exit(1)
 
 
@@ -121,8 +135,9 @@ def result_table(result: dict) -> Table:
     """Final R, D, ELBO per split, with what the dataset knows exactly beside them."""
     truth, splits = result["truth"], result["splits"]
     has_iwae = any(m["iwae"] is not None for m in splits.values())
-    table = Table(title=f"{result['cell']['family']} on {result['cell']['dataset']}: "
-                        f"{result['status']} after {result['epochs']} epoch(s), {result['wall_s']:.1f}s")
+    best = f", best valid at epoch {result['best_epoch']}" if result.get("best_epoch") else ""
+    table = Table(title=f"{result['cell']['family']} on {result['cell']['dataset']}: {result['status']} "
+                        f"({result['stop_reason']}) after {result['epochs']} epoch(s){best}, {result['wall_s']:.1f}s")
     for col in ["split", "rate R", "distortion D", "ELBO", "−ELBO"] + (["IWAE"] if has_iwae else []):
         table.add_column(col, justify="right")
     fmt = lambda v: "nan" if v is None else f"{v:.4f}"
@@ -150,10 +165,13 @@ def launch(
     families: Optional[str] = typer.Option(None, help="Override: comma-separated names/codes, or 'all'."),
     seeds: Optional[str] = typer.Option(None, help="Override: comma-separated seeds, e.g. 0,1,2."),
     size: Optional[Size] = typer.Option(None, help="Override the spec's model size."),
-    epochs: Optional[int] = typer.Option(None, help="Override budget.epochs."),
+    epochs: Optional[int] = typer.Option(None, help="Override budget.epochs (the cap; raising it continues unconverged cells)."),
     batch_size: Optional[int] = typer.Option(None, help="Override budget.batch_size."),
     lr: Optional[float] = typer.Option(None, help="Override budget.lr."),
     schedule: Optional[Schedule] = typer.Option(None, help="Override budget.schedule."),
+    patience: Optional[int] = typer.Option(None, help="Override budget.patience."),
+    min_delta: Optional[float] = typer.Option(None, help="Override budget.min_delta (nats)."),
+    eval_every: Optional[int] = typer.Option(None, help="Override budget.eval_every."),
     cpus_per_trial: Optional[float] = typer.Option(None, help="Override resources.cpus_per_trial."),
     gpus_per_trial: Optional[str] = typer.Option(None, help="Override: 'auto', 0, 1, or a fraction that packs trials per GPU."),
     max_failures: Optional[int] = typer.Option(None, help="Override resources.max_failures (retries per trial)."),
@@ -166,7 +184,8 @@ def launch(
 
     overrides = cli_overrides(
         dataset=dataset, families=families, seeds=seeds, size=size and size.value, epochs=epochs,
-        batch_size=batch_size, lr=lr, schedule=schedule and schedule.value, cpus_per_trial=cpus_per_trial,
+        batch_size=batch_size, lr=lr, schedule=schedule and schedule.value, patience=patience,
+        min_delta=min_delta, eval_every=eval_every, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, max_failures=max_failures, max_concurrent=max_concurrent)
     sweep_spec = load_spec(spec, overrides)
     experiment = Experiment.at(storage, name or spec.stem)
@@ -174,7 +193,8 @@ def launch(
     planned = plan(experiment, sweep_spec.cells())
     actions = [p.action for p in planned]
     console.print(f"experiment {experiment.path}: {len(planned)} cells, {actions.count('skip')} finished, "
-                  f"{actions.count('run')} to run, {actions.count('resume')} to resume", highlight=False)
+                  f"{actions.count('run')} to run, {actions.count('resume')} to resume, "
+                  f"{actions.count('continue')} to continue (unconverged, the cap was raised)", highlight=False)
     if dry_run:
         table = Table(title="cells (dry run: nothing started)")
         for col in ("cell_id", "family", "code", "objective", "seed", "ledger", "action"):
@@ -195,8 +215,12 @@ def launch(
 
     load_dataset(sweep_spec.dataset)  # a missing or malformed data file stops here, before Ray starts
     summary = run_launch(sweep_spec, experiment, planned, address=address, console=console)
-    console.print(f"done: {summary.converged} converged, {summary.diverged} diverged, {summary.failed} failed, "
-                  f"{summary.unfinished} unfinished, {summary.skipped} skipped (already finished)", highlight=False)
+    console.print(f"done: {summary.converged} converged, {summary.unconverged} unconverged, {summary.diverged} "
+                  f"diverged, {summary.failed} failed, {summary.unfinished} unfinished, {summary.skipped} skipped "
+                  "(already finished)", highlight=False)
+    if summary.unconverged:
+        print(f"rdsweep: warning: {summary.unconverged} cell(s) reached the epoch cap still improving; raise "
+              "--epochs and launch again to continue them", file=sys.stderr)
     if summary.failed or summary.unfinished:
         console.print("run the same command again to retry failed and resume unfinished cells", highlight=False)
         raise typer.Exit(1)
@@ -212,7 +236,8 @@ def collect(
 
     path, table = collect_table(experiments, out)
     statuses = table.column("status").to_pylist()[::3]  # one row per cell × 3 splits
-    summary = ", ".join(f"{statuses.count(s)} {s}" for s in ("converged", "diverged", "failed") if s in statuses)
+    summary = ", ".join(f"{statuses.count(s)} {s}" for s in ("converged", "unconverged", "diverged", "failed")
+                        if s in statuses)
     console.print(f"wrote {path}: {table.num_rows} rows ({len(statuses)} cells: {summary})", highlight=False)
 
 
@@ -222,16 +247,23 @@ def frontier(
     plot_path: Optional[Path] = typer.Argument(None, metavar="[PATH]", help="Where --plot writes the PNG [default: TABLE's folder, frontier-SPLIT.png]."),
     plot: bool = typer.Option(False, "--plot", help="Write a PNG of the RD plane (to PATH if given)."),
     split: str = typer.Option("test", help="Which split's R and D: train, valid or test."),
+    include_unconverged: bool = typer.Option(
+        False, "--include-unconverged", help="Also use cells that hit the epoch cap still improving (drawn hollow)."),
+    grids: Optional[Path] = typer.Option(
+        None, help="Write one PNG with a data / reconstruction / sample row per regime found (needs image grids)."),
 ) -> None:
-    """Print per-family and overall RD frontiers, Ĥ and each point's regime; --plot draws the RD plane."""
+    """Print per-family and overall RD frontiers, Ĥ and each point's regime; --plot draws the RD plane.
+    Only converged cells count unless --include-unconverged is given."""
     from rdsweep.cells import knob
     from rdsweep.frontier import analyse, family_label, plot as plot_frontier, read_table
 
-    result = analyse(read_table(table, split), split)
+    result = analyse(read_table(table, split, include_unconverged), split)
     pts = result.points
     what = "exact entropy H" if result.h_exact else "Ĥ = best −ELBO"
-    console.print(f"{result.dataset}, {split} split: {len(pts)} settings; {what} = {result.h_hat:.3f} nats",
-                  highlight=False)
+    unconverged = int((~pts["converged"]).sum())
+    console.print(f"{result.dataset}, {split} split: {len(pts)} settings"
+                  + (f" ({unconverged} unconverged, marked ~)" if unconverged else "")
+                  + f"; {what} = {result.h_hat:.3f} nats", highlight=False)
 
     def frontier_table(title: str, rows, with_family: bool) -> Table:
         t = Table(title=title, title_justify="left")
@@ -241,7 +273,8 @@ def frontier(
             sd = lambda v: f" ± {v:.2f}" if p.seeds > 1 else ""
             hull = p.overall_hull if with_family else p.hull
             t.add_row(*([family_label(p.family)] if with_family else []),
-                      knob(p.objective, p.beta, p.target_rate), str(p.seeds), f"{p.rate:.2f}{sd(p.rate_std)}",
+                      knob(p.objective, p.beta, p.target_rate) + ("" if p.converged else " ~"), str(p.seeds),
+                      f"{p.rate:.2f}{sd(p.rate_std)}",
                       f"{p.distortion:.2f}{sd(p.distortion_std)}", f"{p.neg_elbo:.2f}", "✓" if hull else "",
                       p.regime)
         return t
@@ -255,6 +288,39 @@ def frontier(
     if plot or plot_path is not None:
         out = plot_frontier(result, plot_path or table.parent / f"frontier-{split}.png")
         console.print(f"wrote {out}")
+    if grids is not None:
+        from rdsweep.frontier import regime_examples
+        from rdsweep.grids import compose_regime_grids
+
+        examples = regime_examples(result, table.parent)
+        out = compose_regime_grids(examples, grids, title=f"{result.dataset}: one model per regime "
+                                   f"({split} digits, their reconstructions, samples from m(z))")
+        console.print(f"wrote {out}: " + ", ".join(e["regime"] for e in examples))
+
+
+@app.command()
+def curves(
+    experiments: list[Path] = typer.Argument(..., help="Experiment directories, e.g. rdsweep-results/quick."),
+    plot: Optional[Path] = typer.Option(None, help="Write the curves, one panel per family, to this PNG."),
+) -> None:
+    """The valid objective of every cell against epoch: status, best epoch and how it ended, per cell.
+    Reads the ledger only (no Ray), so it also works on the finished cells of a running sweep."""
+    from rdsweep.curves import curves as read_curves, plot_curves, summary
+
+    frame = read_curves(experiments)
+    table = Table(title="learning curves (valid objective, nats)", title_justify="left")
+    for col in ("experiment", "family", "objective", "seed", "status", "epochs", "best epoch", "best", "last"):
+        table.add_column(col, justify="right" if col in ("seed", "epochs", "best epoch", "best", "last") else "left")
+    fmt = lambda v: "" if v is None or v != v else f"{v:.2f}"
+    for r in summary(frame).itertuples():
+        table.add_row(r.experiment, r.family, r.knob, str(r.seed), r.status, f"{r.epochs_run}/{r.epoch_cap}",
+                      "" if r.best_epoch is None or r.best_epoch != r.best_epoch else str(int(r.best_epoch)),
+                      fmt(r.best_valid_objective), fmt(r.last_valid_objective))
+    console.print(table)
+    if plot is not None:
+        if not plot.parent.is_dir():
+            raise UserError(f"cannot write {plot}: directory {plot.parent} does not exist")
+        console.print(f"wrote {plot_curves(frame, plot)}")
 
 
 @app.command()
@@ -297,7 +363,8 @@ def bench(
 def main() -> None:
     """Console entry point: run the app, turning user mistakes into one line and exit status 2."""
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)  # click returns a typer.Exit's status instead of raising it
+        sys.exit(status if isinstance(status, int) else 0)
     except UserError as e:
         _fail(str(e))
     except typer.Exit as e:

@@ -37,21 +37,31 @@ SCHEMA = pa.schema([
     ("seed", pa.int64()),
     ("size", pa.string()),
     ("split", pa.string()),               # train | valid | test
-    ("rate", pa.float64()),               # nats per example; null unless converged
+    ("rate", pa.float64()),               # nats per example, of the best-valid state; null unless
+                                          # converged or unconverged
     ("distortion", pa.float64()),
     ("elbo", pa.float64()),               # −(rate + distortion)
     ("iwae", pa.float64()),               # null unless the cell asked for iwae_k > 0
     ("true_entropy", pa.float64()),       # exact H(x) where the dataset knows it (toy), else null
     ("epochs", pa.int64()),               # epochs completed
-    ("max_epochs", pa.int64()),           # the budget
+    ("max_epochs", pa.int64()),           # the cap it ran under
+    ("best_epoch", pa.int64()),           # the epoch of the best valid objective: the reported state
+    ("best_valid_objective", pa.float64()),  # the cell's own objective on valid at best_epoch (fixed noise)
+    ("stop_reason", pa.string()),         # plateau | max epochs | non-finite loss | ... | error
     ("batch_size", pa.int64()),
     ("lr", pa.float64()),
     ("schedule", pa.string()),
+    ("eval_every", pa.int64()),
+    ("patience", pa.int64()),
+    ("min_delta", pa.float64()),
+    ("lr_reductions", pa.int64()),        # plateau schedule only, else null
+    ("lr_divisor", pa.float64()),         # plateau schedule only, else null
     ("eval_samples", pa.int64()),
     ("iwae_k", pa.int64()),
-    ("status", pa.string()),              # converged | diverged | failed
+    ("status", pa.string()),              # converged | unconverged | diverged | failed
     ("error", pa.string()),               # last line of a failed trial's error
     ("wall_s", pa.float64()),
+    ("grid", pa.string()),                # the cell's image grid, relative to the table's folder, or null
     ("device", pa.string()),
     ("rdsweep_version", pa.string()),
 ])
@@ -86,7 +96,7 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
             raise UserError(f"no trial results in {experiment.cells_dir} (run `rdsweep launch` first)")
         for result in results:
             try:
-                rows += result_rows(result, experiment.name)
+                rows += result_rows(result, experiment.name, _grid(experiment, result, out))
             except (KeyError, TypeError, AttributeError, UserError) as e:
                 where = experiment.result_path(str(result.get("cell_id", "?")) if isinstance(result, dict) else "?")
                 raise UserError(f"malformed trial result {where}: {type(e).__name__}: {e}") from None
@@ -96,17 +106,23 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
     return out, table
 
 
-def result_rows(result: dict, experiment: str) -> list[dict]:
+def _grid(experiment: Experiment, result: dict, out: Path) -> str | None:
+    grid = experiment.grid_path(str(result.get("cell_id")))
+    return os.path.relpath(grid, out.absolute().parent) if grid.is_file() else None
+
+
+def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[dict]:
     """The three split rows of one cell result (metrics null when it diverged or failed)."""
     cell = result["cell"]
     family = get_family(cell["family"])
     splits = result.get("splits") or {}
-    converged = result["status"] == "converged"
+    evaluated = result["status"] in ("converged", "unconverged")
+    plateau = cell.get("schedule") == "plateau"
     rows = []
     for split in SPLITS:
         metrics = splits.get(split) or {}
         rate, distortion = _finite(metrics.get("rate")), _finite(metrics.get("distortion"))
-        if not converged or rate is None or distortion is None:
+        if not evaluated or rate is None or distortion is None:
             rate = distortion = None
         rows.append({
             "cell_id": result["cell_id"], "experiment": experiment, "dataset": cell["dataset"],
@@ -115,12 +131,17 @@ def result_rows(result: dict, experiment: str) -> list[dict]:
             "beta": cell["beta"], "target_rate": cell["target_rate"], "seed": cell["seed"], "size": cell["size"],
             "split": split, "rate": rate, "distortion": distortion,
             "elbo": None if rate is None else -(rate + distortion),
-            "iwae": _finite(metrics.get("iwae")) if converged else None,
+            "iwae": _finite(metrics.get("iwae")) if evaluated else None,
             "true_entropy": (result.get("truth") or {}).get("entropy"),
-            "epochs": result.get("epochs"), "max_epochs": cell["epochs"], "batch_size": cell["batch_size"],
-            "lr": cell["lr"], "schedule": cell["schedule"], "eval_samples": cell["eval_samples"],
+            "epochs": result.get("epochs"), "max_epochs": cell["epochs"], "best_epoch": result.get("best_epoch"),
+            "best_valid_objective": _finite(result.get("best_valid_objective")),
+            "stop_reason": result.get("stop_reason") or ("error" if result["status"] == "failed" else None),
+            "batch_size": cell["batch_size"], "lr": cell["lr"], "schedule": cell["schedule"],
+            "eval_every": cell.get("eval_every"), "patience": cell.get("patience"),
+            "min_delta": cell.get("min_delta"), "lr_reductions": cell.get("lr_reductions") if plateau else None,
+            "lr_divisor": cell.get("lr_divisor") if plateau else None, "eval_samples": cell["eval_samples"],
             "iwae_k": cell["iwae_k"], "status": result["status"], "error": result.get("error"),
-            "wall_s": result.get("wall_s"), "device": result.get("device"),
+            "wall_s": result.get("wall_s"), "grid": grid, "device": result.get("device"),
             "rdsweep_version": result.get("rdsweep_version"),
         })
     return rows

@@ -1,10 +1,16 @@
-"""Evaluation of a trained model: mean rate, distortion, ELBO (and optionally IWAE) over a split,
-plus sample and reconstruction grids."""
+"""Evaluation of a trained model: mean rate, distortion, ELBO (and optionally IWAE) over a split, the
+valid objective the stopping rule watches, plus sample and reconstruction grids."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+
+from rdsweep.objectives import loss
+
+# Validation draws its z-samples from its own generator state, fixed per cell, so two evaluations of the
+# same weights give the same objective: noise alone neither triggers nor prevents a stop.
+_VALID_NOISE = 0x5EED
 
 
 @torch.no_grad()
@@ -26,6 +32,18 @@ def evaluate(model, x: torch.Tensor, batch_size: int = 500, samples: int = 1, iw
     rate, distortion = rate / (n * samples), distortion / (n * samples)
     return {"rate": rate, "distortion": distortion, "elbo": -(rate + distortion),
             "iwae": iwae / n if iwae_k else None}
+
+
+@torch.no_grad()
+def validate(model, x: torch.Tensor, cell) -> dict:
+    """The cell's objective, R and D on x (the valid split), with the same z-draws every time, without
+    advancing the training run's random stream."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(cell.seed + _VALID_NOISE)
+        m = evaluate(model, x)
+    rate, distortion = torch.tensor(m["rate"]), torch.tensor(m["distortion"])
+    return {"objective": loss(cell, rate, distortion).item(), "rate": m["rate"], "distortion": m["distortion"]}
 
 
 @torch.no_grad()

@@ -1,17 +1,22 @@
 """The RD plane of a frontier table: per-family frontiers, the entropy bound Ĥ, regimes, and the plot.
 
 Seeds of one setting (experiment, family, objective value) are averaged first (mean ± std); frontiers are
-computed on those means, on one split (the test split by default), converged cells only.
+computed on those means, on one split (the test split by default), converged cells only unless unconverged
+ones are asked for (they are then drawn hollow: a point whose model was still improving).
 
 - Pareto frontier: settings that no other setting beats in both R and D (lower is better for both).
 - Convex frontier: the lower convex hull of the Pareto points, i.e. the points a β-sweep can reach, since
   minimising D + βR picks the hull point where the frontier's slope is −β.
 - Ĥ: the data entropy where the dataset knows it exactly (toy), else the best −ELBO = min(R + D) over every
-  converged run of that split, an upper bound on H (every model has −ELBO ≥ H).
-- Regime of a point, by fractions of Ĥ (the paper's four example models, ordered by how much the latent
-  carries): auto-decoder if R < 2% of Ĥ (the latent is essentially unused); auto-encoder if D < 10% of Ĥ
-  (near-lossless reconstructions); otherwise syntactic if R < 25% of Ĥ (the code keeps some of the
-  appearance), semantic beyond (the code carries most of what the decoder needs).
+  included run of that split, an upper bound on H (every model has −ELBO ≥ H).
+- Regime of a point, in the paper's order of increasing rate (its four example models: an auto-decoder at
+  β = 1.1, a semantic encoder at β = 1, a syntactic encoder at β = 0.15, an auto-encoder at β = 0.1):
+  auto-decoder if R < 2% of Ĥ (the latent is essentially unused); auto-encoder if D < 10% of Ĥ
+  (near-lossless reconstructions); otherwise semantic or syntactic, split at a measured point rather
+  than a share of Ĥ: the family's best-ELBO setting. Up to its rate, every extra nat of rate bought at
+  least a nat of distortion (the frontier is at least as steep as −1, β ≥ 1: a compressed code that keeps
+  what matters most); beyond it, rate buys less distortion than it costs in ELBO (β < 1: the code spends
+  nats on how the example is drawn). Semantic up to and including the best-ELBO point, syntactic beyond.
 """
 from __future__ import annotations
 
@@ -27,8 +32,8 @@ from rdsweep.models.families import FAMILIES, IMAGE_FAMILIES
 
 AUTO_DECODER_RATE = 0.02
 AUTO_ENCODER_DISTORTION = 0.10
-SEMANTIC_RATE = 0.25
-REGIMES = ("auto-decoder", "syntactic", "semantic", "auto-encoder")
+REGIMES = ("auto-decoder", "semantic", "syntactic", "auto-encoder")   # by increasing rate
+INCLUDED = {False: ("converged",), True: ("converged", "unconverged")}
 _SETTING = ["experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate"]
 
 
@@ -41,8 +46,8 @@ class Frontier:
     points: pd.DataFrame      # one row per setting: means, stds, seeds, pareto, hull, overall_*, regime
 
 
-def read_table(path: str | Path, split: str = "test") -> pd.DataFrame:
-    """The converged rows of one split of a frontier table."""
+def read_table(path: str | Path, split: str = "test", include_unconverged: bool = False) -> pd.DataFrame:
+    """The converged (and, if asked, unconverged) rows of one split of a frontier table."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"frontier table {path} does not exist (write it with `rdsweep collect`)")
@@ -56,9 +61,12 @@ def read_table(path: str | Path, split: str = "test") -> pd.DataFrame:
     splits = sorted(table["split"].dropna().unique())
     if split not in splits:
         raise UserError(f"{path} has no {split!r} split (it has: {', '.join(splits) or 'none'})")
-    rows = table[(table["split"] == split) & (table["status"] == "converged")]
+    rows = table[(table["split"] == split) & table["status"].isin(INCLUDED[include_unconverged])]
     if rows.empty:
-        raise UserError(f"{path} has no converged cells on the {split!r} split")
+        hint = "" if include_unconverged else (
+            f" ({table.loc[table['status'] == 'unconverged', 'cell_id'].nunique()} unconverged cells: add --include-unconverged to see "
+            "them, or raise the epoch cap and launch again)")
+        raise UserError(f"{path} has no converged cells on the {split!r} split{hint}")
     datasets = sorted(rows["dataset"].unique())
     if len(datasets) > 1:
         raise UserError(f"{path} mixes datasets ({', '.join(datasets)}); an RD plane needs one: "
@@ -81,19 +89,25 @@ def analyse(rows: pd.DataFrame, split: str = "test") -> Frontier:
         points.loc[group.index, "hull"] = hull_mask(group["rate"], group["distortion"])
     points["overall_pareto"] = pareto_mask(points["rate"], points["distortion"])
     points["overall_hull"] = hull_mask(points["rate"], points["distortion"])
-    points["regime"] = [regime(r, d, h_hat) for r, d in zip(points["rate"], points["distortion"])]
+    best_elbo_rate = points.loc[points.groupby("family", sort=False)["neg_elbo"].idxmin()].set_index("family")["rate"]
+    points["regime"] = [regime(r, d, h_hat, best_elbo_rate[f])
+                        for r, d, f in zip(points["rate"], points["distortion"], points["family"])]
     return Frontier(str(rows["dataset"].iloc[0]), split, h_hat, exact, points)
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds of each setting (std 0 for a single seed), in the table's family order."""
+    if "grid" not in rows:  # tables collected before image grids existed
+        rows = rows.assign(grid=None)
     rows = rows.astype({"rate": float, "distortion": float}).assign(
         neg_elbo=lambda r: r["rate"] + r["distortion"],
         beta=rows["beta"].astype(float), target_rate=rows["target_rate"].astype(float))
     grouped = rows.groupby(_SETTING, dropna=False, sort=False)
     points = grouped.agg(seeds=("seed", "nunique"), rate=("rate", "mean"), rate_std=("rate", "std"),
                          distortion=("distortion", "mean"), distortion_std=("distortion", "std"),
-                         neg_elbo=("neg_elbo", "mean")).reset_index()
+                         neg_elbo=("neg_elbo", "mean"),
+                         converged=("status", lambda s: bool((s == "converged").all())),
+                         grid=("grid", "first")).reset_index()
     points[["rate_std", "distortion_std"]] = points[["rate_std", "distortion_std"]].fillna(0.0)
     order = {name: i for i, name in enumerate(FAMILIES)}
     points["_order"] = points["family"].map(order)
@@ -131,12 +145,32 @@ def _cross(o: int, a: int, b: int, r, d) -> float:
     return (r[a] - r[o]) * (d[b] - d[o]) - (d[a] - d[o]) * (r[b] - r[o])
 
 
-def regime(rate: float, distortion: float, h_hat: float) -> str:
+def regime(rate: float, distortion: float, h_hat: float, best_elbo_rate: float) -> str:
+    """The point's regime (module docstring); best_elbo_rate is the rate of its family's best-ELBO setting."""
     if rate < AUTO_DECODER_RATE * h_hat:
         return "auto-decoder"
     if distortion < AUTO_ENCODER_DISTORTION * h_hat:
         return "auto-encoder"
-    return "syntactic" if rate < SEMANTIC_RATE * h_hat else "semantic"
+    return "semantic" if rate <= best_elbo_rate else "syntactic"
+
+
+def regime_examples(frontier: Frontier, table_dir: Path) -> list[dict]:
+    """One example model per regime found, in the paper's order: of that regime's settings with an image
+    grid, the one with the best ELBO (an example of the regime at its best, not a half-trained one)."""
+    pts = frontier.points.dropna(subset=["grid"])
+    if pts.empty:
+        raise UserError("no cell of this table has image grids: set `images = true` under [evaluation] "
+                        "in the spec and launch again")
+    rows = []
+    for name in REGIMES:
+        found = pts[pts["regime"] == name]
+        if found.empty:
+            continue
+        p = found.loc[found["neg_elbo"].idxmin()]
+        label = (f"{family_label(p['family'])} {knob(p['objective'], p['beta'], p['target_rate'])}: "
+                 f"R = {p['rate']:.1f}, D = {p['distortion']:.1f}, −ELBO = {p['neg_elbo']:.1f} nats")
+        rows.append({"regime": name, "label": label, "png": table_dir / p["grid"]})
+    return rows
 
 
 def family_label(name: str) -> str:
@@ -183,7 +217,10 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
     d_max = max(float(pts["distortion"].max()), h) * 1.08
     # From D = 0 as in the paper, unless the points and the bound line sit in a thin band far above it (toy).
     d_min = max(0.0, min(float(pts["distortion"].min()), h - r_max) - 0.05 * d_max)
-    line_r = np.array([0.0, h])
+    # Collapsed models crowd R ≈ 0 while others carry tens of nats: a rate axis linear below 1 nat and
+    # logarithmic above spreads both out (symlog), where the rates span that much.
+    symlog = r_max > 10
+    line_r = np.linspace(0.0, h, 400)
     what = "H (exact)" if frontier.h_exact else "Ĥ (best −ELBO)"
     ax.fill_between(line_r, 0, h - line_r, color="0.85", zorder=0, label=f"infeasible: D < {what} − R")
     ax.plot(line_r, h - line_r, color="black", lw=1.2, ls="--", zorder=1, label=f"D = {what} − R, {h:.2f} nats")
@@ -192,10 +229,13 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
         fam = pts[pts["family"] == name]
         colour = colours[name]
         front = fam[fam["pareto"]].sort_values("rate")
-        ax.plot(front["rate"], front["distortion"], color=colour, lw=1.4, zorder=2)
-        for objective, sub in fam.groupby("objective"):
+        # Straight in R, D (a chord between two models), hence sampled densely: on a symlog axis it curves.
+        r = np.linspace(front["rate"].min(), front["rate"].max(), 300) if symlog else front["rate"]
+        ax.plot(r, np.interp(r, front["rate"], front["distortion"]), color=colour, lw=1.4, zorder=2)
+        for (objective, converged), sub in fam.groupby(["objective", "converged"]):
             ax.errorbar(sub["rate"], sub["distortion"], xerr=sub["rate_std"], yerr=sub["distortion_std"],
-                        fmt=markers.get(objective, "s"), color=colour, ms=6, mec="black", mew=0.4,
+                        fmt=markers.get(objective, "s"), color=colour, ms=6, mec="black" if converged else colour,
+                        mew=0.4 if converged else 1.5, mfc=colour if converged else "white",
                         elinewidth=0.8, capsize=2, zorder=3)
     if len(pts) <= label_limit:
         for p in pts.itertuples():
@@ -206,12 +246,17 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
                       label=family_label(n)) for n in families]
     handles += [Line2D([], [], color="0.4", marker=m, ls="", label=("β-VAE" if o == "beta" else "target rate"))
                 for o, m in markers.items() if o in set(pts["objective"])]
+    if not pts["converged"].all():
+        handles.append(Line2D([], [], color="0.4", marker="o", mfc="white", mew=1.5, ls="",
+                              label="unconverged (hollow): still improving at the epoch cap"))
     handles += ax.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
               title="family (paper code)\nlabels: β, or σ for target rate", title_fontsize=8)
+    if symlog:
+        ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
     ax.set_xlim(0, r_max)
     ax.set_ylim(d_min, d_max)
-    ax.set_xlabel("rate R (nats)")
+    ax.set_xlabel("rate R (nats)" + (": linear below 1, logarithmic above" if symlog else ""))
     ax.set_ylabel("distortion D (nats)")
     seeds = int(pts["seeds"].max())
     ax.set_title(f"{frontier.dataset}: rate–distortion, {frontier.split} split "

@@ -2,13 +2,17 @@
 
     STORAGE/NAME/
         experiment.json           the protocol (dataset, size, budget, evaluation) every cell shares
-        cells/<cell_id>.json      a cell's final result, written atomically: converged | diverged | failed
-        checkpoints/<cell_id>.pt  the latest epoch of an unfinished cell (removed when it finishes)
+        cells/<cell_id>.json      a cell's result, written atomically: converged | unconverged | diverged | failed
+        checkpoints/<cell_id>.pt  the latest epoch of an interrupted or unconverged cell (removed once
+                                  it converges or diverges)
+        grids/<cell_id>.png       data / reconstruction / sample grids ([evaluation] images = true)
         ray/launch-<time>/        Ray Tune's own state, one folder per launch
         frontier.parquet          written by `rdsweep collect`
 
 Ray's `Tuner.restore` cannot add trials, so launch decides from this ledger what to train: a cell whose
-result says converged or diverged is done; a failed or missing one runs again, from its checkpoint if any.
+result says converged or diverged is done; so is an unconverged one, unless the spec now allows more epochs
+than it ran with, in which case it continues from its checkpoint (the epoch budget is a cap, not part of a
+cell's identity); a failed or missing one runs again, from its checkpoint if any.
 Writers and readers only need a shared filesystem, which is also what a multi-node Ray cluster needs.
 """
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pathlib import Path
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 
-FINISHED = ("converged", "diverged")
+FINISHED = ("converged", "diverged")      # nothing more to do, whatever the budget
+RESULT_STATUSES = ("converged", "unconverged", "diverged")  # a trial that ended with a result
 DEFAULT_STORAGE = "rdsweep-results"
 
 
@@ -34,6 +39,7 @@ class Experiment:
         self.cells_dir = self.path / "cells"
         self.checkpoints_dir = self.path / "checkpoints"
         self.ray_dir = self.path / "ray"
+        self.grids_dir = self.path / "grids"
 
     @classmethod
     def at(cls, storage: str | Path | None, name: str) -> "Experiment":
@@ -48,6 +54,9 @@ class Experiment:
     def result_path(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}.json"
 
+    def grid_path(self, cell_id: str) -> Path:
+        return self.grids_dir / f"{cell_id}.png"
+
     def checkpoint_path(self, cell_id: str) -> Path:
         return self.checkpoints_dir / f"{cell_id}.pt"
 
@@ -56,10 +65,12 @@ class Experiment:
         return [_read_json(path) for path in sorted(self.cells_dir.glob("*.json"))]
 
     def status(self, cell_id: str) -> str | None:
+        result = self.result(cell_id)
+        return None if result is None else result.get("status")
+
+    def result(self, cell_id: str) -> dict | None:
         path = self.result_path(cell_id)
-        if not path.exists():
-            return None
-        return _read_json(path).get("status")
+        return _read_json(path) if path.exists() else None
 
     def write_result(self, result: dict) -> None:
         write_json_atomic(self.result_path(result["cell_id"]), result)
@@ -84,7 +95,8 @@ class Experiment:
 @dataclass(frozen=True)
 class PlannedCell:
     cell: Cell
-    action: str     # "skip" (finished), "run" (new or failed before), "resume" (from a checkpoint)
+    action: str     # "skip" (finished), "run" (new or failed before), "resume" (from a checkpoint),
+                    # "continue" (unconverged, and the budget now allows more epochs)
     status: str | None   # what the ledger says now
 
 
@@ -92,10 +104,16 @@ def plan(experiment: Experiment, cells: list[Cell]) -> list[PlannedCell]:
     """What launching these cells in this experiment would do, cell by cell."""
     planned = []
     for cell in cells:
-        status = experiment.status(cell.cell_id)
+        result = experiment.result(cell.cell_id)
+        status = None if result is None else result.get("status")
+        checkpoint = experiment.checkpoint_path(cell.cell_id).exists()
         if status in FINISHED:
             action = "skip"
-        elif experiment.checkpoint_path(cell.cell_id).exists():
+        elif status == "unconverged":
+            ran = (result.get("cell") or {}).get("epochs")
+            more = isinstance(ran, int) and cell.epochs > ran
+            action = ("continue" if checkpoint else "run") if more else "skip"
+        elif checkpoint:
             action = "resume"
         else:
             action = "run"

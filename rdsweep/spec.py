@@ -6,9 +6,11 @@ A spec is data, in the manner of disentanglement_lib's study files:
     families = ["toy"]          # names or paper codes, or "all" (every family for the dataset's kind)
     seeds = [0, 1]
     size = "small"
-    [budget]      epochs, batch_size, lr, schedule
-    [evaluation]  eval_samples, iwae_k
-    [[objective]] kind = "beta" | "target-rate", values = [...]   (blocks are chained)
+    [budget]      epochs (a cap), batch_size, lr, schedule, eval_every, patience, min_delta,
+                  lr_reductions, lr_divisor (the stopping rule: rdsweep/stopping.py)
+    [evaluation]  eval_samples, iwae_k, images (grids per image cell: EXPERIMENT/grids/<cell_id>.png)
+    [[objective]] kind = "beta" | "target-rate", values = [...], families = [...] (optional: only
+                  these of the spec's families)   (blocks are chained)
     [resources]   cpus_per_trial, gpus_per_trial ("auto" or a number), max_failures, max_concurrent
 
 Cells = families × (chained objective values) × seeds. Everything is checked up front, unknown keys
@@ -26,9 +28,10 @@ from rdsweep.errors import SpecError, UserError
 from rdsweep.models.families import FAMILIES, get_family
 
 _TOP_KEYS = {"dataset", "families", "seeds", "size", "budget", "evaluation", "objective", "resources"}
-_BUDGET_KEYS = {"epochs", "batch_size", "lr", "schedule"}
-_EVALUATION_KEYS = {"eval_samples", "iwae_k"}
-_OBJECTIVE_KEYS = {"kind", "values"}
+_BUDGET_KEYS = {"epochs", "batch_size", "lr", "schedule", "eval_every", "patience", "min_delta",
+                "lr_reductions", "lr_divisor"}
+_EVALUATION_KEYS = {"eval_samples", "iwae_k", "images"}
+_OBJECTIVE_KEYS = {"kind", "values", "families"}
 _RESOURCE_KEYS = {"cpus_per_trial", "gpus_per_trial", "max_failures", "max_concurrent"}
 _NAMED_DATASETS = {"mnist5k": "image", "toy": "toy", "lingauss": "lingauss"}
 _DIR_DATASETS = ("amat", "idx")  # "amat:DIR", "idx:DIR": binarized images read from a directory
@@ -48,23 +51,29 @@ class Spec:
     dataset: str
     data_kind: str
     families: tuple[str, ...]             # readable names
-    objectives: tuple[tuple[str, tuple[float, ...]], ...]   # (kind, values), chained
+    objectives: tuple[tuple[str, tuple[float, ...], tuple[str, ...]], ...]   # (kind, values, families), chained
     seeds: tuple[int, ...]
     base: Cell                            # dataset, size, budget and evaluation shared by every cell
     resources: Resources
 
     @property
     def protocol(self) -> dict:
-        """What must stay fixed within one experiment for its points to be comparable."""
+        """What must stay fixed within one experiment for its points to be comparable. The epoch budget is a
+        cap that may be raised (unconverged cells then continue), unless the schedule is 'paper', whose
+        learning rate depends on it."""
         b = self.base
-        return {"dataset": b.dataset, "size": b.size,
-                "budget": {"epochs": b.epochs, "batch_size": b.batch_size, "lr": b.lr, "schedule": b.schedule},
-                "evaluation": {"eval_samples": b.eval_samples, "iwae_k": b.iwae_k}}
+        budget = {key: getattr(b, key) for key in sorted(_BUDGET_KEYS)}
+        if b.schedule != "paper":
+            del budget["epochs"]
+        return {"dataset": b.dataset, "size": b.size, "budget": budget,
+                "evaluation": {"eval_samples": b.eval_samples, "iwae_k": b.iwae_k, "images": b.images}}
 
     def cells(self) -> list[Cell]:
         cells = []
         for family in self.families:
-            for kind, values in self.objectives:
+            for kind, values, families in self.objectives:
+                if family not in families:
+                    continue
                 for value in values:
                     for seed in self.seeds:
                         cells.append(replace(self.base, family=family, objective=kind, seed=seed,
@@ -120,6 +129,9 @@ def _parse(path: Path, raw: dict) -> Spec:
     except UserError as e:  # its message names the field: size, epochs, lr, iwae_k...
         raise SpecError(f"{path}: {e}") from None
 
+    if base.images and data_kind != "image":
+        fail("evaluation.images", f"image grids need image data; {dataset!r} is {data_kind} data")
+
     blocks = raw.get("objective")
     if not isinstance(blocks, list) or not blocks:
         fail("objective", "no [[objective]] block: add e.g. [[objective]] kind = \"beta\" values = [0.1, 1, 10]")
@@ -139,7 +151,11 @@ def _parse(path: Path, raw: dict) -> Spec:
             if bad:
                 bound = "> 0" if block["kind"] == "beta" else "≥ 0"
                 fail(key + ".values", f"{block['kind']} values must be finite numbers {bound}, got {v!r}")
-        objectives.append((block["kind"], tuple(float(v) for v in values)))
+        # A block may name its own families (e.g. target rates for the PixelCNN decoders only): a subset
+        # of the spec's families, so overriding --families still narrows every block.
+        only = _families(block.get("families", "all"), data_kind, dataset, lambda m: fail(key + ".families", m))
+        objectives.append((block["kind"], tuple(float(v) for v in values),
+                           tuple(f for f in families if f in only)))
 
     spec = Spec(path=path, dataset=dataset, data_kind=data_kind, families=families,
                 objectives=tuple(objectives), seeds=seeds, base=base,
@@ -237,8 +253,7 @@ def _is_number(v) -> bool:
 
 def cli_overrides(**options) -> dict:
     """Command-line options (strings as typed, None when not given) as `load_spec` overrides."""
-    where = {"epochs": "budget.epochs", "batch_size": "budget.batch_size", "lr": "budget.lr",
-             "schedule": "budget.schedule", "cpus_per_trial": "resources.cpus_per_trial",
+    where = {**{key: f"budget.{key}" for key in _BUDGET_KEYS}, "cpus_per_trial": "resources.cpus_per_trial",
              "gpus_per_trial": "resources.gpus_per_trial", "max_failures": "resources.max_failures",
              "max_concurrent": "resources.max_concurrent"}
     overrides = {}

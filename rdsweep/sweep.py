@@ -3,7 +3,8 @@
 One trial per cell. The trainable writes its final result into the experiment's ledger (rdsweep/ledger.py)
 and checkpoints every epoch twice over: through `tune.report(checkpoint=...)`, which Ray's FailureConfig
 restores from when it retries a failed trial, and into the ledger, which a later launch resumes from after
-an interrupted one (Ray's own restore cannot add or drop trials, so rdsweep does not use it).
+an interrupted one, or continues from when an unconverged cell is given more epochs (Ray's own restore
+cannot add or drop trials, so rdsweep does not use it).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from rich.table import Table
 from rdsweep import __version__
 from rdsweep.cells import Cell, knob
 from rdsweep.errors import UserError
-from rdsweep.ledger import FINISHED, Experiment, PlannedCell
+from rdsweep.ledger import RESULT_STATUSES, Experiment, PlannedCell
 from rdsweep.spec import Spec
 
 
@@ -34,6 +35,7 @@ class LaunchSummary:
     total: int
     skipped: int
     converged: int
+    unconverged: int     # the epoch cap came first: kept and flagged; a larger cap continues them
     diverged: int
     failed: int
     unfinished: int      # interrupted: a relaunch resumes them
@@ -51,11 +53,10 @@ def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
             _run(todo, experiment, spec, resources, console)
         finally:
             ray.shutdown()
-    statuses = [experiment.status(p.cell.cell_id) for p in planned]
+    statuses = [experiment.status(p.cell.cell_id) for p in todo]
     return LaunchSummary(
-        total=len(planned), skipped=len(planned) - len(todo),
-        converged=statuses.count("converged") - sum(p.status == "converged" for p in planned),
-        diverged=statuses.count("diverged") - sum(p.status == "diverged" for p in planned),
+        total=len(planned), skipped=len(planned) - len(todo), converged=statuses.count("converged"),
+        unconverged=statuses.count("unconverged"), diverged=statuses.count("diverged"),
         failed=statuses.count("failed"), unfinished=statuses.count(None))
 
 
@@ -143,15 +144,21 @@ def _trial(config: dict) -> None:
     def on_epoch(metrics: dict, state: dict) -> None:
         with tempfile.TemporaryDirectory(dir=experiment.checkpoints_dir) as d:
             trainer.save_state(state, Path(d) / "state.pt")
-            tune.report({**metrics, "cell_id": cell.cell_id}, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report({**metrics, "cell_id": cell.cell_id, "best_epoch": state["rule"]["best_epoch"]},
+                        checkpoint=tune.Checkpoint.from_directory(d))
             os.replace(Path(d) / "state.pt", ledger_checkpoint)  # same filesystem: a rename, not a copy
 
+    images = None
+    if cell.images:  # the spec allows it for image data only
+        experiment.grids_dir.mkdir(exist_ok=True)
+        images = experiment.grid_path(cell.cell_id)
     result = trainer.train(cell, on_epoch=on_epoch, resume_state=resume_state,
-                           device=config["device"], threads=config["threads"])
+                           device=config["device"], threads=config["threads"], images=images)
     result["resumed_from_epoch"] = resume_state["epoch"] if resume_state else 0
     result["experiment"] = experiment.name
     experiment.write_result(result)
-    ledger_checkpoint.unlink(missing_ok=True)
+    if result["status"] != "unconverged":  # an unconverged cell keeps its last state: a larger cap continues it
+        ledger_checkpoint.unlink(missing_ok=True)
 
 
 class Progress(tune.Callback):
@@ -197,7 +204,7 @@ class Progress(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         # Out of retries: record the failure in the ledger (collect shows it; a relaunch runs it again).
         cell_id = _trial_dirname(trial)
-        if self.experiment.status(cell_id) in FINISHED:  # the trial wrote its result, then its worker died
+        if self.experiment.status(cell_id) in RESULT_STATUSES:  # the trial wrote its result, then its worker died
             self._update(trial, self.experiment.status(cell_id))
             return
         cell = self.cells[cell_id]
@@ -214,24 +221,26 @@ class Progress(tune.Callback):
         if self.console.is_terminal:
             return
         cell = self.cells[cell_id]
-        done = sum(s in ("converged", "diverged", "failed") for s in self.state.values())
+        done = sum(s in (*RESULT_STATUSES, "failed") for s in self.state.values())
         label = knob(cell.objective, cell.beta, cell.target_rate)
         self.console.print(f"[{done}/{len(self.cells)}] {cell.family} {label} seed={cell.seed}: "
                            f"{self.state[cell_id]} {error}".rstrip(), highlight=False)
 
     def _table(self) -> Table:
         counts = {s: list(self.state.values()).count(s)
-                  for s in ("pending", "running", "retrying", "converged", "diverged", "failed")}
+                  for s in ("pending", "running", "retrying", *RESULT_STATUSES, "failed")}
         table = Table(title="rdsweep launch: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
                       title_justify="left")
-        for column in ("cell", "family", "objective", "seed", "state", "epoch", "R", "D"):
-            table.add_column(column, justify="right" if column in ("epoch", "R", "D", "seed") else "left")
+        numeric = ("seed", "epoch", "R", "D", "valid obj", "best")
+        for column in ("cell", "family", "objective") + numeric[:2] + ("state",) + numeric[2:]:
+            table.add_column(column, justify="right" if column in numeric else "left")
         shown = [cid for cid, s in self.state.items() if s in ("running", "retrying", "failed")]
         for cell_id in shown:
             cell, latest = self.cells[cell_id], self.latest.get(cell_id, {})
             table.add_row(cell_id[:8], cell.family, knob(cell.objective, cell.beta, cell.target_rate),
-                          str(cell.seed), self.state[cell_id], str(latest.get("epoch", "")),
-                          _num(latest.get("rate")), _num(latest.get("distortion")))
+                          str(cell.seed), f"{latest.get('epoch', '')}/{cell.epochs}", self.state[cell_id],
+                          _num(latest.get("rate")), _num(latest.get("distortion")),
+                          _num(latest.get("valid_objective")), str(latest.get("best_epoch") or ""))
         return table
 
 

@@ -1,8 +1,10 @@
-"""One trial: train one cell's model for its budget, then evaluate R, D, ELBO on every split.
+"""One trial: train one cell's model until its stopping rule fires (rdsweep/stopping.py) or its epoch budget
+runs out, then evaluate R, D, ELBO of its best-valid state on every split.
 
 Pure PyTorch (no Ray): the sweep calls `train` inside a Ray worker, `rdsweep train` calls it directly.
 A trial is deterministic for its seed on CPU: the seed fixes the initialisation, the batch order and the
-z-samples, and the final evaluation reseeds so a resumed trial evaluates exactly like an uninterrupted one.
+z-samples; validation draws its own fixed noise without touching the training stream, and the final
+evaluation reseeds, so a resumed or continued trial ends exactly like an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -20,19 +22,22 @@ from rdsweep import __version__
 from rdsweep.cells import SPLITS, Cell
 from rdsweep.data import load_dataset
 from rdsweep.errors import UserError
-from rdsweep.evaluate import evaluate, save_image_grids
+from rdsweep.evaluate import evaluate, save_image_grids, validate
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 from rdsweep.objectives import loss
+from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule
 
 
-
-def lr_factor(cell: Cell, epoch: int) -> float:
+def lr_factor(cell: Cell, epoch: int, reductions: int = 0) -> float:
     """'paper': constant for the first half of the epochs, then linear decay to 0 at the last
-    (the paper's 100 + 100 of 200 epochs, scaled to the budget); 'constant': always 1."""
-    if cell.schedule == "constant":
-        return 1.0
-    return min(1.0, 2 * (cell.epochs - epoch + 1) / cell.epochs)
+    (the paper's 100 + 100 of 200 epochs, scaled to the budget); 'plateau': divided by lr_divisor for
+    each plateau so far; 'constant': always 1."""
+    if cell.schedule == "paper":
+        return min(1.0, 2 * (cell.epochs - epoch + 1) / cell.epochs)
+    if cell.schedule == "plateau":
+        return cell.lr_divisor ** -reductions
+    return 1.0
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -57,13 +62,14 @@ def train(
     threads: int | None = None,
     images: str | Path | None = None,
 ) -> dict:
-    """Train `cell` and return its result: status, epochs, wall time, and R, D, ELBO per split.
+    """Train `cell` until its stopping rule fires or its epoch budget runs out, then evaluate the best-valid
+    state on every split. Returns status, stop_reason, best_epoch, epochs, wall time, R, D, ELBO per split.
 
     on_epoch(metrics, state) is called after each epoch; `state` can be saved (`save_state`) and passed
-    back as `resume_state` to continue after that epoch. A non-finite loss ends the trial as 'diverged'.
+    back as `resume_state` to continue after that epoch, also with a larger `epochs` than it was saved with.
+    A non-finite loss ends the trial as 'diverged'.
     `images`: a PNG path for data / reconstruction / sample grids of the trained model (image data only).
     """
-    started = time.perf_counter()
     cell = cell.validated()
     if threads:
         torch.set_num_threads(threads)
@@ -81,7 +87,9 @@ def train(
     model = build_model(family, dataset.info, cell.size).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
     batch_order = torch.Generator().manual_seed(cell.seed)
-    first_epoch, history = 1, []
+    rule = StoppingRule.for_cell(cell)
+    best = None                                  # {"model", "optimizer"} at rule.best_epoch
+    first_epoch, history, stop_reason = 1, [], None
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
         optimizer.load_state_dict(resume_state["optimizer"])
@@ -90,33 +98,37 @@ def train(
         if dev.type == "cuda" and resume_state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(resume_state["cuda_rng"], dev)  # z-samples on a GPU come from its own RNG
         first_epoch, history = resume_state["epoch"] + 1, list(resume_state["history"])
+        rule, best = StoppingRule.from_state(resume_state["rule"]), resume_state["best"]
+        stop_reason = resume_state["stop_reason"]  # set if the trial stopped but died before its result
 
-    x = dataset.train
-    status = "converged"
     for epoch in range(first_epoch, cell.epochs + 1):
-        epoch_start = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = cell.lr * lr_factor(cell, epoch)
-        model.train()
-        sums, n = torch.zeros(3, dtype=torch.float64), 0
-        for idx in torch.randperm(x.shape[0], generator=batch_order).split(cell.batch_size):
-            rate, distortion = model(x[idx.to(dev)])
-            objective = loss(cell, rate, distortion)
-            if not torch.isfinite(objective):
-                status = "diverged"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
-            sums += torch.stack([objective.detach() * len(idx), rate.detach().sum(),
-                                 distortion.detach().sum()]).double().cpu()
-            n += len(idx)
-        if status == "diverged":
+        if stop_reason is not None:
             break
-        mean_loss, mean_rate, mean_distortion = (sums / n).tolist()
-        metrics = {"epoch": epoch, "loss": mean_loss, "rate": mean_rate, "distortion": mean_distortion,
-                   "elbo": -(mean_rate + mean_distortion), "lr": optimizer.param_groups[0]["lr"],
-                   "wall_s": time.perf_counter() - epoch_start}
+        epoch_start = time.perf_counter()
+        lr = cell.lr * lr_factor(cell, epoch, rule.reductions)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        metrics = train_epoch(model, optimizer, cell, dataset.train, batch_order)
+        if metrics is None:
+            stop_reason = "non-finite loss"
+            break
+        metrics = {"epoch": epoch, **metrics, "lr": lr}
+        action = CONTINUE
+        if epoch % cell.eval_every == 0:
+            valid = validate(model, dataset.valid, cell)
+            metrics.update({f"valid_{k}": v for k, v in valid.items()})
+            if not math.isfinite(valid["objective"]):
+                stop_reason = "non-finite loss"
+                break
+            action = rule.update(epoch, valid["objective"])
+            if rule.best_epoch == epoch:
+                best = copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+            if action == REDUCE:  # back to the best state, then on at the lower rate
+                model.load_state_dict(best["model"])
+                optimizer.load_state_dict(best["optimizer"])
+            elif action == STOP:
+                stop_reason = "plateau"
+        metrics["wall_s"] = time.perf_counter() - epoch_start
         history.append(metrics)
         if on_epoch is not None:
             # A snapshot, not views of the live parameters, so a kept state stays at this epoch.
@@ -125,23 +137,50 @@ def train(
                 "optimizer": optimizer.state_dict(), "batch_order": batch_order.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                "rule": rule.state(), "best": best, "stop_reason": stop_reason,
             }))
 
+    evaluation_start = time.perf_counter()
+    status = {None: "unconverged", "plateau": "converged", "non-finite loss": "diverged"}[stop_reason]
     splits = {s: {"rate": None, "distortion": None, "elbo": None, "iwae": None} for s in SPLITS}
-    if status == "converged":
+    if status != "diverged":
+        model.load_state_dict(best["model"])   # the reported point is the best-valid state, not the last
         torch.manual_seed(cell.seed)
         splits = {s: evaluate(model, dataset.split(s), samples=cell.eval_samples, iwae_k=cell.iwae_k)
                   for s in SPLITS}
         if not all(math.isfinite(v) for m in splits.values() for v in (m["rate"], m["distortion"])):
-            status = "diverged"
-    if images and status == "converged":
+            status, stop_reason = "diverged", "non-finite evaluation"
+    if images and status != "diverged":
         save_image_grids(model, dataset.test, Path(images))
     truth = dataset.truth(cell.beta if cell.objective == "beta" else None)
     return {
-        "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status, "epochs": len(history),
-        "wall_s": time.perf_counter() - started, "device": device_name(dev),
+        "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status,
+        "stop_reason": stop_reason or "max epochs", "best_epoch": rule.best_epoch or None,
+        "best_valid_objective": rule.best if math.isfinite(rule.best) else None, "epochs": len(history),
+        # training time over every run of this trial (resumed ones included), plus this final evaluation
+        "wall_s": sum(h["wall_s"] for h in history) + time.perf_counter() - evaluation_start, "device": device_name(dev),
         "rdsweep_version": __version__, "splits": splits, "truth": truth, "history": history,
     }
+
+
+def train_epoch(model, optimizer, cell: Cell, x: torch.Tensor, batch_order: torch.Generator) -> dict | None:
+    """One pass over x in the generator's shuffled order: mean loss, R and D, or None on a non-finite loss.
+    The running sums stay on the device (no host synchronisation per step) until the epoch ends."""
+    model.train()
+    sums, n = torch.zeros(3, dtype=torch.float64, device=x.device), 0
+    for idx in torch.randperm(x.shape[0], generator=batch_order).split(cell.batch_size):
+        rate, distortion = model(x[idx.to(x.device)])
+        objective = loss(cell, rate, distortion)
+        if not torch.isfinite(objective):
+            return None
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        sums += torch.stack([objective.detach() * len(idx), rate.detach().sum(), distortion.detach().sum()])
+        n += len(idx)
+    mean_loss, mean_rate, mean_distortion = (sums / n).tolist()
+    return {"loss": mean_loss, "rate": mean_rate, "distortion": mean_distortion,
+            "elbo": -(mean_rate + mean_distortion)}
 
 
 def device_name(dev: torch.device) -> str:

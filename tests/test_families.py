@@ -18,7 +18,7 @@ def test_registry_has_the_papers_twelve_codes_and_readable_names():
 @pytest.mark.parametrize("family", [f.code for f in IMAGE_FAMILIES])
 def test_family_trains_one_small_epoch_on_mnist5k(family):
     result = train(Cell(dataset="mnist5k", family=family, epochs=1, size="small", lr=1e-3), threads=2)
-    assert result["status"] == "converged"
+    assert result["status"] == "unconverged"   # one epoch is the cap: evaluated and kept, but flagged
     for split, m in result["splits"].items():
         # R is a single-sample Monte-Carlo mean for flows and VampPriors: non-negative up to its noise.
         assert math.isfinite(m["rate"]) and m["rate"] >= -0.05, (split, m)

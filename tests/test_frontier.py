@@ -27,12 +27,41 @@ def test_hull_drops_pareto_points_no_beta_selects():
 
 @pytest.mark.parametrize("rate, distortion, expected", [
     (0.5, 80.0, "auto-decoder"),     # R < 2% of Ĥ = 80
-    (10.0, 72.0, "syntactic"),       # R < 25% of Ĥ
-    (40.0, 45.0, "semantic"),
+    (6.0, 76.0, "semantic"),         # at or below the rate of the family's best-ELBO setting (8 nats)
+    (8.0, 74.0, "semantic"),
+    (30.0, 56.0, "syntactic"),       # beyond it: rate bought at an ELBO cost
     (90.0, 5.0, "auto-encoder"),     # D < 10% of Ĥ
 ])
-def test_regimes_by_fractions_of_h(rate, distortion, expected):
-    assert regime(rate, distortion, 80.0) == expected
+def test_regimes_in_the_papers_order(rate, distortion, expected):
+    assert regime(rate, distortion, 80.0, best_elbo_rate=8.0) == expected
+
+
+def test_regimes_split_at_each_familys_best_elbo(tmp_path):
+    # The paper's four models along one family: β = 3 collapses, β = 1 has the best ELBO, β = 0.3 buys
+    # rate at an ELBO cost, β = 0.1 reconstructs almost perfectly.
+    points = [("gauss-deconv-normal", "---", b, 0, r, d)
+              for b, r, d in ((3.0, 0.5, 90.0), (1.0, 10.0, 75.0), (0.3, 30.0, 60.0), (0.1, 80.0, 7.0))]
+    pts = analyse(read_table(write_table(tmp_path / "t.parquet", table_rows(points))), "test").points
+    assert pts.set_index("beta")["regime"].to_dict() == {
+        3.0: "auto-decoder", 1.0: "semantic", 0.3: "syntactic", 0.1: "auto-encoder"}
+
+
+def test_unconverged_points_are_left_out_unless_asked_for(tmp_path):
+    rows = table_rows(POINTS)
+    for row in rows:  # the PixelCNN family's β = 1 model, the best −ELBO of the table, was still improving
+        if row["family"] == "gauss-pixelcnn-vamp" and row["beta"] == 1.0:
+            row["status"] = "unconverged"
+    path = write_table(tmp_path / "t.parquet", rows)
+    converged = analyse(read_table(path), "test")
+    assert len(converged.points) == 3 and converged.points["converged"].all()
+    assert converged.h_hat == pytest.approx(84.0)  # Ĥ from converged points only
+    both = analyse(read_table(path, include_unconverged=True), "test")
+    assert len(both.points) == 4 and both.points["converged"].sum() == 3
+    assert both.h_hat == pytest.approx(81.2)
+    for row in rows:
+        row["status"] = "unconverged"
+    with pytest.raises(UserError, match="no converged cells.*8 unconverged cells.*--include-unconverged"):
+        read_table(write_table(tmp_path / "u.parquet", rows))
 
 
 def table_rows(points, dataset="mnist5k", entropy=None):

@@ -109,3 +109,14 @@ def test_no_objective_block_or_bad_toml_or_missing_file(tmp_path):
         load_spec(tmp_path / "missing.toml")
     with pytest.raises(SpecError, match="--seeds must be comma-separated integers"):
         cli_overrides(seeds="0,x")
+
+
+def test_an_objective_block_may_name_its_own_families():
+    spec = load_spec("examples/mnist5k.toml")
+    cells = spec.cells()
+    assert len(cells) == 12 * 4 + 6 * 2
+    assert {c.family for c in cells if c.objective == "target-rate"} == {
+        f"{e}-pixelcnn-{m}" for e in ("gauss", "iaf") for m in ("normal", "maf", "vamp")}
+    # --families narrows every block, and a block's own families must belong to the dataset's kind
+    narrowed = load_spec("examples/mnist5k.toml", {"families": ["---"]}).cells()
+    assert {c.objective for c in narrowed} == {"beta"} and len(narrowed) == 4

@@ -22,9 +22,12 @@ dataset = "toy"
 families = ["toy"]
 seeds = [0]
 [budget]
-epochs = 2
+epochs = 40
 batch_size = 500
 lr = 0.01
+patience = 2
+min_delta = 0.01
+lr_reductions = 1
 [evaluation]
 eval_samples = 2
 [[objective]]
@@ -57,10 +60,13 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
 
     done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 converged, 0 diverged, 0 failed" in done.stdout
+    assert "3 converged, 0 unconverged, 0 diverged, 0 failed" in done.stdout
     results = {r["cell_id"]: r for r in experiment.results()}
-    assert len(results) == 3 and all(r["status"] == "converged" and r["epochs"] == 2 for r in results.values())
-    assert list(experiment.checkpoints_dir.iterdir()) == []  # finished cells keep no checkpoint
+    assert len(results) == 3
+    for r in results.values():  # the stopping rule, not the cap, ended every cell
+        assert r["status"] == "converged" and r["stop_reason"] == "plateau"
+        assert 1 <= r["best_epoch"] <= r["epochs"] < 40
+    assert list(experiment.checkpoints_dir.iterdir()) == []  # converged cells keep no checkpoint
 
     done = rdsweep("collect", experiment.path)
     assert done.returncode == 0, done.stderr
@@ -68,7 +74,8 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     assert len(table) == 3 * 3
     required = ["cell_id", "experiment", "dataset", "family", "paper_code", "encoder", "decoder", "marginal",
                 "objective", "beta", "target_rate", "seed", "size", "split", "rate", "distortion", "elbo", "iwae",
-                "epochs", "status", "wall_s", "device", "rdsweep_version", "true_entropy"]
+                "epochs", "status", "wall_s", "device", "rdsweep_version", "true_entropy", "stop_reason",
+                "best_epoch"]
     assert set(required) <= set(table.columns)
     for column in ("rate", "distortion", "elbo", "beta", "target_rate", "true_entropy", "iwae", "wall_s"):
         assert table[column].dtype == "Float64", column
@@ -103,7 +110,45 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     assert trial_dirs == [new_cell.cell_id]
     assert {p.name: p.stat().st_mtime_ns for p in experiment.cells_dir.iterdir() if p.name in before} == before
     result = json.loads(experiment.result_path(new_cell.cell_id).read_text())
-    assert result["status"] == "converged" and result["resumed_from_epoch"] == 1 and result["epochs"] == 2
+    assert result["status"] == "converged" and result["resumed_from_epoch"] == 1
+    assert [h["epoch"] for h in result["history"]] == list(range(1, result["epochs"] + 1))
+
+
+def test_raising_the_cap_continues_unconverged_cells(tmp_path, rdsweep, ray_address):
+    """A cell that hits the epoch cap still improving is kept as unconverged (exit 0, a warning); a relaunch
+    with a larger cap continues it from its last state and ends exactly where an uninterrupted run ends."""
+    from rdsweep import trainer
+
+    storage = tmp_path / "results"
+    spec = tmp_path / "toy.toml"
+    spec.write_text(SPEC.replace("BETAS", "[0.3]").replace("epochs = 40", "epochs = 3")
+                    .replace("patience = 2", "patience = 50"))
+    experiment = Experiment(storage / "toy")
+    done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 converged, 2 unconverged" in done.stdout and "raise --epochs" in done.stderr
+    assert all(r["status"] == "unconverged" and r["stop_reason"] == "max epochs" for r in experiment.results())
+    assert len(list(experiment.checkpoints_dir.iterdir())) == 2   # kept, to continue from
+
+    done = rdsweep("collect", experiment.path)
+    assert done.returncode == 0 and "2 unconverged" in done.stdout
+    done = rdsweep("frontier", experiment.path / "frontier.parquet")
+    assert done.returncode == 2 and "--include-unconverged" in done.stderr   # left out by default
+    done = rdsweep("frontier", experiment.path / "frontier.parquet", "--include-unconverged")
+    assert done.returncode == 0 and "2 unconverged" in done.stdout
+
+    done = rdsweep("launch", spec, "--storage", storage, "--epochs", "7", "--dry-run")
+    assert done.returncode == 0 and "2 to continue" in done.stdout
+    done = rdsweep("launch", spec, "--storage", storage, "--epochs", "7", "--address", ray_address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for cell in load_spec(spec, {"budget.epochs": 7}).cells():
+        result = json.loads(experiment.result_path(cell.cell_id).read_text())
+        assert result["resumed_from_epoch"] == 3 and result["epochs"] == 7
+        uninterrupted = trainer.train(cell, threads=1)
+        assert result["splits"] == uninterrupted["splits"]
+        assert result["best_epoch"] == uninterrupted["best_epoch"]
+    done = rdsweep("launch", spec, "--storage", storage, "--epochs", "7", "--address", ray_address)
+    assert done.returncode == 0 and "nothing to train" in done.stdout
 
 
 def write_checkpoint_after_epoch_1(cell, experiment):
@@ -136,12 +181,13 @@ def test_changing_the_budget_of_an_experiment_is_refused(tmp_path, rdsweep):
     experiment.record_protocol(load_spec(spec).protocol, "0.1.0")
     recorded = experiment.meta_path.read_bytes()
 
-    done = rdsweep("launch", spec, "--storage", tmp_path / "results", "--epochs", "5")
+    done = rdsweep("launch", spec, "--storage", tmp_path / "results", "--batch-size", "250")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "budget.epochs" in done.stderr and "--name" in done.stderr
+    assert "budget.batch_size" in done.stderr and "--name" in done.stderr
     assert experiment.meta_path.read_bytes() == recorded and not experiment.cells_dir.exists()
     # under a new name, it is a new experiment (a dry run writes nothing)
-    done = rdsweep("launch", spec, "--storage", tmp_path / "results", "--epochs", "5", "--name", "toy-5", "--dry-run")
+    done = rdsweep("launch", spec, "--storage", tmp_path / "results", "--batch-size", "250", "--name", "toy-5",
+                   "--dry-run")
     assert done.returncode == 0 and "3 to run" in done.stdout
     assert not (tmp_path / "results" / "toy-5").exists()
     done = rdsweep("launch", spec, "--name", "a/b", "--dry-run")
@@ -167,7 +213,7 @@ def test_a_killed_trial_is_retried_from_its_last_checkpoint(tmp_path, ray_addres
     resumes from the checkpoint of the last finished epoch instead of starting over."""
     spec = tmp_path / "toy.toml"
     spec.write_text('dataset = "toy"\nfamilies = ["toy"]\nseeds = [0]\n'
-                    "[budget]\nepochs = 12\nbatch_size = 100\nlr = 0.01\n"  # ~1 s per epoch
+                    "[budget]\nepochs = 12\nbatch_size = 100\nlr = 0.01\npatience = 50\n"  # ~1 s per epoch
                     '[[objective]]\nkind = "beta"\nvalues = [1.0]\n'
                     "[resources]\ncpus_per_trial = 1\nmax_failures = 1\n")
     storage = tmp_path / "results"
@@ -189,6 +235,6 @@ def test_a_killed_trial_is_retried_from_its_last_checkpoint(tmp_path, ray_addres
         launch.kill()
     assert launch.returncode == 0, output
     (result,) = experiment.results()
-    assert result["status"] == "converged" and result["epochs"] == 12
+    assert result["status"] == "unconverged" and result["epochs"] == 12
     assert 1 <= result["resumed_from_epoch"] < 12
     assert [h["epoch"] for h in result["history"]] == list(range(1, 13))

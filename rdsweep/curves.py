@@ -1,0 +1,217 @@
+"""Learning curves of experiment directories: the valid objective of every cell, epoch by epoch.
+
+The frontier shows where each model landed; its curve shows how it got there and whether it had stopped
+improving: a converged cell's curve flattens before its best epoch, an unconverged one is still falling at
+the epoch cap. Read from the ledger (EXPERIMENT/cells/<cell_id>.json, the per-epoch "history"), so it
+needs no Ray and works on a sweep that is still running.
+
+    curves(dirs)             one row per cell × evaluated epoch (plus one row, epoch NaN, per cell that
+                             never reached an evaluation, e.g. a failed one), so summary() still sees it
+    summary(frame)           one row per cell: status, epochs run, best epoch, best and last valid objective
+    plot_curves(frame, path) one panel per family, one line per cell coloured by its β or σ
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from rdsweep.cells import knob
+from rdsweep.errors import UserError
+from rdsweep.ledger import Experiment
+
+COLUMNS = ["experiment", "cell_id", "family", "objective", "beta", "target_rate", "knob", "seed", "status",
+           "best_epoch", "epochs_run", "epoch_cap", "stop_reason", "epoch", "valid_objective", "valid_rate",
+           "valid_distortion", "lr"]
+VALID = ("valid_objective", "valid_rate", "valid_distortion")
+
+
+def curves(experiment_dirs: list) -> pd.DataFrame:
+    """The evaluated epochs of every cell of these experiments: experiments in the order given, then by
+    family, knob, seed and epoch."""
+    rows = []
+    for directory in experiment_dirs:
+        experiment = Experiment(directory)
+        if not experiment.path.is_dir():
+            raise UserError(f"{experiment.path} is not a directory: give an experiment directory")
+        results = experiment.results()
+        if not results:
+            raise UserError(f"{experiment.path} has no cell results in cells/: has it been launched?")
+        found = [_rows(experiment.name, result) for result in results]
+        if all(pd.isna(r["valid_objective"]) for cell_rows in found for r in cell_rows):
+            raise UserError(f"{experiment.path}: no cell has evaluated the valid objective yet")
+        rows += [r for cell_rows in found for r in cell_rows]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for column in ("best_epoch", "epochs_run", "epoch_cap", "epoch"):
+        frame[column] = frame[column].astype("Int64")   # integers that may be missing (failed cells)
+    return _ordered(frame).reset_index(drop=True)
+
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: how it ended (status, stop reason, epochs run of the cap) and its valid objective
+    at the best epoch (the state the frontier reports) and at the last evaluation."""
+    out = []
+    for _, cell in frame.groupby(["experiment", "cell_id"], sort=False):
+        first = cell.iloc[0]
+        evaluated = cell.dropna(subset=["valid_objective"]).sort_values("epoch")
+        at_best = evaluated[evaluated["epoch"] == first["best_epoch"]] if pd.notna(first["best_epoch"]) else evaluated[:0]
+        out.append({
+            **{k: first[k] for k in ("experiment", "cell_id", "family", "knob", "seed", "status")},
+            "epochs_run": first["epochs_run"], "epoch_cap": first["epoch_cap"], "best_epoch": first["best_epoch"],
+            "best_valid_objective": at_best["valid_objective"].iloc[0] if len(at_best) else math.nan,
+            "last_valid_objective": evaluated["valid_objective"].iloc[-1] if len(evaluated) else math.nan,
+            "stop_reason": first["stop_reason"],
+        })
+    table = pd.DataFrame(out)
+    for column in ("epochs_run", "epoch_cap", "best_epoch"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
+    """A PNG with one panel per family (up to 4 columns): valid objective against epoch, one line per cell,
+    β cells solid and σ cells dashed, coloured from low rate (large β, small σ) to high rate; the best epoch
+    marked (star: converged, hollow circle: unconverged, cross: diverged), the status in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import offset_copy
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
+    if frame["valid_objective"].notna().sum() == 0:
+        raise UserError("no cell has evaluated the valid objective: nothing to plot")
+    frame = _ordered(frame)
+    families = list(dict.fromkeys(frame["family"]))
+    experiments = list(dict.fromkeys(frame["experiment"]))
+    several = len(experiments) > 1
+    columns = min(4, len(families))
+    rows = math.ceil(len(families) / columns)
+    # Legends sit under their panel (two columns) so they never hide a curve: leave them room.
+    cells = frame.dropna(subset=["valid_objective"]).groupby("family")["cell_id"].nunique()
+    legend_lines = [math.ceil(cells.get(f, 0) / 2) for f in families]
+    row_lines = [max(legend_lines[r * columns:(r + 1) * columns]) for r in range(rows)]
+    height = (0.9 if columns > 2 else 1.2) + sum(3.0 + 0.14 * n for n in row_lines)
+    fig, axes = plt.subplots(rows, columns, figsize=(max(4.6 * columns, 5.5), height), squeeze=False, layout="constrained",
+                             height_ratios=[3.0 + 0.14 * n for n in row_lines])
+    cmap = matplotlib.colormaps["viridis"]
+    best_marker = {"converged": dict(marker="*", ms=11, mew=0.5),
+                   "unconverged": dict(marker="o", ms=6.5, mfc="white", mew=1.6),
+                   "diverged": dict(marker="X", ms=8, mew=0.5)}
+
+    for ax, family in zip(axes.flat, families):
+        fam = frame[frame["family"] == family]
+        knobs = list(dict.fromkeys(fam["knob"]))
+        colour = {k: cmap(0.9 * i / max(1, len(knobs) - 1)) for i, k in enumerate(knobs)}
+        seeds = fam.groupby("knob")["seed"].nunique()
+        handles, later, plateaus = [], [], []
+        for (experiment, _), cell in fam.groupby(["experiment", "cell_id"], sort=False):
+            first = cell.iloc[0]
+            curve = cell.dropna(subset=["valid_objective"])
+            if curve.empty:
+                continue          # failed before its first evaluation: counted in the panel title
+            style = dict(color=colour[first["knob"]], ls="-" if first["objective"] == "beta" else "--", lw=1.3)
+            ax.plot(curve["epoch"], curve["valid_objective"], **style)
+            best = curve[curve["epoch"] == first["best_epoch"]] if pd.notna(first["best_epoch"]) else curve[:0]
+            later += curve["valid_objective"].iloc[1:].tolist()
+            plateaus.append(best["valid_objective"].iloc[0] if len(best) else curve["valid_objective"].min())
+            marker = {"mfc": style["color"], "mec": "black" if first["status"] != "unconverged" else style["color"],
+                      **best_marker.get(first["status"], dict(marker="s", ms=6))}
+            ax.plot(best["epoch"], best["valid_objective"], ls="", color=style["color"], zorder=3, **marker)
+            label = first["knob"] + (f" s{first['seed']}" if seeds[first["knob"]] > 1 else "")
+            label += f" {first['status']}" + (f" @{first['best_epoch']}" if pd.notna(first["best_epoch"]) else "")
+            handles.append(Line2D([], [], **style, **marker, label=(f"{experiment}: " if several else "") + label))
+        _clip_y(ax, later, plateaus)
+        no_curve = fam.groupby(["experiment", "cell_id"])["valid_objective"].count().eq(0).sum()
+        ax.set_title(_family_label(family) + (f"  (+{no_curve} cell{'s' if no_curve > 1 else ''} without curve)"
+                                              if no_curve else ""), fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("valid objective (nats)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        if handles:
+            # anchored a fixed distance below the axes, clear of the tick labels and "epoch"
+            below = offset_copy(ax.transAxes, fig=fig, y=-27, units="points")
+            ax.legend(handles=handles, fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, 0),
+                      bbox_transform=below, ncol=2, frameon=False, handlelength=2.6, columnspacing=1.0,
+                      borderaxespad=0.0)
+    for ax in axes.flat[len(families):]:
+        ax.set_visible(False)
+    key = [Line2D([], [], color="0.3", ls="-", label="β-VAE"), Line2D([], [], color="0.3", ls="--", label="target rate σ"),
+           Line2D([], [], ls="", color="0.5", mec="black", label="best epoch: converged", **best_marker["converged"]),
+           Line2D([], [], ls="", color="0.5", mec="0.5", label="unconverged (still improving)",
+                  **best_marker["unconverged"]),
+           Line2D([], [], ls="", color="0.5", mec="black", label="diverged", **best_marker["diverged"])]
+    # five keys fit in one line under three or more panels; narrower figures wrap them
+    fig.legend(handles=key, loc="outside lower center", ncol={1: 2, 2: 3}.get(columns, len(key)), fontsize=8,
+               frameon=False)
+    fig.suptitle(f"learning curves: {', '.join(experiments)}", fontsize=11)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _rows(experiment: str, result: dict) -> list[dict]:
+    """A cell's evaluated epochs as rows; one row with epoch NaN if it has none (failed, or too early)."""
+    cell = result.get("cell") or {}
+    objective, beta, target_rate = cell.get("objective"), cell.get("beta"), cell.get("target_rate")
+    value = beta if objective == "beta" else target_rate
+    history = result.get("history") or []
+    base = {
+        "experiment": experiment, "cell_id": result.get("cell_id"), "family": cell.get("family"),
+        "objective": objective, "beta": beta, "target_rate": target_rate,
+        "knob": knob(objective, beta, target_rate) if value is not None else str(objective),
+        "seed": cell.get("seed"), "status": result.get("status"), "best_epoch": result.get("best_epoch"),
+        "epochs_run": len(history), "epoch_cap": cell.get("epochs"),
+        # a failed cell has no stop reason, only the last line of its error
+        "stop_reason": result.get("stop_reason") or result.get("error"),
+    }
+    rows = [{**base, "epoch": h.get("epoch"), "lr": h.get("lr"), **{k: h.get(k) for k in VALID}}
+            for h in history if h.get("valid_objective") is not None]
+    return rows or [{**base, "epoch": math.nan, "lr": math.nan, **{k: math.nan for k in VALID}}]
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Experiments in the order given; families in rdsweep's order; within one, β cells from large to small β (low to high rate), then σ
+    cells from small to large σ; then seed, and epoch within a cell."""
+    from rdsweep.models.families import FAMILIES
+
+    rank = {name: i for i, name in enumerate(FAMILIES)}
+    keys = pd.DataFrame({
+        "experiment": pd.factorize(frame["experiment"])[0],     # as given, not alphabetical
+        "family": frame["family"].map(lambda f: rank.get(f, len(rank))),
+        "name": frame["family"].astype(str),
+        "objective": (frame["objective"] != "beta").astype(int),
+        "value": -frame["beta"].astype(float).where(frame["objective"] == "beta", -frame["target_rate"].astype(float)),
+        "seed": frame["seed"], "cell": frame["cell_id"], "epoch": frame["epoch"],
+    }, index=frame.index)
+    order = keys.sort_values(list(keys.columns), kind="stable", na_position="last").index
+    return frame.loc[order]
+
+
+def _clip_y(ax, later: list[float], plateaus: list[float]) -> None:
+    """A y range for the plateaus: from the lowest best value to the highest, plus a margin as large as
+    their spread (at least 10%) so the approach to each plateau shows, but no higher than the highest value
+    after the cells' first evaluation: the first epochs sit far above and would flatten every plateau."""
+    plateaus = [v for v in plateaus if math.isfinite(v)]
+    later = [v for v in later if math.isfinite(v)]
+    if not plateaus:
+        return
+    lo, top = min(plateaus), max(plateaus)
+    hi = top + max(top - lo, 0.1 * abs(top), 1.0)
+    if later:
+        hi = max(min(hi, max(later)), top)
+    pad = 0.04 * (hi - lo) or 0.05 * max(abs(hi), 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+
+
+def _family_label(name: str) -> str:
+    from rdsweep.frontier import family_label
+    from rdsweep.models.families import FAMILIES
+
+    return family_label(name) if name in FAMILIES else str(name)

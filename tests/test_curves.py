@@ -1,0 +1,186 @@
+"""Learning curves from a synthetic ledger (no training, no Ray) and the regime grid composition."""
+import json
+import math
+
+import matplotlib
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+
+from rdsweep.curves import curves, plot_curves, summary
+from rdsweep.errors import UserError
+from rdsweep.grids import compose_regime_grids
+
+matplotlib.use("Agg")
+
+
+def _history(objectives, evaluated=None):
+    """Per-epoch dicts; the valid numbers only on evaluated epochs (all by default)."""
+    out = []
+    for epoch, value in enumerate(objectives, start=1):
+        h = {"epoch": epoch, "loss": value + 1, "rate": 2.0, "distortion": value - 1, "lr": 1e-3 / epoch,
+             "wall_s": 0.5}
+        if evaluated is None or epoch in evaluated:
+            h.update(valid_objective=value, valid_rate=value / 10, valid_distortion=value - value / 10)
+        out.append(h)
+    return out
+
+
+def _cell(cell_id, family, status, *, beta=None, target_rate=None, seed=0, best_epoch=None, history=None,
+          stop_reason="plateau", epochs=10):
+    objective = "beta" if beta is not None else "target-rate"
+    result = {"cell": {"family": family, "objective": objective, "beta": beta, "target_rate": target_rate,
+                       "seed": seed, "epochs": epochs},
+              "cell_id": cell_id, "status": status, "best_epoch": best_epoch}
+    if status == "failed":
+        result["error"] = "RuntimeError: out of memory"
+    else:
+        result["stop_reason"] = stop_reason
+    if history is not None:
+        result["history"] = history
+    return result
+
+
+def _ledger(root, name="exp", results=None):
+    cells = root / name / "cells"
+    cells.mkdir(parents=True)
+    for result in results:
+        (cells / f"{result['cell_id']}.json").write_text(json.dumps(result))
+    return root / name
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    return _ledger(tmp_path, results=[
+        # converged at epoch 3, evaluated every other epoch after the first two
+        _cell("a-beta0.3", "gauss-deconv-normal", "converged", beta=0.3, best_epoch=3,
+              history=_history([200.0, 120.0, 100.0, 101.0, 100.5], evaluated={1, 2, 3, 5})),
+        _cell("b-beta1", "gauss-deconv-normal", "unconverged", beta=1.0, best_epoch=4, stop_reason="max epochs",
+              history=_history([300.0, 150.0, 140.0, 130.0]), epochs=4),
+        _cell("c-sigma5", "gauss-deconv-normal", "converged", target_rate=5.0, best_epoch=2,
+              history=_history([250.0, 110.0, 111.0])),
+        _cell("d-failed", "iaf-pixelcnn-vamp", "failed", beta=0.3),
+        _cell("e-vamp", "iaf-pixelcnn-vamp", "converged", beta=0.3, best_epoch=2,
+              history=_history([90.0, 80.0, 81.0])),
+    ])
+
+
+def test_curves_has_one_row_per_evaluated_epoch_with_the_numbers_written(experiment):
+    frame = curves([experiment])
+    a = frame[frame["cell_id"] == "a-beta0.3"]
+    assert a["epoch"].tolist() == [1, 2, 3, 5]                  # epoch 4 was not evaluated
+    assert a["valid_objective"].tolist() == [200.0, 120.0, 100.0, 100.5]
+    assert a["valid_rate"].tolist() == pytest.approx([20.0, 12.0, 10.0, 10.05])
+    assert a["lr"].tolist() == pytest.approx([1e-3, 5e-4, 1e-3 / 3, 2e-4])
+    assert set(a["knob"]) == {"β=0.3"} and set(a["experiment"]) == {"exp"}
+    c = frame[frame["cell_id"] == "c-sigma5"]
+    assert set(c["knob"]) == {"σ=5"} and c["target_rate"].iloc[0] == 5.0 and c["valid_distortion"].iloc[1] == 99.0
+    # the failed cell keeps one row without an epoch, so summaries still count it
+    failed = frame[frame["cell_id"] == "d-failed"]
+    assert len(failed) == 1 and failed["epoch"].isna().all() and failed["valid_objective"].isna().all()
+    assert len(frame) == 4 + 4 + 3 + 1 + 3
+    # family order as rdsweep lists families; large β (low rate) before small β, then σ
+    assert list(dict.fromkeys(frame["cell_id"])) == ["b-beta1", "a-beta0.3", "c-sigma5", "d-failed", "e-vamp"]
+
+
+def test_summary_has_one_row_per_cell_with_status_and_best_epoch(experiment):
+    table = summary(curves([experiment])).set_index("cell_id")
+    assert len(table) == 5
+    assert table.loc["a-beta0.3", "status"] == "converged" and table.loc["a-beta0.3", "best_epoch"] == 3
+    assert table.loc["a-beta0.3", "best_valid_objective"] == 100.0
+    assert table.loc["a-beta0.3", "last_valid_objective"] == 100.5
+    assert table.loc["a-beta0.3", "epochs_run"] == 5 and table.loc["a-beta0.3", "stop_reason"] == "plateau"
+    b = table.loc["b-beta1"]
+    assert b["status"] == "unconverged" and b["best_epoch"] == 4 and b["stop_reason"] == "max epochs"
+    assert b["epochs_run"] == b["epoch_cap"] == 4 and b["best_valid_objective"] == b["last_valid_objective"] == 130.0
+    failed = table.loc["d-failed"]
+    assert failed["status"] == "failed" and failed["epochs_run"] == 0
+    assert pd.isna(failed["best_epoch"])
+    assert math.isnan(failed["best_valid_objective"]) and "out of memory" in failed["stop_reason"]
+
+
+def test_plot_curves_writes_a_png_with_a_panel_per_family(experiment, tmp_path):
+    frame = curves([experiment])
+    path = plot_curves(frame, tmp_path / "curves.png")
+    assert path.stat().st_size > 0
+    image = mpimg.imread(path)
+    assert image.shape[1] > 400 and image.shape[0] > 200      # two family panels side by side
+    assert image.shape[1] > image.shape[0]
+
+
+def test_plot_curves_wraps_families_into_rows_of_four(tmp_path):
+    from rdsweep.models.families import IMAGE_FAMILIES
+
+    families = [f.name for f in IMAGE_FAMILIES[:5]]
+    root = _ledger(tmp_path, results=[
+        _cell(f"{i}", name, "converged", beta=1.0, best_epoch=2, history=_history([50.0, 40.0, 41.0]))
+        for i, name in enumerate(families)])
+    one_row = mpimg.imread(plot_curves(curves([root])[lambda f: f["family"].isin(families[:4])],
+                                       tmp_path / "four.png"))
+    two_rows = mpimg.imread(plot_curves(curves([root]), tmp_path / "five.png"))
+    assert two_rows.shape[0] > 1.5 * one_row.shape[0] and two_rows.shape[1] == one_row.shape[1]
+
+
+def test_curves_keeps_experiments_in_the_order_given(tmp_path):
+    cell = _cell("x", "gauss-deconv-normal", "converged", beta=1.0, best_epoch=2, history=_history([9.0, 8.0]))
+    first, second = _ledger(tmp_path, "zeta", [cell]), _ledger(tmp_path, "alpha", [cell])
+    frame = curves([first, second])
+    assert list(dict.fromkeys(frame["experiment"])) == ["zeta", "alpha"] and len(summary(frame)) == 2
+    assert mpimg.imread(plot_curves(frame, tmp_path / "both.png")).shape[1] > 400
+
+
+def test_curves_refuses_empty_or_unevaluated_experiments(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no cell results"):
+        curves([tmp_path / "empty"])
+    with pytest.raises(UserError, match="not a directory"):
+        curves([tmp_path / "missing"])
+    only_failed = _ledger(tmp_path, "failed", [_cell("x", "gauss-deconv-normal", "failed", beta=1.0)])
+    with pytest.raises(UserError, match="no cell has evaluated"):
+        curves([only_failed])
+    (only_failed / "cells" / "y.json").write_text("{not json")
+    with pytest.raises(UserError):
+        curves([only_failed])
+
+
+def _fake_grid(path, n=8):
+    """A stand-in for rdsweep.evaluate.save_image_grids: three rows of n 28×28 images."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(3, n, figsize=(n, 3.3))
+    rng = np.random.default_rng(0)
+    for i, label in enumerate(("data", "reconstruction", "sample")):
+        for j in range(n):
+            axes[i, j].imshow(rng.random((28, 28)) > 0.7, cmap="gray_r", vmin=0, vmax=1)
+            axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def test_compose_regime_grids_stacks_one_band_per_regime(tmp_path):
+    png = _fake_grid(tmp_path / "cell.png")
+    regimes = ["auto-decoder", "semantic", "syntactic", "auto-encoder"]
+    rows = [{"regime": r, "label": f"gauss-deconv-normal (---) β={b}", "png": png}
+            for r, b in zip(regimes, (1.1, 1.0, 0.15, 0.1))]
+    grid = mpimg.imread(png)
+    heights = []
+    for k in (1, 2, 4):
+        out = compose_regime_grids(rows[:k], tmp_path / f"regimes{k}.png", title="mnist5k: four regimes")
+        image = mpimg.imread(out)
+        assert image.shape[1] >= grid.shape[1]
+        heights.append(image.shape[0])
+    assert heights[0] > grid.shape[0]
+    assert heights[0] < heights[1] < heights[2]
+    assert heights[2] - heights[1] == 2 * (heights[1] - heights[0])     # every band the same height
+
+
+def test_compose_regime_grids_refuses_nothing_or_a_missing_png(tmp_path):
+    with pytest.raises(UserError, match="no regimes"):
+        compose_regime_grids([], tmp_path / "out.png")
+    with pytest.raises(UserError, match="semantic"):
+        compose_regime_grids([{"regime": "semantic", "label": "x", "png": tmp_path / "nope.png"}],
+                             tmp_path / "out.png")
