@@ -125,20 +125,22 @@ def train(
                 best = copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
             if action == REDUCE:  # back to the best state, then on at the lower rate
                 model.load_state_dict(best["model"])
-                optimizer.load_state_dict(best["optimizer"])
+                # Adam adopts the given moment tensors and updates them in place: hand it a copy, so the
+                # kept best state stays the best epoch's for a later reduction and for the checkpoints
+                optimizer.load_state_dict(copy.deepcopy(best["optimizer"]))
             elif action == STOP:
                 stop_reason = "plateau"
         metrics["wall_s"] = time.perf_counter() - epoch_start
         history.append(metrics)
         if on_epoch is not None:
-            # A snapshot, not views of the live parameters, so a kept state stays at this epoch.
-            on_epoch(metrics, copy.deepcopy({
+            # A snapshot, not views of the live parameters, so a kept state stays at this epoch. `best` is
+            # already one (replaced whole, never changed in place): shared, not copied again every epoch.
+            on_epoch(metrics, {**copy.deepcopy({
                 "epoch": epoch, "history": history, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "batch_order": batch_order.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-                "rule": rule.state(), "best": best, "stop_reason": stop_reason,
-            }))
+            }), "rule": rule.state(), "best": best, "stop_reason": stop_reason})
 
     evaluation_start = time.perf_counter()
     status = {None: "unconverged", "plateau": "converged", "non-finite loss": "diverged"}[stop_reason]

@@ -187,3 +187,20 @@ def test_simple_family_one_epoch_on_mnist5k_is_unconverged():
         assert m["elbo"] == -(m["rate"] + m["distortion"])
     # 784 Bernoulli pixels: an untrained decoder sits near 784·ln 2 ≈ 543 nats; one epoch must improve on it.
     assert result["splits"]["test"]["distortion"] < 543
+
+
+def test_the_kept_best_state_does_not_drift_after_a_reduction():
+    # Restoring hands Adam the best epoch's moments; Adam updates its moments in place, so without a copy
+    # the kept state would follow training and a second reduction would restore the wrong moments.
+    cell = Cell(dataset="toy", family="toy", epochs=60, batch_size=500, lr=0.05, patience=3, min_delta=0.0,
+                lr_reductions=2)
+    seen = {}  # the best state's Adam moments, as first snapshotted, by the epoch it was kept at
+
+    def check(metrics, state):
+        moments = torch.cat([s["exp_avg"].flatten() for s in state["best"]["optimizer"]["state"].values()])
+        first = seen.setdefault(state["rule"]["best_epoch"], moments.clone())
+        assert torch.equal(first, moments), f"the best state changed by epoch {metrics['epoch']}"
+
+    result = train(cell, threads=1, on_epoch=check)
+    assert result["status"] == "converged"
+    assert sorted({h["lr"] for h in result["history"]}, reverse=True) == pytest.approx([0.05, 0.005, 0.0005])
