@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
+from rdsweep.datasets import parse_dataset
 from rdsweep.errors import UserError
 from rdsweep.models.families import get_family
 
@@ -24,6 +25,7 @@ SCHEDULES = ("constant", "paper", "plateau")
 # Evaluation settings: recorded with the cell, but they do not change the trained model, so not in the id.
 EVAL_FIELDS = ("eval_samples", "iwae_k", "images")
 PLATEAU_FIELDS = ("lr_reductions", "lr_divisor")  # only the plateau schedule reads them
+_MAX_INT = 2**31 - 1  # counts beyond it are typos, and would overflow the table's and torch's integers
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Cell:
 
     def validated(self) -> "Cell":
         """The same cell with its family canonicalised; a UserError for any value that cannot train."""
+        parse_dataset(self.dataset)
         family = get_family(self.family)
         if self.objective not in OBJECTIVES:
             raise UserError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
@@ -90,11 +93,11 @@ class Cell:
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
         for name in ("epochs", "batch_size", "eval_samples", "eval_every", "patience"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            if not _is_int(getattr(self, name)) or not 1 <= getattr(self, name) <= _MAX_INT:
+                raise UserError(f"{name} must be a positive integer (at most {_MAX_INT}), got {getattr(self, name)!r}")
         for name in ("iwae_k", "lr_reductions"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
-                raise UserError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+            if not _is_int(getattr(self, name)) or not 0 <= getattr(self, name) <= _MAX_INT:
+                raise UserError(f"{name} must be a non-negative integer (at most {_MAX_INT}), got {getattr(self, name)!r}")
         if not isinstance(self.images, bool):
             raise UserError(f"images must be true or false, got {self.images!r}")
         if self.eval_every > self.epochs:
@@ -104,8 +107,8 @@ class Cell:
         _positive("lr_divisor", self.lr_divisor)
         if self.lr_divisor <= 1:
             raise UserError(f"lr_divisor must be > 1 (it divides the rate on a plateau), got {self.lr_divisor!r}")
-        if not isinstance(self.seed, int):
-            raise UserError(f"seed must be an integer, got {self.seed!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
+            raise UserError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
         _positive("lr", self.lr)
         return replace(self, family=family.name,
                        beta=None if self.beta is None else float(self.beta),

@@ -128,6 +128,7 @@ def train(
         print(f"rdsweep: warning: unconverged: the valid objective was still improving at epoch {cell.epochs}; "
               "raise --epochs", file=sys.stderr)
     if result["status"] == "diverged":
+        print(f"rdsweep: error: diverged ({result['stop_reason']}): lower --lr or raise --batch-size", file=sys.stderr)
         raise typer.Exit(1)
 
 
@@ -157,10 +158,10 @@ def result_table(result: dict) -> Table:
 @app.command()
 def launch(
     spec: Path = typer.Argument(..., help="Sweep spec (TOML), e.g. examples/quick.toml."),
-    storage: Optional[Path] = typer.Option(None, help="Folder of experiments [default: ./rdsweep-results]."),
-    name: Optional[str] = typer.Option(None, help="Experiment name, one path segment [default: the spec's file stem]."),
+    storage: Optional[Path] = typer.Option(None, help="Folder of experiments (default: ./rdsweep-results)."),
+    name: Optional[str] = typer.Option(None, help="Experiment name, one path segment (default: the spec's file stem)."),
     address: Optional[str] = typer.Option(None, help="Join this Ray cluster (HOST:PORT or 'auto') instead of starting one."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells and what would run; start nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", metavar="", help="Print the cells and what would run; start nothing."),
     dataset: Optional[str] = typer.Option(None, help="Override the spec's dataset."),
     families: Optional[str] = typer.Option(None, help="Override: comma-separated names/codes, or 'all'."),
     seeds: Optional[str] = typer.Option(None, help="Override: comma-separated seeds, e.g. 0,1,2."),
@@ -176,9 +177,11 @@ def launch(
     gpus_per_trial: Optional[str] = typer.Option(None, help="Override: 'auto', 0, 1, or a fraction that packs trials per GPU."),
     max_failures: Optional[int] = typer.Option(None, help="Override resources.max_failures (retries per trial)."),
     max_concurrent: Optional[int] = typer.Option(None, help="Override resources.max_concurrent."),
+    strict: bool = typer.Option(False, "--strict", metavar="", help="Exit 1 unless every cell converged (unconverged and diverged cells too)."),
 ) -> None:
-    """Train a spec's cells as Ray Tune trials; finished cells are skipped, interrupted ones resumed."""
-    from rdsweep.cells import knob
+    """Train a spec's cells as Ray Tune trials; finished cells are skipped, interrupted ones resumed.
+
+    Exit status: 0 every cell has a result (unconverged or diverged ones with a warning); 1 a cell failed (or, with --strict, did not converge); 130 interrupted (checkpoints kept: run it again to resume); 2 a mistake in the command or spec (nothing changed)."""
     from rdsweep.ledger import Experiment, plan
     from rdsweep.spec import cli_overrides, load_spec
 
@@ -190,46 +193,102 @@ def launch(
     sweep_spec = load_spec(spec, overrides)
     experiment = Experiment.at(storage, name or spec.stem)
     experiment.check_protocol(sweep_spec.protocol)
-    planned = plan(experiment, sweep_spec.cells())
+    if dry_run:
+        _print_plan(experiment, plan(experiment, sweep_spec.cells()), dry_run=True)
+        return
+    from rdsweep.data import load_dataset
+
+    load_dataset(sweep_spec.dataset)  # a missing or malformed data file stops here, before Ray starts
+    with experiment.lock():           # from here on, no other launch trains this experiment's cells
+        planned = plan(experiment, sweep_spec.cells())
+        _print_plan(experiment, planned, dry_run=False)
+        earlier = [p.status for p in planned if p.action == "skip"]  # finished before this launch
+        if len(earlier) == len(planned):
+            console.print("nothing to train")
+            if strict and any(status != "converged" for status in earlier):
+                _warn(f"--strict: {sum(s != 'converged' for s in earlier)} cell(s) of this spec did not converge")
+                raise typer.Exit(1)
+            return
+        from rdsweep.sweep import launch as run_launch
+
+        summary = run_launch(sweep_spec, experiment, planned, address=address, console=console)
+    console.print(f"done: {summary.converged} converged, {summary.unconverged} unconverged, {summary.diverged} "
+                  f"diverged, {summary.failed} failed, {summary.unfinished} unfinished, {summary.skipped} skipped "
+                  "(already finished)", highlight=False)
+    for warning in summary.warnings:
+        _warn(warning)
+    if summary.unconverged:
+        _warn(f"{summary.unconverged} cell(s) reached the epoch cap still improving; raise --epochs and launch "
+              "again to continue them")
+    if summary.diverged:
+        _warn(f"{summary.diverged} cell(s) diverged (non-finite loss); their rows have no R or D "
+              "(`rdsweep curves` shows where)")
+    if summary.unfinished:  # Tune returns before every trial ended only when it was interrupted
+        print(f"rdsweep: interrupted: {summary.unfinished} cell(s) unfinished, their checkpoints kept; run the "
+              "same command again to resume them", file=sys.stderr)
+        raise typer.Exit(130)
+    if summary.failed:
+        print(f"rdsweep: error: {summary.failed} cell(s) failed (`rdsweep status` or the table's error column "
+              "says why); run the same command again to retry them", file=sys.stderr)
+        raise typer.Exit(1)
+    not_converged = summary.unconverged + summary.diverged + sum(s != "converged" for s in earlier)
+    if strict and not_converged:
+        _warn(f"--strict: {not_converged} cell(s) of this spec did not converge")
+        raise typer.Exit(1)
+
+
+def _warn(message: str) -> None:
+    print(f"rdsweep: warning: {message}", file=sys.stderr)
+
+
+def _print_plan(experiment, planned, dry_run: bool) -> None:
+    from rdsweep.cells import knob
+    from rdsweep.models.families import get_family
+
     actions = [p.action for p in planned]
     console.print(f"experiment {experiment.path}: {len(planned)} cells, {actions.count('skip')} finished, "
                   f"{actions.count('run')} to run, {actions.count('resume')} to resume, "
                   f"{actions.count('continue')} to continue (unconverged, the cap was raised)", highlight=False)
-    if dry_run:
-        table = Table(title="cells (dry run: nothing started)")
-        for col in ("cell_id", "family", "code", "objective", "seed", "ledger", "action"):
-            table.add_column(col)
-        from rdsweep.models.families import get_family
-        for p in planned:
-            c = p.cell
-            table.add_row(c.cell_id, c.family, get_family(c.family).code or "",
-                          knob(c.objective, c.beta, c.target_rate), str(c.seed),
-                          p.status or "", p.action)
-        console.print(table)
+    if not dry_run:
         return
-    if "skip" in actions and len(set(actions)) == 1:
-        console.print("nothing to train")
-        return
-    from rdsweep.data import load_dataset
-    from rdsweep.sweep import launch as run_launch
+    table = Table(title="cells (dry run: nothing started)")
+    for col in ("cell_id", "family", "code", "objective", "seed", "ledger", "action"):
+        table.add_column(col)
+    for p in planned:
+        c = p.cell
+        table.add_row(c.cell_id, c.family, get_family(c.family).code or "",
+                      knob(c.objective, c.beta, c.target_rate), str(c.seed), p.status or "", p.action)
+    console.print(table)
 
-    load_dataset(sweep_spec.dataset)  # a missing or malformed data file stops here, before Ray starts
-    summary = run_launch(sweep_spec, experiment, planned, address=address, console=console)
-    console.print(f"done: {summary.converged} converged, {summary.unconverged} unconverged, {summary.diverged} "
-                  f"diverged, {summary.failed} failed, {summary.unfinished} unfinished, {summary.skipped} skipped "
-                  "(already finished)", highlight=False)
-    if summary.unconverged:
-        print(f"rdsweep: warning: {summary.unconverged} cell(s) reached the epoch cap still improving; raise "
-              "--epochs and launch again to continue them", file=sys.stderr)
-    if summary.failed or summary.unfinished:
-        console.print("run the same command again to retry failed and resume unfinished cells", highlight=False)
-        raise typer.Exit(1)
+
+@app.command()
+def status(
+    experiments: list[Path] = typer.Argument(..., help="Experiment directories, e.g. rdsweep-results/quick."),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="Print JSON (a list, one object per experiment) for scripts."),
+) -> None:
+    """How a sweep is doing, read from its ledger: no Ray needed, any shell that sees the storage.
+
+    Cells finished by status, running (since when, at which epoch), resumable, failed with their error,
+    never started; each family's measured times; an ETA (docs/launch.md, "Watching a sweep")."""
+    import json
+
+    from rdsweep.ledger import Experiment
+    from rdsweep.status import experiment_status, render
+
+    found = [experiment_status(Experiment(path)) for path in experiments]
+    if json_out:
+        print(json.dumps([s.to_json() for s in found], indent=1))
+        return
+    for i, one in enumerate(found):
+        if i:
+            console.print()
+        console.print(render(one, wide=console.width >= 120))
 
 
 @app.command()
 def collect(
     experiments: list[Path] = typer.Argument(..., help="Experiment directories, e.g. rdsweep-results/quick."),
-    out: Optional[Path] = typer.Option(None, help="Table path [default: EXPERIMENT/frontier.parquet; required for several]."),
+    out: Optional[Path] = typer.Option(None, help="Table path (default: EXPERIMENT/frontier.parquet; required for several)."),
 ) -> None:
     """Gather finished trial results from disk into the frontier table (Parquet), atomically."""
     from rdsweep.collect import collect as collect_table
@@ -244,11 +303,11 @@ def collect(
 @app.command()
 def frontier(
     table: Path = typer.Argument(..., help="A frontier table written by `rdsweep collect`."),
-    plot_path: Optional[Path] = typer.Argument(None, metavar="[PATH]", help="Where --plot writes the PNG [default: TABLE's folder, frontier-SPLIT.png]."),
-    plot: bool = typer.Option(False, "--plot", help="Write a PNG of the RD plane (to PATH if given)."),
+    plot_path: Optional[Path] = typer.Argument(None, metavar="[PATH]", help="Where --plot writes the PNG (default: TABLE's folder, frontier-SPLIT.png)."),
+    plot: bool = typer.Option(False, "--plot", metavar="", help="Write a PNG of the RD plane (to PATH if given)."),
     split: str = typer.Option("test", help="Which split's R and D: train, valid or test."),
     include_unconverged: bool = typer.Option(
-        False, "--include-unconverged", help="Also use cells that hit the epoch cap still improving (drawn hollow)."),
+        False, "--include-unconverged", metavar="", help="Also use cells that hit the epoch cap still improving (drawn hollow)."),
     grids: Optional[Path] = typer.Option(
         None, help="Write one PNG with a data / reconstruction / sample row per regime found (needs image grids)."),
 ) -> None:
@@ -369,8 +428,8 @@ def main() -> None:
         _fail(str(e))
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except typer.Abort:
-        print("rdsweep: aborted", file=sys.stderr)
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside Tune's own handling of it
+        print("rdsweep: interrupted", file=sys.stderr)
         sys.exit(130)
     except typer.TyperException as e:  # a bad option or argument, parsed by Typer's click
         if type(e).__name__ == "NoArgsIsHelpError":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +16,7 @@ import pyarrow.parquet as pq
 
 from rdsweep.cells import SPLITS
 from rdsweep.errors import UserError
+from rdsweep.files import atomic_write
 from rdsweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES, get_family
 
@@ -64,7 +64,7 @@ SCHEMA = pa.schema([
     ("grid", pa.string()),                # the cell's image grid, relative to the table's folder, or null
     ("device", pa.string()),
     ("rdsweep_version", pa.string()),
-])
+], metadata={"rdsweep": "frontier table"})  # how collect knows a file it may replace
 _FAMILY_ORDER = {name: i for i, name in enumerate(FAMILIES)}
 
 
@@ -89,21 +89,44 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: directory {out.parent} does not exist")
 
+    _refuse_to_overwrite(out, experiments)
+
     rows = []
     for experiment in experiments:
-        results = experiment.results()
+        results = experiment.results()  # each checked against the result schema (rdsweep/schema.py)
         if not results:
             raise UserError(f"no trial results in {experiment.cells_dir} (run `rdsweep launch` first)")
         for result in results:
-            try:
-                rows += result_rows(result, experiment.name, _grid(experiment, result, out))
-            except (KeyError, TypeError, AttributeError, UserError) as e:
-                where = experiment.result_path(str(result.get("cell_id", "?")) if isinstance(result, dict) else "?")
-                raise UserError(f"malformed trial result {where}: {type(e).__name__}: {e}") from None
+            rows += result_rows(result, experiment.name, _grid(experiment, result, out))
     rows.sort(key=_row_order)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    _write_atomic(table, out)
+    with atomic_write(out) as tmp:
+        pq.write_table(table, tmp)
     return out, table
+
+
+def _refuse_to_overwrite(out: Path, experiments: list[Experiment]) -> None:
+    """collect replaces only its own tables: not a result, a spec or anyone's data file given as --out."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory: give a file path, e.g. {out / TABLE_NAME}")
+    for experiment in experiments:
+        if out.resolve().parent in (experiment.cells_dir.resolve(), experiment.checkpoints_dir.resolve()):
+            raise UserError(f"--out {out} is inside the ledger of {experiment.path}: choose another path")
+    if out.exists() and not is_table(out):
+        raise UserError(f"{out} exists and is not a table written by rdsweep collect: "
+                        "refusing to overwrite it (choose another --out)")
+
+
+def is_table(path: Path) -> bool:
+    """A Parquet file collect wrote: marked in its schema's metadata, or (tables from before the mark) with
+    the columns that identify a frontier table."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException):
+        return False
+    if (schema.metadata or {}).get(b"rdsweep") == b"frontier table":
+        return True
+    return {"cell_id", "experiment", "split", "rate", "distortion", "status"} <= set(schema.names)
 
 
 def _grid(experiment: Experiment, result: dict, out: Path) -> str | None:
@@ -156,17 +179,6 @@ def _row_order(row: dict) -> tuple:
 
 def _finite(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def _write_atomic(table: pa.Table, out: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _first_duplicate(names: list[str]) -> str:

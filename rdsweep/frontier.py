@@ -55,9 +55,7 @@ def read_table(path: str | Path, split: str = "test", include_unconverged: bool 
         table = pd.read_parquet(path, dtype_backend="numpy_nullable")
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet
         raise UserError(f"cannot read frontier table {path}: {' '.join(str(e).split())[:200]}") from None
-    missing = [c for c in _SETTING + ["seed", "split", "rate", "distortion", "status"] if c not in table]
-    if missing:
-        raise UserError(f"{path} is not a frontier table: no column {missing[0]!r}")
+    _check_columns(path, table)
     splits = sorted(table["split"].dropna().unique())
     if split not in splits:
         raise UserError(f"{path} has no {split!r} split (it has: {', '.join(splits) or 'none'})")
@@ -72,6 +70,24 @@ def read_table(path: str | Path, split: str = "test", include_unconverged: bool 
         raise UserError(f"{path} mixes datasets ({', '.join(datasets)}); an RD plane needs one: "
                         "collect each dataset's experiments into its own table")
     return rows
+
+
+def _check_columns(path: Path, table: pd.DataFrame) -> None:
+    """The columns the analysis reads, with the table schema's types (a hand-made or foreign file)."""
+    import pyarrow as pa
+
+    from rdsweep.collect import SCHEMA
+
+    for column in _SETTING + ["seed", "split", "rate", "distortion", "status"]:
+        if column not in table:
+            raise UserError(f"{path} is not a frontier table: no column {column!r}")
+        expected = SCHEMA.field(column).type
+        numeric = pa.types.is_floating(expected) or pa.types.is_integer(expected)
+        ok = (pd.api.types.is_numeric_dtype(table[column]) if numeric
+              else pd.api.types.is_string_dtype(table[column]) or table[column].isna().all())
+        if not ok:
+            raise UserError(f"{path} is not a frontier table: column {column!r} holds {table[column].dtype}, "
+                            f"not {expected}")
 
 
 def analyse(rows: pd.DataFrame, split: str = "test") -> Frontier:

@@ -22,19 +22,93 @@ import math
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rdsweep.cells import Cell
+from rdsweep.datasets import parse_dataset
 from rdsweep.errors import SpecError, UserError
 from rdsweep.models.families import FAMILIES, get_family
 
-_TOP_KEYS = {"dataset", "families", "seeds", "size", "budget", "evaluation", "objective", "resources"}
-_BUDGET_KEYS = {"epochs", "batch_size", "lr", "schedule", "eval_every", "patience", "min_delta",
-                "lr_reductions", "lr_divisor"}
-_EVALUATION_KEYS = {"eval_samples", "iwae_k", "images"}
-_OBJECTIVE_KEYS = {"kind", "values", "families"}
-_RESOURCE_KEYS = {"cpus_per_trial", "gpus_per_trial", "max_failures", "max_concurrent"}
-_NAMED_DATASETS = {"mnist5k": "image", "toy": "toy", "lingauss": "lingauss"}
-_DIR_DATASETS = ("amat", "idx")  # "amat:DIR", "idx:DIR": binarized images read from a directory
+
+# The file's structure and types (pydantic); what the values mean (datasets, families, the cells' own
+# checks) is judged after it, in _parse.
+def _one_or_many(value):
+    return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+
+
+_MAX = 2**31 - 1
+Names = Annotated[list[str], BeforeValidator(_one_or_many), Field(min_length=1)]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class BudgetTable(_Table):          # unset keys take the Cell defaults; Cell.validated judges the values
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    schedule: Optional[str] = None
+    eval_every: Optional[int] = None
+    patience: Optional[int] = None
+    min_delta: Optional[float] = None
+    lr_reductions: Optional[int] = None
+    lr_divisor: Optional[float] = None
+
+
+class EvaluationTable(_Table):
+    eval_samples: Optional[int] = None
+    iwae_k: Optional[int] = None
+    images: Optional[bool] = None
+
+
+class ObjectiveBlock(_Table):
+    kind: Literal["beta", "target-rate"]
+    values: list[float] = Field(min_length=1)
+    families: Names = ["all"]   # a block may name its own: a subset of the spec's families
+
+    @model_validator(mode="after")
+    def _values_in_range(self) -> "ObjectiveBlock":
+        for v in self.values:
+            if not math.isfinite(v) or v < 0 or (v == 0 and self.kind == "beta"):
+                bound = "> 0" if self.kind == "beta" else "≥ 0"
+                raise ValueError(f"{self.kind} values must be finite numbers {bound}, got {v!r}")
+        return self
+
+
+class ResourcesTable(_Table):
+    cpus_per_trial: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    gpus_per_trial: Optional[float] = None   # "auto" in the file: 1 when the Ray cluster has GPUs, else 0
+    max_failures: int = Field(default=2, ge=-1, le=_MAX)
+    max_concurrent: Optional[int] = Field(default=None, ge=1, le=_MAX)
+
+    @field_validator("gpus_per_trial", mode="before")
+    @classmethod
+    def _auto_or_fraction(cls, value):
+        if value == "auto" or value is None:
+            return None
+        # A trial trains one model on one device: more than one GPU per trial would sit idle.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"must be \"auto\", 0, 1 or a fraction in (0, 1) to pack trials per GPU, got {value!r}")
+        return float(value)
+
+
+class SpecFile(_Table):
+    dataset: str
+    families: Names = ["all"]
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], BeforeValidator(_one_or_many),
+                     Field(min_length=1)] = [0]
+    size: str = "small"
+    budget: BudgetTable = BudgetTable()
+    evaluation: EvaluationTable = EvaluationTable()
+    objective: list[ObjectiveBlock] = Field(min_length=1)
+    resources: ResourcesTable = ResourcesTable()
+
+
+_TABLES = {"budget": BudgetTable, "evaluation": EvaluationTable, "objective": ObjectiveBlock,
+           "resources": ResourcesTable}
 
 
 @dataclass(frozen=True)
@@ -62,7 +136,7 @@ class Spec:
         cap that may be raised (unconverged cells then continue), unless the schedule is 'paper', whose
         learning rate depends on it."""
         b = self.base
-        budget = {key: getattr(b, key) for key in sorted(_BUDGET_KEYS)}
+        budget = {key: getattr(b, key) for key in sorted(BudgetTable.model_fields)}
         if b.schedule != "paper":
             del budget["epochs"]
         return {"dataset": b.dataset, "size": b.size, "budget": budget,
@@ -106,7 +180,8 @@ def load_spec(path: str | Path, overrides: dict | None = None) -> Spec:
         target = raw
         for table in tables:
             target = target.setdefault(table, {})
-        target[key] = value
+        if isinstance(target, dict):  # else the file's table is not a table, which _parse reports
+            target[key] = value
     return _parse(path, raw)
 
 
@@ -114,83 +189,79 @@ def _parse(path: Path, raw: dict) -> Spec:
     def fail(key: str, message: str):
         raise SpecError(f"{path}: {key}: {message}")
 
-    _check_keys(path, "", raw, _TOP_KEYS)
-    if "dataset" not in raw:
-        fail("dataset", "missing (e.g. dataset = \"mnist5k\")")
-    dataset, data_kind = _dataset(raw["dataset"], lambda m: fail("dataset", m))
-    families = _families(raw.get("families", "all"), data_kind, dataset, lambda m: fail("families", m))
-    seeds = _int_list(raw.get("seeds", [0]), lambda m: fail("seeds", m))
-
-    budget = _table(path, raw, "budget", _BUDGET_KEYS)
-    evaluation = _table(path, raw, "evaluation", _EVALUATION_KEYS)
-    base = Cell(dataset=dataset, size=raw.get("size", "small"), **budget, **evaluation)
+    try:
+        file = SpecFile.model_validate(raw)
+    except ValidationError as e:
+        raise SpecError(f"{path}: {_first_error(e)}") from None
+    dataset, data_kind = _dataset(file.dataset, lambda m: fail("dataset", m))
+    families = _families(file.families, data_kind, dataset, lambda m: fail("families", m))
+    base = Cell(dataset=dataset, size=file.size, **file.budget.model_dump(exclude_none=True),
+                **file.evaluation.model_dump(exclude_none=True))
     try:
         base = base.validated()
     except UserError as e:  # its message names the field: size, epochs, lr, iwae_k...
         raise SpecError(f"{path}: {e}") from None
-
     if base.images and data_kind != "image":
         fail("evaluation.images", f"image grids need image data; {dataset!r} is {data_kind} data")
 
-    blocks = raw.get("objective")
-    if not isinstance(blocks, list) or not blocks:
-        fail("objective", "no [[objective]] block: add e.g. [[objective]] kind = \"beta\" values = [0.1, 1, 10]")
     objectives = []
-    for i, block in enumerate(blocks):
-        key = f"objective[{i}]"
-        if not isinstance(block, dict):
-            fail(key, "must be a table ([[objective]])")
-        _check_keys(path, key + ".", block, _OBJECTIVE_KEYS)
-        if block.get("kind") not in ("beta", "target-rate"):
-            fail(key + ".kind", f"must be \"beta\" or \"target-rate\", got {block.get('kind')!r}")
-        values = block.get("values")
-        if not isinstance(values, list) or not values:
-            fail(key + ".values", "must be a non-empty list of numbers (an empty grid trains nothing)")
-        for v in values:
-            bad = not _is_number(v) or not math.isfinite(v) or v < 0 or (v == 0 and block["kind"] == "beta")
-            if bad:
-                bound = "> 0" if block["kind"] == "beta" else "≥ 0"
-                fail(key + ".values", f"{block['kind']} values must be finite numbers {bound}, got {v!r}")
-        # A block may name its own families (e.g. target rates for the PixelCNN decoders only): a subset
-        # of the spec's families, so overriding --families still narrows every block.
-        only = _families(block.get("families", "all"), data_kind, dataset, lambda m: fail(key + ".families", m))
-        objectives.append((block["kind"], tuple(float(v) for v in values),
-                           tuple(f for f in families if f in only)))
+    for i, block in enumerate(file.objective):
+        # A block's own families narrow the spec's, so overriding --families still narrows every block.
+        only = _families(block.families, data_kind, dataset, lambda m: fail(f"objective[{i}].families", m))
+        objectives.append((block.kind, tuple(block.values), tuple(f for f in families if f in only)))
 
+    r = file.resources
     spec = Spec(path=path, dataset=dataset, data_kind=data_kind, families=families,
-                objectives=tuple(objectives), seeds=seeds, base=base,
-                resources=_resources(path, raw))
+                objectives=tuple(objectives), seeds=tuple(dict.fromkeys(file.seeds)), base=base,
+                resources=Resources(r.cpus_per_trial, r.gpus_per_trial, r.max_failures, r.max_concurrent))
     spec.cells()  # validates every cell now, so a bad grid fails before anything starts
     return spec
 
 
-def _dataset(name, fail) -> tuple[str, str]:
+def _first_error(e: ValidationError) -> str:
+    """The first of pydantic's errors as one line: where in the file (objective[0].values), and what."""
+    error = e.errors(include_url=False)[0]
+    loc = error["loc"]
+    where = _where(loc)
+    if error["type"] == "extra_forbidden":
+        table = _TABLES.get(loc[0], SpecFile) if len(loc) > 1 else SpecFile
+        key = str(loc[-1]) if str(loc[-1]).isprintable() and str(loc[-1]).strip() else repr(loc[-1])
+        where = f"{_where(loc[:-1])}.{key}".lstrip(".")
+        return f"unknown key {where}; allowed here: {', '.join(table.model_fields)}"
+    if loc == ("objective",):
+        return "objective: no [[objective]] block: add e.g. [[objective]] kind = \"beta\" values = [0.1, 1, 10]"
+    if error["type"] == "missing":
+        return f"{where}: missing" + (' (e.g. dataset = "mnist5k")' if loc == ("dataset",) else "")
+    message = " ".join(error["msg"].removeprefix("Value error, ").split())
+    got = "" if "got " in message else f", got {error['input']!r}"[:80]
+    return f"{where}: {message}{got}"
+
+
+def _where(loc: tuple) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def _dataset(name: str, fail) -> tuple[str, str]:
     """The dataset name (directory datasets made absolute, so every Ray worker reads the same files) and its
     kind. Only names and directories are checked here; launch loads the data before starting any trial."""
-    if not isinstance(name, str):
-        fail(f"must be a string, got {name!r}")
-    if name in _NAMED_DATASETS:
-        return name, _NAMED_DATASETS[name]
-    prefix, colon, directory = name.partition(":")
-    if colon and prefix in _DIR_DATASETS and directory.strip():
-        root = Path(directory).expanduser().resolve()
-        if not root.is_dir():
-            fail(f"directory {root} does not exist")
-        return f"{prefix}:{root}", "image"
-    fail(f"unknown dataset {name!r}: use {', '.join(_NAMED_DATASETS)}, amat:DIR or idx:DIR")
+    try:
+        form, kind, root = parse_dataset(name)
+    except UserError as e:
+        fail(str(e))
+    if root is None:
+        return name, kind
+    if not root.resolve().is_dir():
+        fail(f"directory {root.resolve()} does not exist")
+    return f"{form}:{root.resolve()}", kind
 
 
-def _families(value, data_kind: str, dataset: str, fail) -> tuple[str, ...]:
-    if value == "all":
+def _families(value: list[str], data_kind: str, dataset: str, fail) -> tuple[str, ...]:
+    if value == ["all"]:
         return tuple(f.name for f in FAMILIES.values() if f.data_kind == data_kind)
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        fail("must be \"all\" or a non-empty list of family names or paper codes")
     names = []
     for item in value:
         try:
-            family = get_family(item if isinstance(item, str) else repr(item))
+            family = get_family(item)
         except UserError as e:
             fail(str(e))
         if family.data_kind != data_kind:
@@ -200,60 +271,9 @@ def _families(value, data_kind: str, dataset: str, fail) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _resources(path: Path, raw: dict) -> Resources:
-    table = _table(path, raw, "resources", _RESOURCE_KEYS)
-
-    def fail(key, message):
-        raise SpecError(f"{path}: resources.{key}: {message}")
-
-    cpus = table.get("cpus_per_trial", 1)
-    if not _is_number(cpus) or cpus <= 0:
-        fail("cpus_per_trial", f"must be a number > 0, got {cpus!r}")
-    gpus = table.get("gpus_per_trial", "auto")
-    if gpus != "auto" and (not _is_number(gpus) or gpus < 0 or gpus > 1):
-        # A trial trains one model on one device: more than one GPU per trial would sit idle.
-        fail("gpus_per_trial", f"must be \"auto\", 0, 1 or a fraction in (0, 1) to pack trials per GPU, got {gpus!r}")
-    failures = table.get("max_failures", 2)
-    if not isinstance(failures, int) or isinstance(failures, bool) or failures < -1:
-        fail("max_failures", f"must be an integer ≥ 0 (or -1: retry forever), got {failures!r}")
-    concurrent = table.get("max_concurrent")
-    if concurrent is not None and (not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1):
-        fail("max_concurrent", f"must be a positive integer, got {concurrent!r}")
-    return Resources(float(cpus), None if gpus == "auto" else float(gpus), failures, concurrent)
-
-
-def _table(path: Path, raw: dict, name: str, allowed: set) -> dict:
-    table = raw.get(name, {})
-    if not isinstance(table, dict):
-        raise SpecError(f"{path}: {name}: must be a table ([{name}])")
-    _check_keys(path, name + ".", table, allowed)
-    return table
-
-
-def _check_keys(path: Path, prefix: str, table: dict, allowed: set) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise SpecError(f"{path}: unknown key {prefix}{unknown[0]}; allowed here: {', '.join(sorted(allowed))}")
-
-
-def _int_list(value, fail) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        fail("must be a non-empty list of integers")
-    for v in value:
-        if not isinstance(v, int) or isinstance(v, bool):
-            fail(f"must be integers, got {v!r}")
-    return tuple(dict.fromkeys(value))
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def cli_overrides(**options) -> dict:
     """Command-line options (strings as typed, None when not given) as `load_spec` overrides."""
-    where = {**{key: f"budget.{key}" for key in _BUDGET_KEYS}, "cpus_per_trial": "resources.cpus_per_trial",
+    where = {**{key: f"budget.{key}" for key in BudgetTable.model_fields}, "cpus_per_trial": "resources.cpus_per_trial",
              "gpus_per_trial": "resources.gpus_per_trial", "max_failures": "resources.max_failures",
              "max_concurrent": "resources.max_concurrent"}
     overrides = {}

@@ -5,29 +5,46 @@ and checkpoints every epoch twice over: through `tune.report(checkpoint=...)`, w
 restores from when it retries a failed trial, and into the ledger, which a later launch resumes from after
 an interrupted one, or continues from when an unconverged cell is given more epochs (Ray's own restore
 cannot add or drop trials, so rdsweep does not use it).
+
+A launch can be watched three ways: its live view (Progress), its log (EXPERIMENT/launch-<time>.log, one
+line per event) and, from any shell, `rdsweep status`, which reads the ledger: the launch's record
+(launch.json) and each trial's progress record, rewritten every few seconds while the trial lives.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
-import shutil
+import platform
+import shlex
+import socket
+import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from typing import IO, Iterator
 
 import ray
 from ray import tune
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from rdsweep import __version__
-from rdsweep.cells import Cell, knob
+from rdsweep.cells import Cell
 from rdsweep.errors import UserError
-from rdsweep.ledger import RESULT_STATUSES, Experiment, PlannedCell
+from rdsweep.ledger import FINISHED, Experiment, PlannedCell
+from rdsweep.schema import RESULT_STATUSES
 from rdsweep.spec import Spec
+from rdsweep.status import HEARTBEAT_S, ExperimentStatus, cell_label, duration, eta_text, experiment_status
 
 
 @dataclass(frozen=True)
@@ -39,25 +56,43 @@ class LaunchSummary:
     diverged: int
     failed: int
     unfinished: int      # interrupted: a relaunch resumes them
+    warnings: tuple[str, ...] = ()   # from the cells' results, e.g. a checkpoint moved aside
 
 
 def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
            address: str | None = None, console: Console | None = None) -> LaunchSummary:
     console = console or Console()
-    todo = [p for p in planned if p.action != "skip"]
+    todo = _families_first([p for p in planned if p.action != "skip"])
+    ended: dict[str, str] = {}
     if todo:
         experiment.record_protocol(spec.protocol, __version__)
         _init_ray(address)
         try:
             resources = _trial_resources(spec)
-            _run(todo, experiment, spec, resources, console)
+            name = time.strftime("launch-%Y%m%d-%H%M%S")
+            with _launch_log(experiment, name, spec, planned, todo, resources, address) as log:
+                ended = _run(todo, experiment, spec, resources, console, name, log)
         finally:
             ray.shutdown()
-    statuses = [experiment.status(p.cell.cell_id) for p in todo]
+    # A cell counts by what this launch did to it: an earlier launch's failed result is not this one's.
+    results = [experiment.result(cell_id) for cell_id in ended]
+    statuses = [r["status"] for r in results if r]
     return LaunchSummary(
         total=len(planned), skipped=len(planned) - len(todo), converged=statuses.count("converged"),
         unconverged=statuses.count("unconverged"), diverged=statuses.count("diverged"),
-        failed=statuses.count("failed"), unfinished=statuses.count(None))
+        failed=statuses.count("failed"), unfinished=len(todo) - len(statuses),
+        warnings=tuple(w for r in results if r for w in r["warnings"]))
+
+
+def _families_first(todo: list[PlannedCell]) -> list[PlannedCell]:
+    """Launch order: one cell of each family first, then the rest in the spec's order. Specs expand family by
+    family, so in spec order the last families would start days into a long sweep; this way the first wave of
+    trials times every family (the ETA needs each family's own epoch time) and a family that fails, fails in
+    the first hour."""
+    first: dict[str, PlannedCell] = {}
+    for p in todo:
+        first.setdefault(p.cell.family, p)
+    return [*first.values(), *(p for p in todo if first[p.cell.family] is not p)]
 
 
 def _init_ray(address: str | None) -> None:
@@ -91,8 +126,61 @@ def _trial_resources(spec: Spec) -> dict:
     return {"cpu": res.cpus_per_trial, "gpu": gpus}
 
 
+@contextmanager
+def _launch_log(experiment: Experiment, name: str, spec: Spec, planned: list[PlannedCell],
+                todo: list[PlannedCell], resources: dict, address: str | None) -> Iterator[IO[str]]:
+    """Open EXPERIMENT/<name>.log, the launch's audit trail, and record the launch in launch.json (which
+    `rdsweep status` reads for the cells never started and the trial slots). The log starts with what decides
+    the run (command, versions, resources); Progress adds one line per event, flushed as it goes, so a killed
+    launch leaves its log up to the moment it died."""
+    cluster = ray.cluster_resources()
+    slots = _slots(spec, resources, cluster, len(todo))
+    actions = Counter(p.action for p in planned)
+    experiment.record_launch({
+        "name": name, "started_at": time.time(), "command": ["rdsweep", *sys.argv[1:]], "cwd": os.getcwd(),
+        "host": socket.gethostname(), "pid": os.getpid(), "address": address, "slots": slots,
+        "resources": {"cpus_per_trial": resources["cpu"], "gpus_per_trial": resources["gpu"],
+                      "max_concurrent": spec.resources.max_concurrent, "max_failures": spec.resources.max_failures,
+                      "cluster": {k: cluster.get(k, 0) for k in ("CPU", "GPU")}},
+        "cells": [{"cell_id": p.cell.cell_id, "action": p.action, "cell": p.cell.to_dict()}   # in launch order
+                  for p in todo + [p for p in planned if p.action == "skip"]]})
+    with experiment.launch_log_path(name).open("a", buffering=1) as log:  # line-buffered: whole lines on disk
+        for line in (
+            f"rdsweep launch {name} of {experiment.path} (Ray Tune's own state: ray/{name}/)",
+            f"command: {shlex.join(['rdsweep', *sys.argv[1:]])}  (in {os.getcwd()}, on {socket.gethostname()})",
+            f"versions: rdsweep {__version__}, torch {_version('torch')}, ray {ray.__version__}, "
+            f"python {platform.python_version()} ({sys.executable})",
+            f"ray: {f'the cluster at {address}' if address else 'a local instance'} with "
+            f"{cluster.get('CPU', 0):g} CPU(s), {cluster.get('GPU', 0):g} GPU(s)",
+            f"per trial: {resources['cpu']:g} CPU(s), {resources['gpu']:g} GPU(s); max_concurrent "
+            f"{spec.resources.max_concurrent or 'none'}, max_failures {spec.resources.max_failures}: "
+            f"{slots} trial(s) at once",
+            f"cells: {len(planned)} in the spec: {actions['run']} to run, {actions['resume']} to resume, "
+            f"{actions['continue']} to continue, {actions['skip']} finished before",
+        ):
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        yield log
+
+
+def _slots(spec: Spec, resources: dict, cluster: dict, cells: int) -> int:
+    """How many trials run at once: what the cluster's CPUs and GPUs fit, at most max_concurrent."""
+    fits = [cells, spec.resources.max_concurrent or cells]
+    for kind, want in (("CPU", resources["cpu"]), ("GPU", resources["gpu"])):
+        if want > 0:
+            fits.append(math.floor(cluster.get(kind, 0) / want + 1e-9))
+    return max(1, min(fits))
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources: dict,
-         console: Console) -> None:
+         console: Console, name: str, log: IO[str]) -> dict[str, str]:
+    """Train the cells; returns the cell ids that ended in this launch (with a result or failed)."""
     experiment.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     config = {
         "cell": tune.grid_search([p.cell.to_dict() for p in todo]),
@@ -100,7 +188,7 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
         "device": "cuda" if resources["gpu"] > 0 else "cpu",
         "threads": max(1, math.floor(resources["cpu"])),
     }
-    progress = Progress(todo, experiment, console)
+    progress = Progress(todo, experiment, console, log)
     tuner = tune.Tuner(
         tune.with_resources(_trial, resources),
         param_space=config,
@@ -110,7 +198,7 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
             reuse_actors=False,
         ),
         run_config=tune.RunConfig(
-            name=time.strftime("launch-%Y%m%d-%H%M%S"),
+            name=name,
             storage_path=str(experiment.ray_dir),
             failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -119,7 +207,11 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
         ),
     )
     with progress.live():
-        tuner.fit()
+        try:
+            tuner.fit()
+        finally:  # also on a second Ctrl-C, which Tune lets through as KeyboardInterrupt
+            progress.close()
+    return {cid: state for cid, state in progress.state.items() if state in (*RESULT_STATUSES, "failed")}
 
 
 def _trial_dirname(trial) -> str:
@@ -129,17 +221,15 @@ def _trial_dirname(trial) -> str:
 def _trial(config: dict) -> None:
     """The Ray trainable: train one cell, resuming from Ray's checkpoint (a retry) or the ledger's (a
     relaunch), report and checkpoint every epoch, and write the final result into the ledger."""
+    started = time.time()  # before torch's import: part of the trial's time outside its epochs
+    from filelock import FileLock
+
     from rdsweep import trainer  # torch is imported in the worker, not the driver
 
     cell = Cell.from_dict(config["cell"])
     experiment = Experiment(config["experiment"])
     ledger_checkpoint = experiment.checkpoint_path(cell.cell_id)
-    resume_state = None
-    if (checkpoint := tune.get_checkpoint()) is not None:
-        with checkpoint.as_directory() as d:
-            resume_state = trainer.load_state(Path(d) / "state.pt")
-    elif ledger_checkpoint.exists():
-        resume_state = trainer.load_state(ledger_checkpoint)
+    progress = _TrialProgress(experiment, cell, started)
 
     def on_epoch(metrics: dict, state: dict) -> None:
         with tempfile.TemporaryDirectory(dir=experiment.checkpoints_dir) as d:
@@ -147,65 +237,192 @@ def _trial(config: dict) -> None:
             tune.report({**metrics, "cell_id": cell.cell_id, "best_epoch": state["rule"]["best_epoch"]},
                         checkpoint=tune.Checkpoint.from_directory(d))
             os.replace(Path(d) / "state.pt", ledger_checkpoint)  # same filesystem: a rename, not a copy
+        progress.epoch_done(metrics, state["rule"]["best_epoch"])  # after the checkpoint it counts
 
-    images = None
-    if cell.images:  # the spec allows it for image data only
-        experiment.grids_dir.mkdir(exist_ok=True)
-        images = experiment.grid_path(cell.cell_id)
-    result = trainer.train(cell, on_epoch=on_epoch, resume_state=resume_state,
-                           device=config["device"], threads=config["threads"], images=images)
-    result["resumed_from_epoch"] = resume_state["epoch"] if resume_state else 0
-    result["experiment"] = experiment.name
-    experiment.write_result(result)
-    if result["status"] != "unconverged":  # an unconverged cell keeps its last state: a larger cap continues it
-        ledger_checkpoint.unlink(missing_ok=True)
+    def train(resume_state: dict | None) -> dict:
+        progress.begin(resume_state)
+        images = None
+        if cell.images:  # the spec allows it for image data only
+            experiment.grids_dir.mkdir(exist_ok=True)
+            images = experiment.grid_path(cell.cell_id)
+        return trainer.train(cell, on_epoch=on_epoch, resume_state=resume_state, on_step=progress.step,
+                             device=config["device"], threads=config["threads"], images=images)
+
+    # One trainer per cell at a time: a worker of a killed launch may still be finishing this cell while a
+    # relaunch starts it again; the second waits, then finds the result and leaves it alone.
+    experiment.cell_lock_path(cell.cell_id).parent.mkdir(exist_ok=True)
+    with FileLock(experiment.cell_lock_path(cell.cell_id)), progress:
+        if _finished(experiment.result(cell.cell_id), cell):
+            return
+        warnings, resume_state = [], None
+        try:
+            resume_state = _saved_state(ledger_checkpoint)
+            result = train(resume_state)
+        except trainer.IncompatibleCheckpoint as e:
+            aside = ledger_checkpoint.with_name(f"{ledger_checkpoint.name}.unusable-{time.strftime('%Y%m%d-%H%M%S')}")
+            if ledger_checkpoint.exists():
+                os.replace(ledger_checkpoint, aside)
+            warnings.append(f"cell {cell.cell_id}: its checkpoint {e}; kept as {aside}, the cell restarted")
+            resume_state = None
+            result = train(None)
+        result.update(resumed_from_epoch=resume_state["epoch"] if resume_state else 0,
+                      experiment=experiment.name, warnings=warnings)
+        experiment.write_result(result)
+        progress.finish()
+        if result["status"] != "unconverged":  # an unconverged cell keeps its state: a larger cap continues it
+            ledger_checkpoint.unlink(missing_ok=True)
+
+
+def _saved_state(ledger_checkpoint: Path) -> dict | None:
+    """Where to continue from: Ray's checkpoint when Ray retries this trial, else the ledger's, if any."""
+    from rdsweep import trainer
+
+    if (checkpoint := tune.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as d:
+            return trainer.load_state(Path(d) / "state.pt")
+    return trainer.load_state(ledger_checkpoint) if ledger_checkpoint.exists() else None
+
+
+def _finished(result: dict | None, cell: Cell) -> bool:
+    """Whether the ledger already holds this cell's final result (the same rule as the launch's plan)."""
+    if result is None:
+        return False
+    return result["status"] in FINISHED or (result["status"] == "unconverged" and result["cell"]["epochs"] >= cell.epochs)
+
+
+class _TrialProgress:
+    """A trial's progress record in the ledger (Experiment.progress_path), which the launch's view and
+    `rdsweep status` read: written when training starts, after each epoch, and every HEARTBEAT_S seconds in
+    between by a daemon thread (with the step of the epoch under way), so its age tells a live trial from an
+    interrupted one, also through long epochs and evaluations; `finished_at` once the result is written."""
+
+    def __init__(self, experiment: Experiment, cell: Cell, started: float):
+        self.experiment, self.cell, self.started = experiment, cell, started
+        self.record: dict = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def begin(self, resume_state: dict | None) -> None:
+        epoch = resume_state["epoch"] if resume_state else 0
+        valid = [h["valid_objective"] for h in (resume_state or {}).get("history", []) if "valid_objective" in h]
+        with self._lock:
+            self.record = {
+                "cell_id": self.cell.cell_id, "cell": self.cell.to_dict(), "host": socket.gethostname(),
+                "started_at": self.started, "finished_at": None, "resumed_from_epoch": epoch, "epoch": epoch,
+                "step": 0, "steps": None, "first_step_at": None, "valid_objective": valid[-1] if valid else None,
+                "best_epoch": resume_state["rule"]["best_epoch"] if resume_state else None, "epoch_wall_s": []}
+        self._write()
+        if self._thread.ident is None:  # begun again when a bad checkpoint restarts the cell
+            self._thread.start()
+
+    def step(self, step: int, steps: int) -> None:
+        """The trainer's on_step, once per optimiser step: memory only, the heartbeat writes it. The time of
+        the epoch's first step lets status time a family by the pace of its first, unfinished epoch."""
+        with self._lock:
+            self.record["step"], self.record["steps"] = step, steps
+            if step == 1:
+                self.record["first_step_at"] = time.time()
+
+    def epoch_done(self, metrics: dict, best_epoch: int | None) -> None:
+        with self._lock:
+            self.record.update(epoch=metrics["epoch"], step=0, best_epoch=best_epoch)
+            self.record["valid_objective"] = metrics.get("valid_objective", self.record["valid_objective"])
+            self.record["epoch_wall_s"].append(metrics["wall_s"])
+        self._write()
+
+    def finish(self) -> None:
+        with self._lock:
+            self.record["finished_at"] = time.time()
+        self._write()
+
+    def _write(self) -> None:
+        with self._lock:
+            self.record["updated_at"] = time.time()
+            self.experiment.write_progress(self.record)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._write()
+            except OSError:  # a hiccup of a shared filesystem must not end the heartbeat: try again next beat
+                continue
+
+    def __enter__(self) -> "_TrialProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join()
+
+
+SNAPSHOT_S = 5.0      # the live view rereads the ledger (rdsweep/status.py) at most this often
+LONG_EPOCH_S = 20.0   # a family's epochs at least this long (or not timed yet) show the step under way
+WIDE = 120            # from this many columns, the live view also names each running cell's family
 
 
 class Progress(tune.Callback):
-    """A live table in the driver: cells done / running / failed, with each running cell's latest R, D."""
+    """What a launch shows as it runs. In a terminal: a bar of this launch's cells done, with elapsed time and
+    ETA (rdsweep/status.py's, from the ledger), and a row per running cell: its time, epoch of the cap, the
+    step of a long epoch under way, latest R, D, valid objective and best epoch. Otherwise one line per
+    start, retry and end of a cell. Every event, each epoch included, also goes to the launch log."""
 
-    def __init__(self, todo: list[PlannedCell], experiment: Experiment, console: Console):
+    def __init__(self, todo: list[PlannedCell], experiment: Experiment, console: Console, log: IO[str]):
         self.cells = {p.cell.cell_id: p.cell for p in todo}
+        self.actions = {p.cell.cell_id: p.action for p in todo}
+        self.labels = {cell_id: cell_label(cell.to_dict()) for cell_id, cell in self.cells.items()}
         self.experiment = experiment
         self.console = console
+        self.log = log
         self.state = {cid: "pending" for cid in self.cells}
         self.latest: dict[str, dict] = {}
-        self._live: Live | None = None
+        self.started: dict[str, float] = {}
+        self.errors: dict[str, str] = {}
+        self.began = time.time()
+        self._snapshot: ExperimentStatus | None = None
+        self._snapshot_at = 0.0
 
     def __getstate__(self) -> dict:
-        # Tune pickles its callbacks into the experiment state; the terminal is not part of it.
-        return {k: v for k, v in self.__dict__.items() if k not in ("console", "_live")}
+        # Tune pickles its callbacks into the experiment state; the terminal and the log are not part of it.
+        return {k: v for k, v in self.__dict__.items() if k not in ("console", "log", "_snapshot")}
 
     def live(self) -> Live:
-        self._live = Live(self._table(), console=self.console, refresh_per_second=2,
-                          transient=not self.console.is_terminal)
-        return self._live
-
-    def _update(self, trial, state: str) -> None:
-        self.state[_trial_dirname(trial)] = state
-        if self._live is not None:
-            self._live.update(self._table())
+        return Live(console=self.console, get_renderable=self._view, refresh_per_second=2,
+                    transient=not self.console.is_terminal)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._update(trial, "running")
+        cell_id = self._set(trial, "running")
+        self.started[cell_id] = time.time()
+        how = {"resume": ", from its checkpoint", "continue": ", continuing to the raised cap"}.get(
+            self.actions[cell_id], "")
+        self._event(f"start {self.labels[cell_id]} (cell {cell_id}{how})")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self._update(trial, "retrying")
+        cell_id = self._set(trial, "retrying")
+        error = _last_line(trial.error_file)
+        self._event(f"retry {self.labels[cell_id]} from its last checkpoint, after: {error}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.latest[_trial_dirname(trial)] = result
-        self._update(trial, "running")
+        cell_id = self._set(trial, "running")
+        self.latest[cell_id] = result
+        valid = (f", valid {result['valid_objective']:.3f} (best epoch {result['best_epoch']})"
+                 if "valid_objective" in result else "")
+        self._event(f"epoch {result['epoch']}/{self.cells[cell_id].epochs} {self.labels[cell_id]}: R "
+                    f"{result['rate']:.3f}, D {result['distortion']:.3f}{valid}, {result['wall_s']:.1f}s",
+                    console=False)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         cell_id = _trial_dirname(trial)
-        self._update(trial, self.experiment.status(cell_id) or "failed")
-        self._report(cell_id)
+        self._set(trial, self.experiment.status(cell_id) or "failed")
+        self._ended(cell_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         # Out of retries: record the failure in the ledger (collect shows it; a relaunch runs it again).
         cell_id = _trial_dirname(trial)
         if self.experiment.status(cell_id) in RESULT_STATUSES:  # the trial wrote its result, then its worker died
-            self._update(trial, self.experiment.status(cell_id))
+            self._set(trial, self.experiment.status(cell_id))
+            self._ended(cell_id)
             return
         cell = self.cells[cell_id]
         error = _last_line(trial.error_file)
@@ -213,34 +430,104 @@ class Progress(tune.Callback):
             "cell": cell.to_dict(), "cell_id": cell_id, "status": "failed", "error": error,
             "epochs": self.latest.get(cell_id, {}).get("epoch"), "experiment": self.experiment.name,
             "rdsweep_version": __version__})
-        self._update(trial, "failed")
-        self._report(cell_id, error)
+        self._set(trial, "failed")
+        self.errors[cell_id] = error
+        self._ended(cell_id)
 
-    def _report(self, cell_id: str, error: str = "") -> None:
-        """One line per finished cell, so a non-terminal log (CI, nohup) shows the sweep as it goes."""
-        if self.console.is_terminal:
-            return
-        cell = self.cells[cell_id]
-        done = sum(s in (*RESULT_STATUSES, "failed") for s in self.state.values())
-        label = knob(cell.objective, cell.beta, cell.target_rate)
-        self.console.print(f"[{done}/{len(self.cells)}] {cell.family} {label} seed={cell.seed}: "
-                           f"{self.state[cell_id]} {error}".rstrip(), highlight=False)
+    def close(self) -> None:
+        """The log's last line: what this launch ended, and what it leaves to the next one."""
+        counts = Counter(self.state.values())
+        ended = ", ".join(f"{counts[s]} {s}" for s in (*RESULT_STATUSES, "failed") if counts[s]) or "no cell ended"
+        left = counts["pending"] + counts["running"] + counts["retrying"]
+        self._event(f"end after {duration(time.time() - self.began)}: {ended}" + (
+            f"; {left} unfinished (stopped before they ended): run the same command again to resume them"
+            if left else ""), console=False)
 
-    def _table(self) -> Table:
-        counts = {s: list(self.state.values()).count(s)
-                  for s in ("pending", "running", "retrying", *RESULT_STATUSES, "failed")}
-        table = Table(title="rdsweep launch: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
-                      title_justify="left")
-        numeric = ("seed", "epoch", "R", "D", "valid obj", "best")
-        for column in ("cell", "family", "objective") + numeric[:2] + ("state",) + numeric[2:]:
-            table.add_column(column, justify="right" if column in numeric else "left")
-        shown = [cid for cid, s in self.state.items() if s in ("running", "retrying", "failed")]
-        for cell_id in shown:
-            cell, latest = self.cells[cell_id], self.latest.get(cell_id, {})
-            table.add_row(cell_id[:8], cell.family, knob(cell.objective, cell.beta, cell.target_rate),
-                          str(cell.seed), f"{latest.get('epoch', '')}/{cell.epochs}", self.state[cell_id],
-                          _num(latest.get("rate")), _num(latest.get("distortion")),
-                          _num(latest.get("valid_objective")), str(latest.get("best_epoch") or ""))
+    def _set(self, trial, state: str) -> str:
+        cell_id = _trial_dirname(trial)
+        self.state[cell_id] = state
+        return cell_id
+
+    def _done(self) -> int:
+        return sum(s in (*RESULT_STATUSES, "failed") for s in self.state.values())
+
+    def _ended(self, cell_id: str) -> None:
+        epoch = self.latest.get(cell_id, {}).get("epoch")
+        took = duration(time.time() - self.started.get(cell_id, self.began))
+        detail = self.errors.get(cell_id) or (
+            f"at epoch {epoch}/{self.cells[cell_id].epochs} after {took}" if epoch else f"after {took}")
+        self._event(f"[{self._done()}/{len(self.cells)}] {self.state[cell_id]} {self.labels[cell_id]}: {detail}; "
+                    f"{self._eta(self._status(force=True))}")
+
+    def _event(self, text: str, console: bool = True) -> None:
+        """One line in the launch log and, when the output is not a terminal (CI, nohup), on the console."""
+        now = time.localtime()
+        self.log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', now)} {text}\n")
+        if console and not self.console.is_terminal:
+            self.console.print(f"{time.strftime('%H:%M:%S', now)} {text}", highlight=False, markup=False,
+                               soft_wrap=True)
+
+    def _status(self, force: bool = False) -> ExperimentStatus | None:
+        now = time.time()
+        if force or now - self._snapshot_at >= SNAPSHOT_S:
+            self._snapshot_at = now
+            try:
+                self._snapshot = experiment_status(self.experiment, now)
+            except (UserError, OSError):  # a ledger file being replaced or damaged: keep the last snapshot
+                pass
+        return self._snapshot
+
+    def _eta(self, status: ExperimentStatus | None) -> str:
+        return eta_text(status, running=True) if status else "ETA: after the first epoch"
+
+    def _view(self) -> Group:
+        status, now = self._status(), time.time()
+        total, done = len(self.cells), self._done()
+        head = Table.grid(expand=True, padding=(0, 1))
+        head.add_column(no_wrap=True)
+        head.add_column(ratio=1)
+        head.add_column(no_wrap=True)
+        head.add_row(f"{done}/{total} cells", ProgressBar(total=total, completed=done),
+                     f"{duration(now - self.began)} elapsed")
+        counts = Counter(self.state.values())
+        states = ("running", "retrying", "pending", *RESULT_STATUSES, "failed")
+        parts = [head, Text(", ".join(f"{counts[s]} {s}" for s in states if counts[s]) + f"; {self._eta(status)}")]
+        rows = [cid for cid, s in self.state.items() if s in ("running", "retrying")]
+        if rows:
+            parts.append(self._table(rows, status, now))
+        parts += [Text(f"failed {self.labels[cid]}: {error}", no_wrap=True, overflow="ellipsis")
+                  for cid, error in list(self.errors.items())[-3:]]
+        return Group(*parts)
+
+    def _table(self, rows: list[str], status: ExperimentStatus | None, now: float) -> Table:
+        ledger = {c.cell_id: c for c in status.cells} if status else {}
+        families = status.families if status else {}
+        steps = {}
+        for cid in rows:
+            c, timing = ledger.get(cid), families.get(self.cells[cid].family)
+            if c is None or c.state != "running" or not c.steps:
+                continue
+            per_epoch = timing and timing.seconds_per_epoch
+            long_epochs = per_epoch is None or per_epoch >= LONG_EPOCH_S
+            if long_epochs and c.epoch == self.latest.get(cid, {}).get("epoch", c.epoch):  # else the step is stale
+                steps[cid] = f"{c.step}/{c.steps}"
+        columns = (["cell"] + (["family"] if self.console.width >= WIDE else []) + ["epoch"]
+                   + (["step"] if steps else []) + ["time", "R", "D", "valid", "best"]
+                   + (["state"] if any(self.state[cid] != "running" for cid in rows) else []))
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in columns:
+            table.add_column(column, no_wrap=column in ("cell", "family"),
+                             justify="left" if column in ("cell", "family", "state") else "right")
+        for cid in rows:
+            latest = self.latest.get(cid, {})
+            epoch = latest.get("epoch", ledger[cid].epoch if cid in ledger else None)
+            values = {
+                "cell": self.labels[cid], "family": self.cells[cid].family,
+                "epoch": f"{'' if epoch is None else epoch}/{self.cells[cid].epochs}", "step": steps.get(cid, ""),
+                "time": duration(now - self.started.get(cid, now)), "R": _num(latest.get("rate")),
+                "D": _num(latest.get("distortion")), "valid": _num(latest.get("valid_objective")),
+                "best": str(latest.get("best_epoch") or ""), "state": self.state[cid]}
+            table.add_row(*(values[column] for column in columns))
         return table
 
 

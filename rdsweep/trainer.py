@@ -9,9 +9,9 @@ evaluation reseeds, so a resumed or continued trial ends exactly like an uninter
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -23,10 +23,16 @@ from rdsweep.cells import SPLITS, Cell
 from rdsweep.data import load_dataset
 from rdsweep.errors import UserError
 from rdsweep.evaluate import evaluate, save_image_grids, validate
+from rdsweep.files import atomic_write
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 from rdsweep.objectives import loss
 from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule
+
+
+class IncompatibleCheckpoint(Exception):
+    """A saved training state that cannot continue this cell: unreadable, incomplete, or for another model
+    structure (e.g. after a code change). The sweep moves it aside and restarts the cell."""
 
 
 def lr_factor(cell: Cell, epoch: int, reductions: int = 0) -> float:
@@ -61,6 +67,7 @@ def train(
     device: str | None = None,
     threads: int | None = None,
     images: str | Path | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Train `cell` until its stopping rule fires or its epoch budget runs out, then evaluate the best-valid
     state on every split. Returns status, stop_reason, best_epoch, epochs, wall time, R, D, ELBO per split.
@@ -69,6 +76,7 @@ def train(
     back as `resume_state` to continue after that epoch, also with a larger `epochs` than it was saved with.
     A non-finite loss ends the trial as 'diverged'.
     `images`: a PNG path for data / reconstruction / sample grids of the trained model (image data only).
+    on_step(step, steps) is called after each optimiser step of an epoch: progress inside long epochs.
     """
     cell = cell.validated()
     if threads:
@@ -90,16 +98,24 @@ def train(
     rule = StoppingRule.for_cell(cell)
     best = None                                  # {"model", "optimizer"} at rule.best_epoch
     first_epoch, history, stop_reason = 1, [], None
+    fingerprint = structure_fingerprint(model)
     if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        batch_order.set_state(resume_state["batch_order"])
-        torch.set_rng_state(resume_state["torch_rng"])
-        if dev.type == "cuda" and resume_state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(resume_state["cuda_rng"], dev)  # z-samples on a GPU come from its own RNG
-        first_epoch, history = resume_state["epoch"] + 1, list(resume_state["history"])
-        rule, best = StoppingRule.from_state(resume_state["rule"]), resume_state["best"]
-        stop_reason = resume_state["stop_reason"]  # set if the trial stopped but died before its result
+        recorded = resume_state.get("fingerprint", fingerprint)  # checkpoints before 0.2 carry none
+        if recorded != fingerprint:
+            raise IncompatibleCheckpoint(f"saved for model structure {recorded}, this model is {fingerprint} "
+                                         f"(saved by rdsweep {resume_state.get('rdsweep_version', '?')})")
+        try:
+            model.load_state_dict(resume_state["model"])
+            optimizer.load_state_dict(resume_state["optimizer"])
+            batch_order.set_state(resume_state["batch_order"])
+            torch.set_rng_state(resume_state["torch_rng"])
+            if dev.type == "cuda" and resume_state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(resume_state["cuda_rng"], dev)  # z-samples on a GPU: its own RNG
+            first_epoch, history = resume_state["epoch"] + 1, list(resume_state["history"])
+            rule, best = StoppingRule.from_state(resume_state["rule"]), resume_state["best"]
+            stop_reason = resume_state["stop_reason"]  # set if the trial stopped but died before its result
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise IncompatibleCheckpoint(f"does not fit this model: {' '.join(str(e).split())[:200]}") from None
 
     for epoch in range(first_epoch, cell.epochs + 1):
         if stop_reason is not None:
@@ -108,7 +124,7 @@ def train(
         lr = cell.lr * lr_factor(cell, epoch, rule.reductions)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        metrics = train_epoch(model, optimizer, cell, dataset.train, batch_order)
+        metrics = train_epoch(model, optimizer, cell, dataset.train, batch_order, on_step)
         if metrics is None:
             stop_reason = "non-finite loss"
             break
@@ -140,7 +156,8 @@ def train(
                 "optimizer": optimizer.state_dict(), "batch_order": batch_order.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-            }), "rule": rule.state(), "best": best, "stop_reason": stop_reason})
+            }), "rule": rule.state(), "best": best, "stop_reason": stop_reason,
+                "fingerprint": fingerprint, "rdsweep_version": __version__})
 
     evaluation_start = time.perf_counter()
     status = {None: "unconverged", "plateau": "converged", "non-finite loss": "diverged"}[stop_reason]
@@ -165,12 +182,14 @@ def train(
     }
 
 
-def train_epoch(model, optimizer, cell: Cell, x: torch.Tensor, batch_order: torch.Generator) -> dict | None:
+def train_epoch(model, optimizer, cell: Cell, x: torch.Tensor, batch_order: torch.Generator,
+                on_step: Callable[[int, int], None] | None = None) -> dict | None:
     """One pass over x in the generator's shuffled order: mean loss, R and D, or None on a non-finite loss.
     The running sums stay on the device (no host synchronisation per step) until the epoch ends."""
     model.train()
     sums, n = torch.zeros(3, dtype=torch.float64, device=x.device), 0
-    for idx in torch.randperm(x.shape[0], generator=batch_order).split(cell.batch_size):
+    batches = torch.randperm(x.shape[0], generator=batch_order).split(cell.batch_size)
+    for step, idx in enumerate(batches, 1):
         rate, distortion = model(x[idx.to(x.device)])
         objective = loss(cell, rate, distortion)
         if not torch.isfinite(objective):
@@ -180,6 +199,8 @@ def train_epoch(model, optimizer, cell: Cell, x: torch.Tensor, batch_order: torc
         optimizer.step()
         sums += torch.stack([objective.detach() * len(idx), rate.detach().sum(), distortion.detach().sum()])
         n += len(idx)
+        if on_step is not None:
+            on_step(step, len(batches))
     mean_loss, mean_rate, mean_distortion = (sums / n).tolist()
     return {"loss": mean_loss, "rate": mean_rate, "distortion": mean_distortion,
             "elbo": -(mean_rate + mean_distortion)}
@@ -189,14 +210,28 @@ def device_name(dev: torch.device) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
+def structure_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of the model's parameter and buffer names, shapes and dtypes: a checkpoint of another
+    structure cannot continue this cell, whatever its file says."""
+    layout = [(name, list(t.shape), str(t.dtype)) for name, t in model.state_dict().items()]
+    return hashlib.sha256(json.dumps(layout).encode()).hexdigest()[:16]
+
+
 def save_state(state: dict, path: str | Path) -> None:
     """Write a training state atomically (a crash mid-write leaves the previous checkpoint intact)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
+
+
+_STATE_KEYS = {"epoch", "history", "model", "optimizer", "batch_order", "torch_rng", "rule", "best", "stop_reason"}
 
 
 def load_state(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A saved training state; IncompatibleCheckpoint for a file that is not a whole one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file fails in pickle, zipfile or torch, with many types
+        raise IncompatibleCheckpoint(f"cannot be read: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
+        raise IncompatibleCheckpoint("is not an rdsweep training state (keys missing)")
+    return state

@@ -77,9 +77,23 @@ def _stop(head: subprocess.Popen) -> None:
 
 @pytest.fixture
 def rdsweep():
-    """Run the rdsweep CLI in a subprocess (as users do); returns the CompletedProcess."""
+    """Run the installed `rdsweep` console script in a subprocess (as users do, so exit statuses are real);
+    returns the CompletedProcess."""
     def run(*args, cwd=None, timeout=300):
-        return subprocess.run([sys.executable, "-m", "rdsweep", *map(str, args)], cwd=cwd,
+        return subprocess.run([str(BIN / "rdsweep"), *map(str, args)], cwd=cwd,
                               capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **RAY_ENV, "COLUMNS": "200"})
     return run
+
+
+def trial_workers(token: str) -> list[int]:
+    """PIDs of this test session's Ray trial processes (they inherit the session's private auth token)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (b"ImplicitFunc" in (proc / "cmdline").read_bytes()
+                    and f"RAY_AUTH_TOKEN={token}".encode() in (proc / "environ").read_bytes()):
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids

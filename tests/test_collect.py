@@ -19,7 +19,8 @@ def fake_result(cell: Cell, status="converged", rate=5.0, distortion=90.0, entro
         splits = {s: {"rate": None, "distortion": None, "elbo": None, "iwae": None} for s in splits}
     return {"cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status, "epochs": cell.epochs,
             "wall_s": 1.5, "device": "cpu", "rdsweep_version": "0.1.0", "splits": splits,
-            "truth": {} if entropy is None else {"entropy": entropy, "mutual_information": 0.5}, "history": []}
+            "truth": {} if entropy is None else {"entropy": entropy, "mutual_information": 0.5}, "history": [],
+            **({"error": "RuntimeError: out of memory"} if status == "failed" else {})}
 
 
 def make_experiment(root, name, cells_and_status):

@@ -1,4 +1,5 @@
 """Learning curves from a synthetic ledger (no training, no Ray) and the regime grid composition."""
+import hashlib
 import json
 import math
 
@@ -26,16 +27,23 @@ def _history(objectives, evaluated=None):
     return out
 
 
-def _cell(cell_id, family, status, *, beta=None, target_rate=None, seed=0, best_epoch=None, history=None,
+def ID(name: str) -> str:
+    """A readable test name as a cell id of the ledger's form (16 hex digits)."""
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _cell(name, family, status, *, beta=None, target_rate=None, seed=0, best_epoch=None, history=None,
           stop_reason="plateau", epochs=10):
     objective = "beta" if beta is not None else "target-rate"
     result = {"cell": {"family": family, "objective": objective, "beta": beta, "target_rate": target_rate,
                        "seed": seed, "epochs": epochs},
-              "cell_id": cell_id, "status": status, "best_epoch": best_epoch}
+              "cell_id": ID(name), "status": status, "best_epoch": best_epoch, "rdsweep_version": "0.2.0",
+              "epochs": len(history or [])}
     if status == "failed":
         result["error"] = "RuntimeError: out of memory"
     else:
         result["stop_reason"] = stop_reason
+        result["splits"] = {s: {"rate": 1.0, "distortion": 90.0, "elbo": -91.0} for s in ("train", "valid", "test")}
     if history is not None:
         result["history"] = history
     return result
@@ -60,40 +68,40 @@ def experiment(tmp_path):
         _cell("c-sigma5", "gauss-deconv-normal", "converged", target_rate=5.0, best_epoch=2,
               history=_history([250.0, 110.0, 111.0])),
         _cell("d-failed", "iaf-pixelcnn-vamp", "failed", beta=0.3),
-        _cell("e-vamp", "iaf-pixelcnn-vamp", "converged", beta=0.3, best_epoch=2,
+        _cell("e-vamp", "iaf-pixelcnn-vamp", "converged", beta=0.3, seed=1, best_epoch=2,
               history=_history([90.0, 80.0, 81.0])),
     ])
 
 
 def test_curves_has_one_row_per_evaluated_epoch_with_the_numbers_written(experiment):
     frame = curves([experiment])
-    a = frame[frame["cell_id"] == "a-beta0.3"]
+    a = frame[frame["cell_id"] == ID("a-beta0.3")]
     assert a["epoch"].tolist() == [1, 2, 3, 5]                  # epoch 4 was not evaluated
     assert a["valid_objective"].tolist() == [200.0, 120.0, 100.0, 100.5]
     assert a["valid_rate"].tolist() == pytest.approx([20.0, 12.0, 10.0, 10.05])
     assert a["lr"].tolist() == pytest.approx([1e-3, 5e-4, 1e-3 / 3, 2e-4])
     assert set(a["knob"]) == {"β=0.3"} and set(a["experiment"]) == {"exp"}
-    c = frame[frame["cell_id"] == "c-sigma5"]
+    c = frame[frame["cell_id"] == ID("c-sigma5")]
     assert set(c["knob"]) == {"σ=5"} and c["target_rate"].iloc[0] == 5.0 and c["valid_distortion"].iloc[1] == 99.0
     # the failed cell keeps one row without an epoch, so summaries still count it
-    failed = frame[frame["cell_id"] == "d-failed"]
+    failed = frame[frame["cell_id"] == ID("d-failed")]
     assert len(failed) == 1 and failed["epoch"].isna().all() and failed["valid_objective"].isna().all()
     assert len(frame) == 4 + 4 + 3 + 1 + 3
     # family order as rdsweep lists families; large β (low rate) before small β, then σ
-    assert list(dict.fromkeys(frame["cell_id"])) == ["b-beta1", "a-beta0.3", "c-sigma5", "d-failed", "e-vamp"]
+    assert list(dict.fromkeys(frame["cell_id"])) == [ID(n) for n in ("b-beta1", "a-beta0.3", "c-sigma5", "d-failed", "e-vamp")]
 
 
 def test_summary_has_one_row_per_cell_with_status_and_best_epoch(experiment):
     table = summary(curves([experiment])).set_index("cell_id")
     assert len(table) == 5
-    assert table.loc["a-beta0.3", "status"] == "converged" and table.loc["a-beta0.3", "best_epoch"] == 3
-    assert table.loc["a-beta0.3", "best_valid_objective"] == 100.0
-    assert table.loc["a-beta0.3", "last_valid_objective"] == 100.5
-    assert table.loc["a-beta0.3", "epochs_run"] == 5 and table.loc["a-beta0.3", "stop_reason"] == "plateau"
-    b = table.loc["b-beta1"]
+    assert table.loc[ID("a-beta0.3"), "status"] == "converged" and table.loc[ID("a-beta0.3"), "best_epoch"] == 3
+    assert table.loc[ID("a-beta0.3"), "best_valid_objective"] == 100.0
+    assert table.loc[ID("a-beta0.3"), "last_valid_objective"] == 100.5
+    assert table.loc[ID("a-beta0.3"), "epochs_run"] == 5 and table.loc[ID("a-beta0.3"), "stop_reason"] == "plateau"
+    b = table.loc[ID("b-beta1")]
     assert b["status"] == "unconverged" and b["best_epoch"] == 4 and b["stop_reason"] == "max epochs"
     assert b["epochs_run"] == b["epoch_cap"] == 4 and b["best_valid_objective"] == b["last_valid_objective"] == 130.0
-    failed = table.loc["d-failed"]
+    failed = table.loc[ID("d-failed")]
     assert failed["status"] == "failed" and failed["epochs_run"] == 0
     assert pd.isna(failed["best_epoch"])
     assert math.isnan(failed["best_valid_objective"]) and "out of memory" in failed["stop_reason"]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rdsweep import data
-from rdsweep.data import DATASETS, lingauss_optimum, load_dataset, toy_distribution
+from rdsweep.data import lingauss_optimum, load_dataset, toy_distribution
+from rdsweep.datasets import DATASETS
 from rdsweep.errors import DataError
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -263,7 +264,7 @@ def test_fashion_mnist_from_debian(tmp_path):
 # --- names -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, message", [
-    ("cifar10", "unknown dataset 'cifar10'; valid: mnist5k, toy, lingauss, amat:DIR, idx:DIR"),
+    ("cifar10", "unknown dataset 'cifar10': use mnist5k, toy, lingauss, amat:DIR, idx:DIR"),
     ("amat:", "names no directory"),
     ("idx:  ", "names no directory"),
     ("toy:x", "unknown dataset"),
@@ -276,4 +277,5 @@ def test_bad_names(tmp_path, name, message):
 
 def test_registry_describes_every_dataset():
     assert list(DATASETS) == ["mnist5k", "toy", "lingauss", "amat:DIR", "idx:DIR"]
-    assert all(isinstance(v, str) and v and "\n" not in v for v in DATASETS.values())
+    assert all(kind in ("image", "toy", "lingauss") and about and "\n" not in about
+               for kind, about in DATASETS.values())

@@ -15,7 +15,7 @@ import pytest
 from rdsweep.ledger import Experiment
 from rdsweep.spec import load_spec
 
-from conftest import RAY_ENV
+from conftest import RAY_ENV, trial_workers
 
 SPEC = """
 dataset = "toy"
@@ -163,7 +163,7 @@ def write_checkpoint_after_epoch_1(cell, experiment):
 @pytest.mark.parametrize("change, message", [
     (("[\"toy\"]", "[\"gauss-pixelcnn-wat\"]"), "unknown family"),
     (("dataset = \"toy\"", "dataset = \"imagenet\""), "unknown dataset 'imagenet'"),
-    (("values = BETAS", "values = []"), "must be a non-empty list"),
+    (("values = BETAS", "values = []"), "List should have at least 1 item"),
     (("values = BETAS", "values = [1, -0.5]"), "beta values must be finite numbers > 0"),
 ])
 def test_bad_specs_exit_2_with_one_line(tmp_path, rdsweep, change, message):
@@ -194,19 +194,6 @@ def test_changing_the_budget_of_an_experiment_is_refused(tmp_path, rdsweep):
     assert done.returncode == 2 and "one path segment" in done.stderr
 
 
-def _trial_workers(token: str) -> list[int]:
-    """PIDs of this test session's Ray trial processes (they inherit the session's private auth token)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if (b"ImplicitFunc" in (proc / "cmdline").read_bytes()
-                    and f"RAY_AUTH_TOKEN={token}".encode() in (proc / "environ").read_bytes()):
-                pids.append(int(proc.name))
-        except (OSError, ValueError):
-            continue
-    return pids
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the trial's worker process through /proc")
 def test_a_killed_trial_is_retried_from_its_last_checkpoint(tmp_path, ray_address):
     """A worker that dies mid-trial (OOM killer, lost node) is retried by Ray's FailureConfig, and the retry
@@ -227,7 +214,7 @@ def test_a_killed_trial_is_retried_from_its_last_checkpoint(tmp_path, ray_addres
         while not experiment.checkpoint_path(cell.cell_id).exists():  # epoch 1 is done and checkpointed
             assert time.monotonic() < deadline and launch.poll() is None, "the trial never checkpointed"
             time.sleep(0.2)
-        workers = _trial_workers(RAY_ENV["RAY_AUTH_TOKEN"])
+        workers = trial_workers(RAY_ENV["RAY_AUTH_TOKEN"])
         assert len(workers) == 1, workers
         os.kill(workers[0], signal.SIGKILL)
         output, _ = launch.communicate(timeout=240)

@@ -1,0 +1,183 @@
+"""The files of an experiment's ledger, as pydantic models: what launch writes is what collect reads.
+
+    cells/<cell_id>.json   CellResult: a trial's outcome (written by the trial, or by the driver for a
+                           trial that failed), read by launch's plan, collect, curves and status
+    experiment.json        ExperimentRecord: the protocol every cell of the experiment shares
+    progress/<cell_id>.json  ProgressRecord: a trial's heartbeat, read by the live view and status
+    launch.json            LaunchRecord: the latest launch's plan and trial slots, read by status
+
+Both are checked when written (a bug cannot leave a file the readers reject) and when read, where a file
+that does not fit (a crash mid-copy, a hand edit, another program's file) is one UserError naming that
+file, never a traceback further on. Unknown keys are kept, so a newer rdsweep's extra fields pass through.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rdsweep.cells import SPLITS, Cell
+from rdsweep.errors import UserError
+
+RESULT_STATUSES = ("converged", "unconverged", "diverged")  # a trial that ended with a result
+STATUSES = (*RESULT_STATUSES, "failed")                     # failed: out of retries, the error's last line
+
+_Count = Field(default=None, ge=0, le=2**31 - 1)
+
+
+class SplitMetrics(BaseModel):
+    """R, D, ELBO (and IWAE) of one split in nats per example; null or non-finite when the model diverged."""
+    model_config = ConfigDict(strict=True, extra="allow")
+    rate: Optional[float]
+    distortion: Optional[float]
+    elbo: Optional[float]
+    iwae: Optional[float] = None
+
+
+class Epoch(BaseModel):
+    """One epoch of the history: training means, and the valid objective, R, D when it was evaluated."""
+    model_config = ConfigDict(strict=True, extra="allow")
+    epoch: int = Field(ge=1, le=2**31 - 1)
+    loss: Optional[float] = None
+    rate: Optional[float] = None
+    distortion: Optional[float] = None
+    lr: Optional[float] = None
+    wall_s: Optional[float] = Field(default=None, ge=0)
+    valid_objective: Optional[float] = None
+    valid_rate: Optional[float] = None
+    valid_distortion: Optional[float] = None
+
+
+class CellResult(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    cell: dict
+    cell_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    status: Literal["converged", "unconverged", "diverged", "failed"]
+    rdsweep_version: str
+    experiment: Optional[str] = None
+    epochs: Optional[int] = _Count              # epochs completed
+    stop_reason: Optional[str] = None
+    best_epoch: Optional[int] = _Count
+    best_valid_objective: Optional[float] = None
+    wall_s: Optional[float] = Field(default=None, ge=0)
+    device: Optional[str] = None
+    splits: Optional[dict[Literal["train", "valid", "test"], SplitMetrics]] = None
+    truth: dict = {}
+    history: list[Epoch] = []
+    resumed_from_epoch: Optional[int] = _Count
+    error: Optional[str] = None                 # failed only
+    warnings: list[str] = []                    # e.g. a checkpoint that could not be loaded and was moved aside
+
+    @field_validator("cell")
+    @classmethod
+    def _a_valid_cell(cls, cell: dict) -> dict:
+        try:
+            return Cell.from_dict(cell).to_dict()
+        except (UserError, TypeError) as e:
+            raise ValueError(str(e)) from None
+
+    @model_validator(mode="after")
+    def _complete_for_its_status(self) -> "CellResult":
+        if self.status == "failed":
+            if not self.error:
+                raise ValueError("a failed result needs its error")
+            return self
+        if self.epochs is None or self.splits is None or set(self.splits) != set(SPLITS):
+            raise ValueError(f"a {self.status} result needs epochs and the splits {', '.join(SPLITS)}")
+        if self.status != "diverged":
+            for split, m in self.splits.items():
+                if not all(isinstance(v, float) and math.isfinite(v) for v in (m.rate, m.distortion)):
+                    raise ValueError(f"a {self.status} result needs finite rate and distortion ({split})")
+        return self
+
+
+class ProgressRecord(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    cell_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    cell: dict
+    host: Optional[str] = None
+    started_at: Optional[float] = None
+    updated_at: Optional[float] = None
+    finished_at: Optional[float] = None
+    first_step_at: Optional[float] = None
+    resumed_from_epoch: Optional[int] = _Count
+    epoch: Optional[int] = _Count
+    step: Optional[int] = _Count
+    steps: Optional[int] = _Count
+    valid_objective: Optional[float] = None
+    best_epoch: Optional[int] = _Count
+    epoch_wall_s: list[float] = []
+
+    _a_valid_cell = field_validator("cell")(CellResult._a_valid_cell.__func__)
+
+
+class LaunchedCell(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    cell_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    action: Literal["run", "resume", "continue", "skip"]
+    cell: dict
+
+    _a_valid_cell = field_validator("cell")(CellResult._a_valid_cell.__func__)
+
+
+class LaunchRecord(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    name: str
+    started_at: float
+    slots: int = Field(ge=1, le=2**31 - 1)
+    resources: dict = {}
+    cells: list[LaunchedCell]
+
+
+class ExperimentRecord(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    protocol: dict
+    rdsweep_version: str
+
+
+def validated_result(result: dict) -> dict:
+    """A result about to be written, checked (and canonicalised) by the schema the readers use."""
+    try:
+        return CellResult.model_validate(result).model_dump()
+    except ValidationError as e:
+        raise ValueError(f"refusing to write an invalid trial result: {_first_error(e)}") from None
+
+
+def read_result(path: Path) -> dict:
+    """A cell result from the ledger; its cell_id must be its file name (launch finds results by it)."""
+    result = _read(path, CellResult, "trial result")
+    if result["cell_id"] != path.stem:
+        raise UserError(f"cannot read trial result {path}: it holds cell {result['cell_id']}, not {path.stem} "
+                        "(move the file away to rerun)")
+    return result
+
+
+def read_record(path: Path) -> dict:
+    return _read(path, ExperimentRecord, "experiment record")
+
+
+def read_progress(path: Path) -> dict:
+    return _read(path, ProgressRecord, "progress record")
+
+
+def read_launch(path: Path) -> dict:
+    return _read(path, LaunchRecord, "launch record")
+
+
+def _read(path: Path, model: type[BaseModel], what: str) -> dict:
+    try:
+        return model.model_validate(json.loads(path.read_text())).model_dump()
+    except (OSError, ValueError) as e:  # ValidationError and JSONDecodeError are ValueErrors
+        reason = _first_error(e) if isinstance(e, ValidationError) else " ".join(str(e).split())[:200]
+        raise UserError(f"cannot read {what} {path}: {reason} (move the file away to rerun)") from None
+
+
+def _first_error(e: ValidationError) -> str:
+    error = e.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where + ': ' if where else ''}{' '.join(message.split())[:200]}{more}"

@@ -1,0 +1,229 @@
+"""The exit-status contract, the experiment lock, damaged files and killed launchers, through the installed
+`rdsweep` console script against a real Ray cluster (docs/reliability.md)."""
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from rdsweep import trainer
+from rdsweep.ledger import Experiment
+from rdsweep.spec import load_spec
+
+from conftest import BIN, RAY_ENV, trial_workers
+
+# ~1 s per epoch and a cap far away: a cell that is still training when the test acts on it (the test then
+# lowers the cap, which may change between launches, to end it soon).
+SLOW = ('dataset = "toy"\nfamilies = ["toy"]\nseeds = [0]\n'
+        "[budget]\nepochs = 100\nbatch_size = 100\nlr = 0.01\npatience = 50\n"
+        '[[objective]]\nkind = "beta"\nvalues = [1.0]\n'
+        "[resources]\ncpus_per_trial = 1\nmax_failures = MAX_FAILURES\n")
+# Six short cells that converge in a few seconds each.
+QUICK = ('dataset = "toy"\nfamilies = ["toy"]\nseeds = [0, 1]\n'
+         "[budget]\nepochs = 40\nbatch_size = 500\nlr = 0.01\npatience = 2\nmin_delta = 0.01\nlr_reductions = 1\n"
+         '[[objective]]\nkind = "beta"\nvalues = [0.3, 1.0, 3.0]\n'
+         "[resources]\ncpus_per_trial = 1\nmax_failures = 1\n")
+
+
+def start(*args) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "rdsweep"), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **RAY_ENV, "COLUMNS": "200"})
+
+
+def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the launch ended before {what}: {process.communicate()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_lock_interrupt_and_resume(tmp_path, rdsweep, ray_address):
+    """A second launch of a running experiment exits 2 naming the first; Ctrl-C exits 130 with the checkpoint
+    kept; the lock of the interrupted launch does not block the relaunch, which resumes the cell."""
+    spec = tmp_path / "toy.toml"
+    spec.write_text(SLOW.replace("MAX_FAILURES", "1"))
+    storage = tmp_path / "results"
+    experiment = Experiment(storage / "toy")
+    (cell,) = load_spec(spec).cells()
+    first = start("launch", spec, "--storage", storage, "--address", ray_address)
+    try:
+        wait_for(experiment.checkpoint_path(cell.cell_id).exists, "the first checkpoint", first)
+        second = rdsweep("launch", spec, "--storage", storage, "--address", ray_address)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.count("\n") == 1 and f"pid {first.pid}" in second.stderr
+        first.send_signal(signal.SIGINT)
+        out, err = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 130, out + err
+    assert "interrupted: 1 cell(s) unfinished" in err
+    assert experiment.checkpoint_path(cell.cell_id).exists() and experiment.results() == []
+
+    saved = trainer.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"]
+    cap = ("--epochs", saved + 2)
+    done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, *cap)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (result,) = experiment.results()
+    assert result["resumed_from_epoch"] == saved and result["epochs"] == saved + 2
+    assert result["status"] == "unconverged" and "raise --epochs" in done.stderr  # a warning, still exit 0
+    strict = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, *cap, "--strict")
+    assert strict.returncode == 1 and "nothing to train" in strict.stdout and "--strict" in strict.stderr
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the trial's worker process through /proc")
+def test_a_failed_cell_exits_1_and_an_unusable_checkpoint_is_moved_aside(tmp_path, rdsweep, ray_address):
+    spec = tmp_path / "toy.toml"
+    spec.write_text(SLOW.replace("MAX_FAILURES", "0"))
+    storage = tmp_path / "results"
+    experiment = Experiment(storage / "toy")
+    (cell,) = load_spec(spec).cells()
+    launch = start("launch", spec, "--storage", storage, "--address", ray_address)
+    try:
+        wait_for(experiment.checkpoint_path(cell.cell_id).exists, "the first checkpoint", launch)
+        (worker,) = trial_workers(RAY_ENV["RAY_AUTH_TOKEN"])
+        os.kill(worker, signal.SIGKILL)                          # no retries left: the cell fails
+        out, err = launch.communicate(timeout=120)
+    finally:
+        launch.kill()
+    assert launch.returncode == 1, out + err
+    assert "1 failed" in out and "1 cell(s) failed" in err
+    (result,) = experiment.results()
+    assert result["status"] == "failed" and result["error"]
+    cap = ("--epochs", trainer.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"] + 2)
+
+    # The kept checkpoint is damaged (a disk filled up, a code change): the cell restarts instead of failing
+    # on every launch, and the damaged file is kept and named.
+    checkpoint = experiment.checkpoint_path(cell.cell_id)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, *cap)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (aside,) = experiment.checkpoints_dir.glob("*.unusable-*")
+    assert str(aside) in done.stderr and "the cell restarted" in done.stderr
+    (result,) = experiment.results()
+    assert result["status"] == "unconverged" and result["resumed_from_epoch"] == 0
+    assert result["warnings"] and str(aside) in result["warnings"][0]
+
+
+def test_a_checkpoint_of_another_model_structure_is_refused(tmp_path):
+    """What the sweep moves aside: a state saved for other parameter shapes, or a file that is not one."""
+    from dataclasses import replace
+
+    from rdsweep.cells import Cell
+
+    cell = Cell(dataset="toy", family="toy", epochs=1, batch_size=500).validated()
+    states = []
+    trainer.train(cell, on_epoch=lambda metrics, state: states.append(state))
+    state = states[-1]
+    state["model"] = {k: v[..., :1] for k, v in state["model"].items()}  # other shapes, same fingerprint
+    with pytest.raises(trainer.IncompatibleCheckpoint, match="does not fit"):
+        trainer.train(replace(cell, epochs=2), resume_state=state)
+    with pytest.raises(trainer.IncompatibleCheckpoint, match="model structure"):
+        trainer.train(replace(cell, epochs=2), resume_state={**states[-1], "fingerprint": "0" * 16})
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(trainer.IncompatibleCheckpoint, match="cannot be read"):
+        trainer.load_state(tmp_path / "junk.pt")
+
+
+def test_a_killed_launcher_loses_nothing_and_trains_nothing_twice(tmp_path, rdsweep, ray_address):
+    """SIGKILL the launcher itself mid-sweep (no handler runs), relaunch: the finished cells are left alone,
+    every cell appears once in the table, and its numbers are those of an uninterrupted run."""
+    spec = tmp_path / "toy.toml"
+    spec.write_text(QUICK)
+    storage = tmp_path / "results"
+    experiment = Experiment(storage / "toy")
+    cells = load_spec(spec).cells()
+    launch = start("launch", spec, "--storage", storage, "--address", ray_address)
+    try:
+        wait_for(lambda: len(list(experiment.cells_dir.glob("*.json"))) >= 2 if experiment.cells_dir.is_dir()
+                 else False, "two finished cells", launch)
+        launch.send_signal(signal.SIGKILL)
+        launch.wait(30)
+    finally:
+        launch.kill()
+    before = {p.name: p.read_bytes() for p in experiment.cells_dir.glob("*.json")}
+    assert 2 <= len(before) < len(cells)
+
+    done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(before)} skipped" in done.stdout
+    after = {p.name: p.read_bytes() for p in experiment.cells_dir.glob("*.json")}
+    assert {name: after[name] for name in before} == before     # not trained again, not rewritten
+    assert sorted(after) == sorted(f"{c.cell_id}.json" for c in cells)
+
+    done = rdsweep("collect", experiment.path)
+    assert done.returncode == 0, done.stderr
+    import pandas as pd
+    table = pd.read_parquet(experiment.path / "frontier.parquet")
+    assert sorted(table["cell_id"].unique()) == sorted(c.cell_id for c in cells)
+    assert len(table) == 3 * len(cells)
+    for cell in cells:
+        uninterrupted = trainer.train(cell, threads=1)
+        rows = table[table["cell_id"] == cell.cell_id].set_index("split")
+        for split, m in uninterrupted["splits"].items():
+            assert (rows.loc[split, "rate"], rows.loc[split, "distortion"]) == (m["rate"], m["distortion"])
+
+
+def test_results_and_tables_honour_the_umask(tmp_path):
+    """mkstemp would make them 0600 whatever the umask; colleagues on a shared filesystem need the umask's."""
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        d = tmp_path / f"{mask:03o}"
+        d.mkdir()
+        write = (f"from rdsweep.ledger import Experiment; import json; "
+                 f"Experiment('{d}/toy').write_result(json.load(open('{d}/r.json')))")
+        script = (f"umask {mask:03o} && {BIN / 'rdsweep'} train --dataset toy --batch-size 500 --json {d}/r.json "
+                  f"&& {BIN / 'python'} -c \"{write}\" && {BIN / 'rdsweep'} collect {d}/toy")
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        written = [d / "r.json", d / "toy" / "frontier.parquet", *(d / "toy" / "cells").iterdir()]
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in written} == {f.name: mode for f in written}
+
+
+def test_train_exit_status(tmp_path, rdsweep):
+    done = rdsweep("train", "--dataset", "toy", "--lr", "1000", "--epochs", "3", "--batch-size", "500")
+    assert done.returncode == 1 and "diverged" in done.stderr and done.stderr.count("\n") == 1
+    done = rdsweep("train", "--dataset", "toy", "--epochs", "1", "--batch-size", "500")
+    assert done.returncode == 0 and "unconverged" in done.stderr   # hit the cap: a warning, not a failure
+
+
+def test_collect_replaces_only_its_own_tables(tmp_path, rdsweep):
+    experiment = Experiment(tmp_path / "toy")
+    done = rdsweep("train", "--dataset", "toy", "--batch-size", "500", "--json", tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    experiment.write_result(result)
+    spec = tmp_path / "toy.toml"
+    spec.write_text(QUICK)
+    for victim in (spec, experiment.result_path(result["cell_id"])):
+        before = victim.read_bytes()
+        done = rdsweep("collect", experiment.path, "--out", victim)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert victim.read_bytes() == before
+    table = tmp_path / "table.parquet"
+    for _ in range(2):                                           # its own table: replaced
+        done = rdsweep("collect", experiment.path, "--out", table)
+        assert done.returncode == 0, done.stderr
+    done = rdsweep("collect", experiment.path, "--out", experiment.cells_dir / "new.parquet")
+    assert done.returncode == 2 and "inside the ledger" in done.stderr
+
+
+def test_a_damaged_result_is_named_by_its_own_path(tmp_path, rdsweep):
+    """A result whose content names another cell, or has wrong types: the error names the broken file."""
+    done = rdsweep("train", "--dataset", "toy", "--batch-size", "500", "--json", tmp_path / "r.json")
+    result = json.loads((tmp_path / "r.json").read_text())
+    experiment = Experiment(tmp_path / "toy")
+    experiment.write_result(result)
+    healthy = experiment.result_path(result["cell_id"])
+    broken = experiment.cells_dir / "0123456789abcdef.json"
+    for content, message in (({**result}, "holds cell"), ({**result, "cell_id": "0123456789abcdef",
+                                                            "epochs": "three"}, "epochs"),
+                             ({**result, "cell_id": "0123456789abcdef", "cell": {**result["cell"], "seed": None}},
+                              "seed")):
+        broken.write_text(json.dumps(content))
+        done = rdsweep("collect", experiment.path)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert str(broken) in done.stderr and str(healthy) not in done.stderr and message in done.stderr

@@ -1,0 +1,237 @@
+"""`rdsweep status` and the launch's watchers: every state a cell can be in, read from the ledger alone; the
+ETA of a half-finished synthetic sweep against its known end; the launch log after a normal and after an
+interrupted launch (a real Ray cluster, --address)."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+from rdsweep.cells import Cell
+from rdsweep.ledger import Experiment
+from rdsweep.status import STALE_S, experiment_status
+
+from conftest import RAY_ENV
+
+SPLITS = {s: {"rate": 1.0, "distortion": 2.0, "elbo": -3.0, "iwae": None} for s in ("train", "valid", "test")}
+
+
+def image_cell(code_family: str, beta: float, seed: int = 0, epochs: int = 50) -> Cell:
+    return Cell(family=code_family, beta=beta, seed=seed, epochs=epochs).validated()
+
+
+def finished(experiment, cell, epoch_s: list[float], status="converged"):
+    experiment.write_result({
+        "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status, "rdsweep_version": "0.1.0",
+        "epochs": len(epoch_s), "best_epoch": len(epoch_s), "splits": SPLITS,
+        "history": [{"epoch": i + 1, "wall_s": s} for i, s in enumerate(epoch_s)]})
+
+
+def progress(experiment, cell, *, started, updated, epoch_s, finished_at=None, step=0, steps=None, valid=None):
+    experiment.write_progress({
+        "cell_id": cell.cell_id, "cell": cell.to_dict(), "host": "node-1", "started_at": started,
+        "updated_at": updated, "finished_at": finished_at, "resumed_from_epoch": 0, "epoch": len(epoch_s),
+        "step": step, "steps": steps, "valid_objective": valid, "best_epoch": len(epoch_s) or None,
+        "epoch_wall_s": epoch_s})
+
+
+def record_launch(experiment, cells, slots, started):
+    experiment.record_launch({"name": "launch-20260101-000000", "started_at": started, "slots": slots,
+                              "cells": [{"cell_id": c.cell_id, "action": "run", "cell": c.to_dict()} for c in cells]})
+
+
+def test_status_shows_every_kind_of_cell(tmp_path, rdsweep):
+    experiment = Experiment(tmp_path / "sweep")
+    experiment.record_protocol({"dataset": "mnist5k"}, "0.1.0")
+    done, slow, broken, running, interrupted, never = (
+        image_cell("---", 0.3), image_cell("---", 1.0), image_cell("---", 3.0), image_cell("-+v", 0.3),
+        image_cell("-+v", 1.0), image_cell("-+v", 3.0))
+    now = time.time()
+    record_launch(experiment, [done, slow, broken, running, interrupted, never], 2, now - 600)
+    finished(experiment, done, [2.0] * 10)
+    finished(experiment, slow, [2.0] * 50, status="unconverged")
+    experiment.write_result({"cell": broken.to_dict(), "cell_id": broken.cell_id, "status": "failed",
+                             "rdsweep_version": "0.1.0", "error": "Traceback ...\nRuntimeError: CUDA out of memory"})
+    progress(experiment, running, started=now - 300, updated=now - 2, epoch_s=[30.0] * 7, step=40, steps=50,
+             valid=91.25)
+    progress(experiment, interrupted, started=now - 7200, updated=now - 3600, epoch_s=[30.0] * 4, valid=97.5)
+    experiment.checkpoints_dir.mkdir()
+    experiment.checkpoint_path(interrupted.cell_id).write_bytes(b"")  # resumable: a checkpoint, no live trial
+
+    shown = rdsweep("status", experiment.path)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "6 cells: 1 running, 1 resumable, 1 never started, 1 converged, 1 unconverged, 1 failed" in out
+    assert "failed --- β=3 seed=0: RuntimeError: CUDA out of memory" in out
+    assert "never started:\n-+v β=3 seed=0" in out
+    row = {label: next(line.split() for line in out.splitlines() if line.startswith(label))
+           for label in ("-+v β=0.3 seed=0", "-+v β=1 seed=0")}
+    assert {"running", "7/50", "40/50", "91.25"} <= set(row["-+v β=0.3 seed=0"])
+    assert {"resumable", "4/50", "97.50", "1h"} <= set(row["-+v β=1 seed=0"])  # last sign of life 1h ago
+    assert "about" in out and "left, ends" in out  # a cell runs: an ETA with its end
+
+    listed = rdsweep("status", experiment.path, "--json")
+    assert listed.returncode == 0, listed.stderr
+    (report,) = json.loads(listed.stdout)
+    states = {c["cell_id"]: c["state"] for c in report["cells"]}
+    assert states == {done.cell_id: "converged", slow.cell_id: "unconverged", broken.cell_id: "failed",
+                      running.cell_id: "running", interrupted.cell_id: "resumable", never.cell_id: "pending"}
+    by_id = {c["cell_id"]: c for c in report["cells"]}
+    assert by_id[broken.cell_id]["error"] == "RuntimeError: CUDA out of memory"
+    assert by_id[running.cell_id]["epoch"] == 7 and by_id[running.cell_id]["host"] == "node-1"
+    assert report["eta"]["cells_left"] == 3 and report["eta"]["remaining_s"] > 0
+
+    # Once the running trial stops sending heartbeats, it is resumable too.
+    later = experiment_status(experiment, now=time.time() + STALE_S)
+    assert {c.cell_id: c.state for c in later.cells}[running.cell_id] == "resumable"
+
+    missing = rdsweep("status", tmp_path / "nope")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "not a directory" in missing.stderr
+
+
+def schedule(durations: list[float], slots: int) -> list[tuple[float, float]]:
+    """(start, end) of each cell when cells start in order on whichever slot frees first: how Tune runs them."""
+    free, spans = [0.0] * slots, []
+    for d in durations:
+        i = min(range(slots), key=free.__getitem__)
+        spans.append((free[i], free[i] + d))
+        free[i] += d
+    return spans
+
+
+FAMILIES = (("---", 2.0, (15, 30)), ("-+-", 10.0, (20, 40)), ("--v", 4.0, (10, 40)))  # s/epoch, stops
+
+
+def synthetic_sweep(tmp_path, seed: int, per_family: int = 8, done: float = 0.5, slots: int = 2):
+    """A sweep of three families as fast as 2, 10 and 4 s per epoch, `per_family` cells each stopping after a
+    uniformly random number of epochs in the family's range, ±15% noise on every epoch, 3 s setup and 2 s
+    evaluation per trial, run in launch order (one cell per family first) on `slots` slots, and stopped
+    when a fraction `done` of its cells finished. Returns the experiment as the ledger would hold it then,
+    'now', the true time left, and a naive estimate (mean time of a finished cell × cells left / slots)."""
+    rng = random.Random(seed)
+    experiment = Experiment(tmp_path / f"sweep-{seed}-{per_family}-{done}-{slots}")
+    experiment.record_protocol({"dataset": "mnist5k"}, "0.1.0")
+    blocks = [[(image_cell(family, round(0.1 * (i + 1), 3)),
+                [per_epoch * rng.uniform(0.85, 1.15) for _ in range(rng.randint(*stop))]) for i in range(per_family)]
+              for family, per_epoch, stop in FAMILIES]
+    trials = [block[0] for block in blocks] + [t for block in blocks for t in block[1:]]
+    spans = schedule([3.0 + sum(epochs) + 2.0 for _, epochs in trials], slots)
+    t_now = sorted(end for _, end in spans)[int(done * len(trials)) - 1] + 1.0
+    base = time.time() - t_now  # the sweep began t_now seconds ago
+    record_launch(experiment, [cell for cell, _ in trials], slots, base)
+    for (cell, epochs), (start, end) in zip(trials, spans):
+        if end <= t_now:
+            finished(experiment, cell, epochs)
+            progress(experiment, cell, started=base + start, updated=base + end, finished_at=base + end,
+                     epoch_s=epochs)
+        elif start <= t_now:  # running: the epochs it has finished by now, and the step of the next one
+            elapsed, ran = t_now - start - 3.0, 0
+            while ran < len(epochs) and sum(epochs[:ran + 1]) <= elapsed:
+                ran += 1
+            into = max(0.0, elapsed - sum(epochs[:ran])) / epochs[ran] if ran < len(epochs) else 0.0
+            progress(experiment, cell, started=base + start, updated=base + t_now - 1, epoch_s=epochs[:ran],
+                     step=int(into * 100), steps=100)
+    truth = max(end for _, end in spans) - t_now
+    finished_s = [end - start for start, end in spans if end <= t_now]
+    naive = sum(finished_s) / len(finished_s) * (len(trials) - len(finished_s)) / slots
+    return experiment, base + t_now, truth, naive
+
+
+def test_eta_of_half_finished_sweeps_is_within_the_stated_error(tmp_path):
+    """What docs/launch.md states, on 20 synthetic sweeps stopped half-way: the ETA's median error is at most
+    15% and no error exceeds 40%. A naive average over finished cells (more of them from the fast family)
+    is further off."""
+    errors, naive_errors = [], []
+    for seed in range(20):
+        experiment, now, truth, naive = synthetic_sweep(tmp_path, seed)
+        status = experiment_status(experiment, now=now)
+        assert status.counts()["converged"] == 12 and status.estimate.cells_left == 12
+        errors.append(abs(status.estimate.remaining_s - truth) / truth)
+        naive_errors.append(abs(naive - truth) / truth)
+    assert sorted(errors)[10] <= 0.15 and max(errors) <= 0.4, errors
+    assert sorted(naive_errors)[10] > 2 * sorted(errors)[10], naive_errors
+
+
+TOY = """
+dataset = "toy"
+families = ["toy"]
+seeds = [0]
+[budget]
+epochs = EPOCHS
+batch_size = BATCH
+lr = 0.01
+patience = PATIENCE
+min_delta = 0.01
+lr_reductions = 1
+[[objective]]
+kind = "beta"
+values = BETAS
+[resources]
+cpus_per_trial = 1
+gpus_per_trial = 0
+max_failures = 0
+"""
+
+
+def toy_spec(tmp_path, epochs=30, batch=500, patience=2, betas="[0.3, 3.0]"):
+    path = tmp_path / "toy.toml"
+    path.write_text(TOY.replace("EPOCHS", str(epochs)).replace("BATCH", str(batch))
+                    .replace("PATIENCE", str(patience)).replace("BETAS", betas))
+    return path
+
+
+def test_a_launch_leaves_its_log_and_status_reads_it(tmp_path, rdsweep, ray_address):
+    experiment = Experiment(tmp_path / "results" / "toy")
+    done = rdsweep("launch", toy_spec(tmp_path), "--storage", tmp_path / "results", "--address", ray_address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(" start toy ") == 2 and "[2/2] converged toy" in done.stdout  # not a terminal
+
+    (log,) = experiment.path.glob("launch-*.log")
+    text = log.read_text()
+    assert (experiment.ray_dir / log.stem).is_dir()  # the log is named after Ray Tune's folder of the launch
+    for expected in ("command: rdsweep launch", "versions: rdsweep", "torch 2.", "ray 2.",
+                     f"the cluster at {ray_address}", "per trial: 1 CPU(s), 0 GPU(s)", "2 trial(s) at once",
+                     "start toy β=0.3 seed=0", "epoch 1/30 toy β=3 seed=0: R ", "converged toy β=0.3 seed=0",
+                     "end after"):
+        assert expected in text, expected
+    assert all(line[:4].isdigit() for line in text.splitlines())  # one dated line per event
+    assert len(experiment.last_launch()["cells"]) == 2
+    assert all(r["finished_at"] is not None for r in experiment.progress().values())
+
+    shown = rdsweep("status", experiment.path)
+    assert shown.returncode == 0 and "2 cells: 2 converged" in shown.stdout and "nothing left" in shown.stdout
+
+
+def test_an_interrupted_launch_leaves_its_log_and_resumable_cells(tmp_path, rdsweep, ray_address):
+    """Ctrl-C (SIGINT) to the launcher: while it runs, status sees the cell running at its epoch; after, the
+    log says what was left unfinished, and the cell is resumable once its heartbeat is stale."""
+    spec = toy_spec(tmp_path, epochs=40, batch=100, patience=50, betas="[1.0]")  # ~1 s per epoch
+    experiment = Experiment(tmp_path / "results" / "toy")
+    launch = subprocess.Popen([sys.executable, "-m", "rdsweep", "launch", spec, "--storage", tmp_path / "results",
+                               "--address", ray_address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env={**os.environ, **RAY_ENV})
+    try:
+        deadline = time.monotonic() + 120
+        while not any(r["epoch"] >= 1 for r in experiment.progress().values() if experiment.progress_dir.is_dir()):
+            assert time.monotonic() < deadline and launch.poll() is None, "the trial never finished an epoch"
+            time.sleep(0.3)
+        live = rdsweep("status", experiment.path, "--json")
+        (report,) = json.loads(live.stdout)
+        (cell,) = report["cells"]
+        assert cell["state"] == "running" and cell["epoch"] >= 1 and report["eta"]["ends_at"] is not None
+        launch.send_signal(signal.SIGINT)
+        output, _ = launch.communicate(timeout=120)
+    finally:
+        launch.kill()
+    assert launch.returncode != 0, output
+    (log,) = experiment.path.glob("launch-*.log")
+    text = log.read_text()
+    assert "start toy β=1 seed=0" in text and "epoch 1/40 toy β=1 seed=0" in text
+    assert "1 unfinished (stopped before they ended)" in text.splitlines()[-1]
+    assert experiment.results() == []
+    (record,) = experiment.progress().values()
+    assert record["finished_at"] is None and record["epoch"] >= 1
+    later = experiment_status(experiment, now=time.time() + STALE_S)
+    assert [c.state for c in later.cells] == ["resumable"]
