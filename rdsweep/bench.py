@@ -5,6 +5,9 @@
 - ray_overhead: the same tiny toy cells trained by the bare trainer in this process, then as Ray Tune
   trials one at a time (a fresh local Ray instance); the difference per trial is Ray's price (worker start,
   imports in the worker, reporting and checkpointing every epoch, the ledger).
+- sweep_efficiency: a spec's cells trained by an in-process loop (the limit: no worker starts, no Ray), then
+  launched into a temporary experiment on the same cores; the launch's wall against the loop's time spread
+  over the trial slots is the sweep's efficiency, and every cell must give the same numbers both ways.
 - collect_scale: `collect` over an experiment of N synthetic cell results (written by write_fake_experiment),
   i.e. the cost of reading the ledger and writing the table at the scale of a large study.
 """
@@ -122,6 +125,33 @@ def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:
     return {"trials": n_trials, "epochs": epochs, "converged": summary.converged, "bare_s": bare,
             "ray_s": ray_s, "bare_per_trial_s": bare / n_trials, "ray_per_trial_s": ray_s / n_trials,
             "overhead_per_trial_s": (ray_s - bare) / n_trials}
+
+
+def sweep_efficiency(spec_path: str | Path) -> dict:
+    from rich.console import Console
+
+    from rdsweep import sweep, trainer
+    from rdsweep.spec import load_spec
+
+    spec = load_spec(spec_path)
+    cells = spec.cells()
+    threads = max(1, int(spec.resources.cpus_per_trial))
+    trainer.train(replace(cells[0], epochs=1), threads=threads)  # warm: imports and the dataset, paid once
+    started = time.perf_counter()
+    loop = {c.cell_id: trainer.train(c, threads=threads) for c in cells}
+    loop_s = time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory() as tmp:
+        experiment = Experiment(Path(tmp) / "bench")
+        started = time.perf_counter()
+        summary = sweep.launch(spec, experiment, plan(experiment, cells), console=Console(quiet=True))
+        launch_s = time.perf_counter() - started
+        same = all((r := experiment.result(c.cell_id)) is not None and r["splits"] == loop[c.cell_id]["splits"]
+                   for c in cells)
+    ideal = loop_s / summary.slots
+    return {"spec": str(spec_path), "cells": len(cells), "slots": summary.slots, "loop_s": loop_s,
+            "ideal_s": ideal, "launch_s": launch_s, "efficiency": ideal / launch_s, "same_numbers": same,
+            "launch_cell_s": summary.cell_s, "launch_reported_efficiency": summary.efficiency}
 
 
 def write_fake_experiment(path: str | Path, n_cells: int, seed: int = 0) -> Experiment:

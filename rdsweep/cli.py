@@ -205,6 +205,9 @@ def launch(
         earlier = [p.status for p in planned if p.action == "skip"]  # finished before this launch
         if len(earlier) == len(planned):
             console.print("nothing to train")
+            for state in ("unconverged", "diverged"):
+                if earlier.count(state):
+                    _warn(f"{earlier.count(state)} cell(s) of this spec are {state} (`rdsweep status` lists them)")
             if strict and any(status != "converged" for status in earlier):
                 _warn(f"--strict: {sum(s != 'converged' for s in earlier)} cell(s) of this spec did not converge")
                 raise typer.Exit(1)
@@ -215,6 +218,10 @@ def launch(
     console.print(f"done: {summary.converged} converged, {summary.unconverged} unconverged, {summary.diverged} "
                   f"diverged, {summary.failed} failed, {summary.unfinished} unfinished, {summary.skipped} skipped "
                   "(already finished)", highlight=False)
+    if summary.efficiency is not None:
+        console.print(f"sweep: {summary.cell_s:.1f} s of the cells' own time on {summary.slots} slot(s) "
+                      f"(ideal {summary.cell_s / summary.slots:.1f} s) in {summary.wall_s:.1f} s: efficiency "
+                      f"{summary.efficiency:.2f}", highlight=False)
     for warning in summary.warnings:
         _warn(warning)
     if summary.unconverged:
@@ -388,11 +395,21 @@ def bench(
     steps: int = typer.Option(4, help="Timed Adam steps (batch 100) per family and size."),
     ray_trials: int = typer.Option(0, help="Instead: Ray launch overhead over this many 1-epoch toy trials."),
     collect_cells: int = typer.Option(0, help="Instead: time collect over this many synthetic cell results."),
+    sweep: Optional[Path] = typer.Option(None, help="Instead: this spec's cells by an in-process loop, then launched: the sweep's efficiency."),
 ) -> None:
     """Benchmarks (docs/benchmarks.md): training images/s per family and size, and the trainer's overhead
     over a bare loop; or, with --ray-trials / --collect-cells, the sweep machinery's costs."""
     from rdsweep import bench as benchmarks
 
+    if sweep is not None:
+        from rdsweep.spec import load_spec
+
+        load_spec(sweep)  # a bad spec is a one-line error before anything trains
+        r = benchmarks.sweep_efficiency(sweep)
+        console.print(f"sweep {r['spec']}: {r['cells']} cells, {r['slots']} slot(s): in-process loop {r['loop_s']:.1f} s "
+                      f"(ideal {r['ideal_s']:.1f} s), launch {r['launch_s']:.1f} s: efficiency {r['efficiency']:.2f}; "
+                      f"same numbers in every cell: {'yes' if r['same_numbers'] else 'NO'}", highlight=False)
+        return
     if ray_trials <= 0 and collect_cells <= 0:
         table = Table(title=f"training images/s (batch 100, forward + backward + Adam), {steps} steps")
         for col in ("family", "code", "size", "images/s", "parameters"):
@@ -426,11 +443,12 @@ def main() -> None:
         sys.exit(status if isinstance(status, int) else 0)
     except UserError as e:
         _fail(str(e))
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside Tune's own handling of it
+    except typer.Abort:
         print("rdsweep: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:  # storage that cannot be used mid-run (full, gone, read-only): one line, not a traceback
+        print(f"rdsweep: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        sys.exit(1)
     except typer.TyperException as e:  # a bad option or argument, parsed by Typer's click
         if type(e).__name__ == "NoArgsIsHelpError":
             e.show()

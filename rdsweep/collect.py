@@ -88,6 +88,8 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
     out = Path(out)
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: directory {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise UserError(f"cannot write {out}: directory {out.parent} is not writable")
 
     _refuse_to_overwrite(out, experiments)
 
@@ -119,14 +121,16 @@ def _refuse_to_overwrite(out: Path, experiments: list[Experiment]) -> None:
 
 def is_table(path: Path) -> bool:
     """A Parquet file collect wrote: marked in its schema's metadata, or (tables from before the mark) with
-    the columns that identify a frontier table."""
+    only frontier-table columns, the identifying ones among them."""
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowException):
         return False
     if (schema.metadata or {}).get(b"rdsweep") == b"frontier table":
         return True
-    return {"cell_id", "experiment", "split", "rate", "distortion", "status"} <= set(schema.names)
+    # An older collect's table has a subset of today's columns; a user's own table (extra columns) is theirs.
+    names = set(schema.names)
+    return {"cell_id", "experiment", "split", "rate", "distortion", "status"} <= names <= set(SCHEMA.names)
 
 
 def _grid(experiment: Experiment, result: dict, out: Path) -> str | None:

@@ -140,7 +140,11 @@ class Experiment:
         """One launch at a time per experiment, or two would train the same cells. The lock is the kernel's
         (flock, through filelock): it dies with its process, so a killed launch leaves no stale lock behind.
         A second launch is a UserError naming the first."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create experiment directory {self.path}: {e.strerror} "
+                            "(choose another --storage)") from None
         lock = FileLock(self.lock_path, blocking=False, fallback_to_soft=False)
         try:
             lock.acquire()

@@ -6,7 +6,7 @@
     progress/<cell_id>.json  ProgressRecord: a trial's heartbeat, read by the live view and status
     launch.json            LaunchRecord: the latest launch's plan and trial slots, read by status
 
-Both are checked when written (a bug cannot leave a file the readers reject) and when read, where a file
+All are checked when read, and results also when written (a bug cannot leave one the readers reject); a file
 that does not fit (a crash mid-copy, a hand edit, another program's file) is one UserError naming that
 file, never a traceback further on. Unknown keys are kept, so a newer rdsweep's extra fields pass through.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,9 +23,11 @@ from rdsweep.cells import SPLITS, Cell
 from rdsweep.errors import UserError
 
 RESULT_STATUSES = ("converged", "unconverged", "diverged")  # a trial that ended with a result
-STATUSES = (*RESULT_STATUSES, "failed")                     # failed: out of retries, the error's last line
 
 _Count = Field(default=None, ge=0, le=2**31 - 1)
+_Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_Time = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]   # seconds since the epoch
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class SplitMetrics(BaseModel):
@@ -41,14 +43,24 @@ class Epoch(BaseModel):
     """One epoch of the history: training means, and the valid objective, R, D when it was evaluated."""
     model_config = ConfigDict(strict=True, extra="allow")
     epoch: int = Field(ge=1, le=2**31 - 1)
+    wall_s: _Seconds                            # what status and the launch summary add up
     loss: Optional[float] = None
     rate: Optional[float] = None
     distortion: Optional[float] = None
-    lr: Optional[float] = None
-    wall_s: Optional[float] = Field(default=None, ge=0)
+    lr: Optional[_Finite] = None
     valid_objective: Optional[float] = None
     valid_rate: Optional[float] = None
     valid_distortion: Optional[float] = None
+
+
+class Truth(BaseModel):
+    """What the dataset knows exactly: toy's entropy and I(x; z*), lingauss's closed-form optimum."""
+    model_config = ConfigDict(strict=True, extra="allow")
+    entropy: Optional[_Finite] = None
+    mutual_information: Optional[_Finite] = None
+    rate: Optional[_Finite] = None
+    distortion: Optional[_Finite] = None
+    elbo: Optional[_Finite] = None
 
 
 class CellResult(BaseModel):
@@ -65,8 +77,9 @@ class CellResult(BaseModel):
     wall_s: Optional[float] = Field(default=None, ge=0)
     device: Optional[str] = None
     splits: Optional[dict[Literal["train", "valid", "test"], SplitMetrics]] = None
-    truth: dict = {}
+    truth: Truth = Truth()
     history: list[Epoch] = []
+    launch: Optional[str] = None                # the launch whose trial wrote it (ray/<launch>/)
     resumed_from_epoch: Optional[int] = _Count
     error: Optional[str] = None                 # failed only
     warnings: list[str] = []                    # e.g. a checkpoint that could not be loaded and was moved aside
@@ -99,19 +112,25 @@ class ProgressRecord(BaseModel):
     cell_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     cell: dict
     host: Optional[str] = None
-    started_at: Optional[float] = None
-    updated_at: Optional[float] = None
-    finished_at: Optional[float] = None
-    first_step_at: Optional[float] = None
+    started_at: _Time
+    updated_at: _Time
+    finished_at: Optional[_Time] = None
+    first_step_at: Optional[_Time] = None
     resumed_from_epoch: Optional[int] = _Count
     epoch: Optional[int] = _Count
     step: Optional[int] = _Count
-    steps: Optional[int] = _Count
+    steps: Optional[int] = Field(default=None, ge=1, le=2**31 - 1)
     valid_objective: Optional[float] = None
     best_epoch: Optional[int] = _Count
-    epoch_wall_s: list[float] = []
+    epoch_wall_s: list[_Seconds] = []
 
     _a_valid_cell = field_validator("cell")(CellResult._a_valid_cell.__func__)
+
+    @model_validator(mode="after")
+    def _steps_of_an_epoch(self) -> "ProgressRecord":
+        if self.step and self.steps is None:
+            raise ValueError("a step needs the epoch's number of steps")
+        return self
 
 
 class LaunchedCell(BaseModel):
@@ -126,7 +145,7 @@ class LaunchedCell(BaseModel):
 class LaunchRecord(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
     name: str
-    started_at: float
+    started_at: _Time
     slots: int = Field(ge=1, le=2**31 - 1)
     resources: dict = {}
     cells: list[LaunchedCell]
@@ -170,7 +189,7 @@ def read_launch(path: Path) -> dict:
 def _read(path: Path, model: type[BaseModel], what: str) -> dict:
     try:
         return model.model_validate(json.loads(path.read_text())).model_dump()
-    except (OSError, ValueError) as e:  # ValidationError and JSONDecodeError are ValueErrors
+    except (OSError, ValueError, RecursionError) as e:  # ValidationError and JSONDecodeError are ValueErrors
         reason = _first_error(e) if isinstance(e, ValidationError) else " ".join(str(e).split())[:200]
         raise UserError(f"cannot read {what} {path}: {reason} (move the file away to rerun)") from None
 

@@ -11,7 +11,8 @@ A spec is data, in the manner of disentanglement_lib's study files:
     [evaluation]  eval_samples, iwae_k, images (grids per image cell: EXPERIMENT/grids/<cell_id>.png)
     [[objective]] kind = "beta" | "target-rate", values = [...], families = [...] (optional: only
                   these of the spec's families)   (blocks are chained)
-    [resources]   cpus_per_trial, gpus_per_trial ("auto" or a number), max_failures, max_concurrent
+    [resources]   cpus_per_trial, gpus_per_trial ("auto" or a number), max_failures, max_concurrent,
+                  checkpoint_s (a trial saves its state at most this often, and at its end)
 
 Cells = families × (chained objective values) × seeds. Everything is checked up front, unknown keys
 included, and every mistake is one SpecError naming the file and the key.
@@ -83,6 +84,7 @@ class ResourcesTable(_Table):
     gpus_per_trial: Optional[float] = None   # "auto" in the file: 1 when the Ray cluster has GPUs, else 0
     max_failures: int = Field(default=2, ge=-1, le=_MAX)
     max_concurrent: Optional[int] = Field(default=None, ge=1, le=_MAX)
+    checkpoint_s: float = Field(default=60.0, ge=0, allow_inf_nan=False)
 
     @field_validator("gpus_per_trial", mode="before")
     @classmethod
@@ -117,6 +119,7 @@ class Resources:
     gpus_per_trial: float | None = None   # None: "auto", i.e. 1 when the Ray cluster has GPUs, else 0
     max_failures: int = 2                 # retries per trial, each from its last checkpoint
     max_concurrent: int | None = None     # None: as many as the resources allow
+    checkpoint_s: float = 60.0            # a trial saves its state at most this often (and at its end)
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,8 @@ def load_spec(path: str | Path, overrides: dict | None = None) -> Spec:
         raise SpecError(f"cannot read spec file {path}: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not valid TOML: nested too deeply") from None
     for dotted, value in (overrides or {}).items():
         *tables, key = dotted.split(".")
         target = raw
@@ -213,7 +218,8 @@ def _parse(path: Path, raw: dict) -> Spec:
     r = file.resources
     spec = Spec(path=path, dataset=dataset, data_kind=data_kind, families=families,
                 objectives=tuple(objectives), seeds=tuple(dict.fromkeys(file.seeds)), base=base,
-                resources=Resources(r.cpus_per_trial, r.gpus_per_trial, r.max_failures, r.max_concurrent))
+                resources=Resources(r.cpus_per_trial, r.gpus_per_trial, r.max_failures, r.max_concurrent,
+                                   r.checkpoint_s))
     spec.cells()  # validates every cell now, so a bad grid fails before anything starts
     return spec
 

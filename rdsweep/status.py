@@ -161,20 +161,24 @@ def experiment_status(experiment: Experiment, now: float | None = None) -> Exper
     records = experiment.progress()
     checkpoints = {p.stem: p for p in experiment.checkpoints_dir.glob("*.pt")}
     ids = list(planned) + sorted((results.keys() | records.keys() | checkpoints.keys()) - planned.keys())
+    since = (launch or {}).get("started_at")
     cells = [_cell_status(cid, planned.get(cid), results.get(cid), records.get(cid), checkpoints.get(cid),
-                          experiment, now) for cid in ids]
+                          experiment, now, since) for cid in ids]
     families = _timing(cells, results, records)
     slots = (launch or {}).get("slots") or 1
     return ExperimentStatus(experiment, now, {k: v for k, v in (launch or {}).items() if k != "cells"} or None,
                             cells, families, estimate(cells, families, slots))
 
 
-def _cell_status(cell_id, planned, result, record, checkpoint, experiment, now) -> CellStatus:
+def _cell_status(cell_id, planned, result, record, checkpoint, experiment, now, since) -> CellStatus:
     cell = (planned or {}).get("cell") or (result or {}).get("cell") or (record or {}).get("cell") or {}
     status = CellStatus(cell_id, cell, "pending", action=(planned or {}).get("action"))
     live = (record is not None and record.get("finished_at") is None
             and now - record.get("updated_at", 0) < STALE_S)
-    if result is not None and not live:
+    retried = (result is not None and result["status"] == "failed" and since is not None
+               and (planned or {}).get("action") in ("run", "resume")
+               and (_mtime(experiment.result_path(cell_id)) or since) < since)  # failed before, queued again
+    if result is not None and not live and not retried:
         status.state, status.epoch = result["status"], result.get("epochs")
         status.best_epoch = result.get("best_epoch")
         status.updated_at = _mtime(experiment.result_path(cell_id))

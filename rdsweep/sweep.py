@@ -57,31 +57,55 @@ class LaunchSummary:
     failed: int
     unfinished: int      # interrupted: a relaunch resumes them
     warnings: tuple[str, ...] = ()   # from the cells' results, e.g. a checkpoint moved aside
+    # What the sweep machinery cost: the cells' own seconds in this launch (training and evaluation, as
+    # each trial measured them) spread over the trial slots, against the launch's wall time, Ray included.
+    cell_s: float = 0.0
+    slots: int = 1
+    wall_s: float = 0.0
+
+    @property
+    def efficiency(self) -> float | None:
+        return self.cell_s / self.slots / self.wall_s if self.wall_s > 0 and self.cell_s > 0 else None
 
 
 def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
            address: str | None = None, console: Console | None = None) -> LaunchSummary:
     console = console or Console()
+    started = time.perf_counter()
     todo = _families_first([p for p in planned if p.action != "skip"])
     ended: dict[str, str] = {}
+    slots, name = 1, None
     if todo:
-        experiment.record_protocol(spec.protocol, __version__)
         _init_ray(address)
         try:
             resources = _trial_resources(spec)
+            experiment.record_protocol(spec.protocol, __version__)
             name = time.strftime("launch-%Y%m%d-%H%M%S")
+            slots = _slots(spec, resources, ray.cluster_resources(), len(todo))
             with _launch_log(experiment, name, spec, planned, todo, resources, address) as log:
                 ended = _run(todo, experiment, spec, resources, console, name, log)
         finally:
             ray.shutdown()
-    # A cell counts by what this launch did to it: an earlier launch's failed result is not this one's.
-    results = [experiment.result(cell_id) for cell_id in ended]
-    statuses = [r["status"] for r in results if r]
+    # A cell counts by what this launch did to it (an earlier launch's result is not this one's), and only
+    # the results this launch wrote bring their seconds and warnings.
+    statuses = list(ended.values())
+    results = [r for cell_id in ended if (r := experiment.result(cell_id)) and r.get("launch") == name]
     return LaunchSummary(
         total=len(planned), skipped=len(planned) - len(todo), converged=statuses.count("converged"),
         unconverged=statuses.count("unconverged"), diverged=statuses.count("diverged"),
         failed=statuses.count("failed"), unfinished=len(todo) - len(statuses),
-        warnings=tuple(w for r in results if r for w in r["warnings"]))
+        warnings=tuple(w for r in results for w in r["warnings"]),
+        cell_s=sum(_seconds_this_launch(r) for r in results), slots=slots,
+        wall_s=time.perf_counter() - started)
+
+
+def _seconds_this_launch(result: dict) -> float:
+    """A cell's own seconds in this launch: its wall_s counts every run of the trial, so the epochs an
+    earlier launch trained (before resumed_from_epoch) come off."""
+    if result["status"] == "failed" or result.get("wall_s") is None:
+        return 0.0
+    earlier = sum(h["wall_s"] or 0.0 for h in result["history"] if h["epoch"] <= (result["resumed_from_epoch"] or 0))
+    return max(0.0, result["wall_s"] - earlier)
 
 
 def _families_first(todo: list[PlannedCell]) -> list[PlannedCell]:
@@ -187,15 +211,20 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
         "experiment": str(experiment.path),
         "device": "cuda" if resources["gpu"] > 0 else "cpu",
         "threads": max(1, math.floor(resources["cpu"])),
+        "checkpoint_s": spec.resources.checkpoint_s,
+        "launch": name,
     }
-    progress = Progress(todo, experiment, console, log)
+    progress = Progress(todo, experiment, console, log, name)
     tuner = tune.Tuner(
         tune.with_resources(_trial, resources),
         param_space=config,
         tune_config=tune.TuneConfig(
             max_concurrent_trials=spec.resources.max_concurrent,
             trial_dirname_creator=_trial_dirname,
-            reuse_actors=False,
+            # A worker trains cell after cell instead of starting a process (and importing torch) per trial:
+            # nothing a trial leaves behind reaches the next (trainer.train seeds and sets threads itself,
+            # _trial empties the CUDA cache; tested: tests/test_sweep.py).
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -231,13 +260,23 @@ def _trial(config: dict) -> None:
     ledger_checkpoint = experiment.checkpoint_path(cell.cell_id)
     progress = _TrialProgress(experiment, cell, started)
 
+    last_saved = time.monotonic()
+
     def on_epoch(metrics: dict, state: dict) -> None:
-        with tempfile.TemporaryDirectory(dir=experiment.checkpoints_dir) as d:
-            trainer.save_state(state, Path(d) / "state.pt")
-            tune.report({**metrics, "cell_id": cell.cell_id, "best_epoch": state["rule"]["best_epoch"]},
-                        checkpoint=tune.Checkpoint.from_directory(d))
-            os.replace(Path(d) / "state.pt", ledger_checkpoint)  # same filesystem: a rename, not a copy
-        progress.epoch_done(metrics, state["rule"]["best_epoch"])  # after the checkpoint it counts
+        # Checkpoints by time, not by epoch: at most every checkpoint_s seconds, and always at the trial's
+        # last epoch (an unconverged cell continues from it); a toy cell of twenty short epochs saves once.
+        nonlocal last_saved
+        report = {**metrics, "cell_id": cell.cell_id, "best_epoch": state["rule"]["best_epoch"]}
+        last = state["stop_reason"] is not None or metrics["epoch"] >= cell.epochs
+        if not last and time.monotonic() - last_saved < config["checkpoint_s"]:
+            tune.report(report)
+        else:
+            with tempfile.TemporaryDirectory(dir=experiment.checkpoints_dir) as d:
+                trainer.save_state(state, Path(d) / "state.pt")
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+                os.replace(Path(d) / "state.pt", ledger_checkpoint)  # same filesystem: a rename, not a copy
+            last_saved = time.monotonic()
+        progress.epoch_done(metrics, state["rule"]["best_epoch"])
 
     def train(resume_state: dict | None) -> dict:
         progress.begin(resume_state)
@@ -255,30 +294,38 @@ def _trial(config: dict) -> None:
         if _finished(experiment.result(cell.cell_id), cell):
             return
         warnings, resume_state = [], None
+        retry = tune.get_checkpoint()
+        source = retry.path if retry is not None else ledger_checkpoint if ledger_checkpoint.exists() else None
         try:
-            resume_state = _saved_state(ledger_checkpoint)
+            resume_state = _saved_state(retry, ledger_checkpoint)
             result = train(resume_state)
         except trainer.IncompatibleCheckpoint as e:
-            aside = ledger_checkpoint.with_name(f"{ledger_checkpoint.name}.unusable-{time.strftime('%Y%m%d-%H%M%S')}")
-            if ledger_checkpoint.exists():
+            if source == ledger_checkpoint:
+                aside = ledger_checkpoint.with_name(f"{ledger_checkpoint.name}.unusable-{time.strftime('%Y%m%d-%H%M%S')}")
                 os.replace(ledger_checkpoint, aside)
-            warnings.append(f"cell {cell.cell_id}: its checkpoint {e}; kept as {aside}, the cell restarted")
+                warnings.append(f"cell {cell.cell_id}: its checkpoint {e}; kept as {aside}, the cell restarted")
+            else:  # Ray's retry checkpoint (Ray keeps it in its own storage)
+                warnings.append(f"cell {cell.cell_id}: Ray's retry checkpoint {source} {e}; the cell restarted")
             resume_state = None
             result = train(None)
         result.update(resumed_from_epoch=resume_state["epoch"] if resume_state else 0,
-                      experiment=experiment.name, warnings=warnings)
+                      experiment=experiment.name, warnings=warnings, launch=config["launch"])
         experiment.write_result(result)
         progress.finish()
         if result["status"] != "unconverged":  # an unconverged cell keeps its state: a larger cap continues it
             ledger_checkpoint.unlink(missing_ok=True)
+    if config["device"] == "cuda":  # the worker may train the next cell: hand back what this one cached
+        import torch
+
+        torch.cuda.empty_cache()
 
 
-def _saved_state(ledger_checkpoint: Path) -> dict | None:
+def _saved_state(retry, ledger_checkpoint: Path) -> dict | None:
     """Where to continue from: Ray's checkpoint when Ray retries this trial, else the ledger's, if any."""
     from rdsweep import trainer
 
-    if (checkpoint := tune.get_checkpoint()) is not None:
-        with checkpoint.as_directory() as d:
+    if retry is not None:
+        with retry.as_directory() as d:
             return trainer.load_state(Path(d) / "state.pt")
     return trainer.load_state(ledger_checkpoint) if ledger_checkpoint.exists() else None
 
@@ -368,7 +415,9 @@ class Progress(tune.Callback):
     step of a long epoch under way, latest R, D, valid objective and best epoch. Otherwise one line per
     start, retry and end of a cell. Every event, each epoch included, also goes to the launch log."""
 
-    def __init__(self, todo: list[PlannedCell], experiment: Experiment, console: Console, log: IO[str]):
+    def __init__(self, todo: list[PlannedCell], experiment: Experiment, console: Console, log: IO[str],
+                 launch: str):
+        self.launch = launch   # the results this launch's trials write carry its name
         self.cells = {p.cell.cell_id: p.cell for p in todo}
         self.actions = {p.cell.cell_id: p.action for p in todo}
         self.labels = {cell_id: cell_label(cell.to_dict()) for cell_id, cell in self.cells.items()}
@@ -420,16 +469,23 @@ class Progress(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         # Out of retries: record the failure in the ledger (collect shows it; a relaunch runs it again).
         cell_id = _trial_dirname(trial)
-        if self.experiment.status(cell_id) in RESULT_STATUSES:  # the trial wrote its result, then its worker died
-            self._set(trial, self.experiment.status(cell_id))
+        try:
+            earlier = self.experiment.result(cell_id)
+        except UserError:
+            earlier = None
+        if earlier is not None and earlier.get("launch") == self.launch:  # written, then the worker died
+            self._set(trial, earlier["status"])
             self._ended(cell_id)
             return
         cell = self.cells[cell_id]
         error = _last_line(trial.error_file)
-        self.experiment.write_result({
-            "cell": cell.to_dict(), "cell_id": cell_id, "status": "failed", "error": error,
-            "epochs": self.latest.get(cell_id, {}).get("epoch"), "experiment": self.experiment.name,
-            "rdsweep_version": __version__})
+        if earlier is None or earlier["status"] == "failed":
+            self.experiment.write_result({
+                "cell": cell.to_dict(), "cell_id": cell_id, "status": "failed", "error": error,
+                "epochs": self.latest.get(cell_id, {}).get("epoch"), "experiment": self.experiment.name,
+                "rdsweep_version": __version__, "launch": self.launch})
+        # else an earlier launch's result (e.g. unconverged, being continued) stays: its numbers are still
+        # true; the failure is this launch's (exit 1, the log and stderr say it), and a relaunch retries it.
         self._set(trial, "failed")
         self.errors[cell_id] = error
         self._ended(cell_id)
@@ -473,7 +529,7 @@ class Progress(tune.Callback):
             self._snapshot_at = now
             try:
                 self._snapshot = experiment_status(self.experiment, now)
-            except (UserError, OSError):  # a ledger file being replaced or damaged: keep the last snapshot
+            except Exception:  # a damaged ledger file, or a bug in the view: the sweep itself must go on
                 pass
         return self._snapshot
 

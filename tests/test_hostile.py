@@ -130,7 +130,7 @@ def _result() -> dict:
             "resumed_from_epoch": 0, "experiment": "toy", "warnings": []}
 
 
-RESULT_PATHS = [(), ("cell",), ("splits", "test"), ("history", 1)]
+RESULT_PATHS = [(), ("cell",), ("splits", "test"), ("history", 1), ("truth",)]
 json_values = st.recursive(st.one_of(st.none(), scalars), lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)), max_leaves=6)
 
@@ -168,7 +168,7 @@ def test_a_valid_result_survives_the_reader(tmp_path):
     assert read_result(path)["splits"]["test"]["rate"] == 0.5
 
 
-@pytest.mark.parametrize("text", ["", "[1, 2]", "{\"cell\": 1}", "\x00\xff", "{" * 50])
+@pytest.mark.parametrize("text", ["", "[1, 2]", "{\"cell\": 1}", "\x00\xff", "{" * 50, "[" * 100_000])
 def test_non_results_are_named_as_broken(tmp_path, text):
     path = tmp_path / "0123456789abcdef.json"
     path.write_text(text)

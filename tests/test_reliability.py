@@ -21,7 +21,7 @@ from conftest import BIN, RAY_ENV, trial_workers
 SLOW = ('dataset = "toy"\nfamilies = ["toy"]\nseeds = [0]\n'
         "[budget]\nepochs = 100\nbatch_size = 100\nlr = 0.01\npatience = 50\n"
         '[[objective]]\nkind = "beta"\nvalues = [1.0]\n'
-        "[resources]\ncpus_per_trial = 1\nmax_failures = MAX_FAILURES\n")
+        "[resources]\ncpus_per_trial = 1\nmax_failures = MAX_FAILURES\ncheckpoint_s = 0\n")  # every epoch
 # Six short cells that converge in a few seconds each.
 QUICK = ('dataset = "toy"\nfamilies = ["toy"]\nseeds = [0, 1]\n'
          "[budget]\nepochs = 40\nbatch_size = 500\nlr = 0.01\npatience = 2\nmin_delta = 0.01\nlr_reductions = 1\n"
@@ -77,28 +77,34 @@ def test_lock_interrupt_and_resume(tmp_path, rdsweep, ray_address):
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the trial's worker process through /proc")
 def test_a_failed_cell_exits_1_and_an_unusable_checkpoint_is_moved_aside(tmp_path, rdsweep, ray_address):
+    """A cell whose continuation fails (worker killed, no retries left) exits 1 and keeps its earlier result;
+    its checkpoint, then damaged, is moved aside on the next launch and the cell restarts."""
     spec = tmp_path / "toy.toml"
     spec.write_text(SLOW.replace("MAX_FAILURES", "0"))
     storage = tmp_path / "results"
     experiment = Experiment(storage / "toy")
     (cell,) = load_spec(spec).cells()
-    launch = start("launch", spec, "--storage", storage, "--address", ray_address)
+    done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, "--epochs", 2)
+    assert done.returncode == 0 and "1 unconverged" in done.stdout, done.stdout + done.stderr
+    earlier = experiment.result(cell.cell_id)
+
+    launch = start("launch", spec, "--storage", storage, "--address", ray_address)   # continues it
     try:
-        wait_for(experiment.checkpoint_path(cell.cell_id).exists, "the first checkpoint", launch)
+        wait_for(lambda: trainer.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"] > 2,
+                 "an epoch of the continuation", launch)
         (worker,) = trial_workers(RAY_ENV["RAY_AUTH_TOKEN"])
-        os.kill(worker, signal.SIGKILL)                          # no retries left: the cell fails
+        os.kill(worker, signal.SIGKILL)                          # no retries left: the continuation fails
         out, err = launch.communicate(timeout=120)
     finally:
         launch.kill()
     assert launch.returncode == 1, out + err
     assert "1 failed" in out and "1 cell(s) failed" in err
-    (result,) = experiment.results()
-    assert result["status"] == "failed" and result["error"]
-    cap = ("--epochs", trainer.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"] + 2)
+    assert experiment.result(cell.cell_id) == earlier            # its earlier numbers are still true: kept
 
     # The kept checkpoint is damaged (a disk filled up, a code change): the cell restarts instead of failing
     # on every launch, and the damaged file is kept and named.
     checkpoint = experiment.checkpoint_path(cell.cell_id)
+    cap = ("--epochs", trainer.load_state(checkpoint)["epoch"] + 2)
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, *cap)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -67,6 +67,16 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
         assert r["status"] == "converged" and r["stop_reason"] == "plateau"
         assert 1 <= r["best_epoch"] <= r["epochs"] < 40
     assert list(experiment.checkpoints_dir.iterdir()) == []  # converged cells keep no checkpoint
+    assert "efficiency" in done.stdout
+    # Workers are reused (three trials, two slots), and a reused worker leaks nothing into the next cell:
+    # every cell's numbers are those of a fresh in-process run.
+    pids = {json.loads(line)["pid"] for trial in launches(experiment)[0].iterdir() if trial.is_dir()
+            for line in (trial / "result.json").read_text().splitlines()}
+    assert len(pids) < len(results)
+    from rdsweep import trainer
+    for cell in load_spec(spec).cells():
+        fresh = trainer.train(cell, threads=1)
+        assert results[cell.cell_id]["splits"] == fresh["splits"] and results[cell.cell_id]["epochs"] == fresh["epochs"]
 
     done = rdsweep("collect", experiment.path)
     assert done.returncode == 0, done.stderr
@@ -202,7 +212,7 @@ def test_a_killed_trial_is_retried_from_its_last_checkpoint(tmp_path, ray_addres
     spec.write_text('dataset = "toy"\nfamilies = ["toy"]\nseeds = [0]\n'
                     "[budget]\nepochs = 12\nbatch_size = 100\nlr = 0.01\npatience = 50\n"  # ~1 s per epoch
                     '[[objective]]\nkind = "beta"\nvalues = [1.0]\n'
-                    "[resources]\ncpus_per_trial = 1\nmax_failures = 1\n")
+                    "[resources]\ncpus_per_trial = 1\nmax_failures = 1\ncheckpoint_s = 0\n")  # every epoch
     storage = tmp_path / "results"
     experiment = Experiment(storage / "toy")
     (cell,) = load_spec(spec).cells()
