@@ -17,7 +17,26 @@ from typing import Optional
 
 from rdsweep.errors import UserError
 
+class _NoHelpMetavar:
+    """Typer shows its own --help flag as "--help <bool>"; a flag takes no value, so it shows none."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Command(_NoHelpMetavar, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_NoHelpMetavar, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Rate-distortion sweeps of VAE families (Alemi et al., 'Fixing a Broken ELBO').",
     no_args_is_help=True,
     add_completion=False,
@@ -26,7 +45,7 @@ app = typer.Typer(
 console = Console()
 
 
-@app.command()
+@app.command(cls=_Command)
 def families() -> None:
     """List the model families: readable name, paper code, components."""
     from rdsweep.models.families import FAMILIES
@@ -55,7 +74,7 @@ class Schedule(str, Enum):
     plateau = "plateau"
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     dataset: str = typer.Option("mnist5k", help="mnist5k, toy, lingauss, amat:DIR or idx:DIR."),
     family: Optional[str] = typer.Option(
@@ -155,7 +174,7 @@ def result_table(result: dict) -> Table:
     return table
 
 
-@app.command()
+@app.command(cls=_Command)
 def launch(
     spec: Path = typer.Argument(..., help="Sweep spec (TOML), e.g. examples/quick.toml."),
     storage: Optional[Path] = typer.Option(None, help="Folder of experiments (default: ./rdsweep-results)."),
@@ -268,7 +287,7 @@ def _print_plan(experiment, planned, dry_run: bool) -> None:
     console.print(table)
 
 
-@app.command()
+@app.command(cls=_Command)
 def status(
     experiments: list[Path] = typer.Argument(..., help="Experiment directories, e.g. rdsweep-results/quick."),
     json_out: bool = typer.Option(False, "--json", metavar="", help="Print JSON (a list, one object per experiment) for scripts."),
@@ -292,7 +311,7 @@ def status(
         console.print(render(one, wide=console.width >= 120))
 
 
-@app.command()
+@app.command(cls=_Command)
 def collect(
     experiments: list[Path] = typer.Argument(..., help="Experiment directories, e.g. rdsweep-results/quick."),
     out: Optional[Path] = typer.Option(None, help="Table path (default: EXPERIMENT/frontier.parquet; required for several)."),
@@ -307,7 +326,7 @@ def collect(
     console.print(f"wrote {path}: {table.num_rows} rows ({len(statuses)} cells: {summary})", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def frontier(
     table: Path = typer.Argument(..., help="A frontier table written by `rdsweep collect`."),
     plot_path: Optional[Path] = typer.Argument(None, metavar="[PATH]", help="Where --plot writes the PNG (default: TABLE's folder, frontier-SPLIT.png)."),
@@ -364,7 +383,7 @@ def frontier(
         console.print(f"wrote {out}: " + ", ".join(e["regime"] for e in examples))
 
 
-@app.command()
+@app.command(cls=_Command)
 def curves(
     experiments: list[Path] = typer.Argument(..., help="Experiment directories, e.g. rdsweep-results/quick."),
     plot: Optional[Path] = typer.Option(None, help="Write the curves, one panel per family, to this PNG."),
@@ -389,7 +408,7 @@ def curves(
         console.print(f"wrote {plot_curves(frame, plot)}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def bench(
     size: list[Size] = typer.Option([Size.small, Size.paper], help="Model sizes for the per-family throughput."),
     steps: int = typer.Option(4, help="Timed Adam steps (batch 100) per family and size."),

@@ -1,5 +1,6 @@
 """`rdsweep train` as a user runs it: the result table and JSON, and one clear line + exit 2 per mistake."""
 import json
+import re
 import subprocess
 import sys
 
@@ -138,3 +139,12 @@ def test_console_script_end_to_end(tmp_path):
     assert "−ELBO" in done.stdout and (tmp_path / "r.json").exists()
     bad = subprocess.run([*exe, "train", "--beta", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+
+
+def test_help_texts_show_no_value_after_flags_and_no_stray_spaces(rdsweep):
+    """Flags take no value, so their help shows none; removed defaults leave no "text ." behind."""
+    for command in ([], ["launch"], ["train"], ["collect"], ["frontier"], ["curves"], ["status"], ["bench"]):
+        shown = rdsweep(*command, "--help")
+        assert shown.returncode == 0, shown.stderr
+        assert "<bool>" not in shown.stdout, command
+        assert not re.search(r"\w \.(\s|$)", shown.stdout), command   # "Folder of experiments ." 
