@@ -20,7 +20,6 @@ import shlex
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -44,7 +43,8 @@ from rdsweep.errors import UserError
 from rdsweep.ledger import FINISHED, Experiment, PlannedCell
 from rdsweep.schema import RESULT_STATUSES
 from rdsweep.spec import Spec
-from rdsweep.status import HEARTBEAT_S, ExperimentStatus, cell_label, duration, eta_text, experiment_status
+from rdsweep.heartbeat import TrialProgress
+from rdsweep.status import ExperimentStatus, cell_label, duration, eta_text, experiment_status
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ def _trial(config: dict) -> None:
     cell = Cell.from_dict(config["cell"])
     experiment = Experiment(config["experiment"])
     ledger_checkpoint = experiment.checkpoint_path(cell.cell_id)
-    progress = _TrialProgress(experiment, cell, started)
+    progress = TrialProgress(experiment, cell, started)
 
     last_saved = time.monotonic()
 
@@ -335,73 +335,6 @@ def _finished(result: dict | None, cell: Cell) -> bool:
     if result is None:
         return False
     return result["status"] in FINISHED or (result["status"] == "unconverged" and result["cell"]["epochs"] >= cell.epochs)
-
-
-class _TrialProgress:
-    """A trial's progress record in the ledger (Experiment.progress_path), which the launch's view and
-    `rdsweep status` read: written when training starts, after each epoch, and every HEARTBEAT_S seconds in
-    between by a daemon thread (with the step of the epoch under way), so its age tells a live trial from an
-    interrupted one, also through long epochs and evaluations; `finished_at` once the result is written."""
-
-    def __init__(self, experiment: Experiment, cell: Cell, started: float):
-        self.experiment, self.cell, self.started = experiment, cell, started
-        self.record: dict = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def begin(self, resume_state: dict | None) -> None:
-        epoch = resume_state["epoch"] if resume_state else 0
-        valid = [h["valid_objective"] for h in (resume_state or {}).get("history", []) if "valid_objective" in h]
-        with self._lock:
-            self.record = {
-                "cell_id": self.cell.cell_id, "cell": self.cell.to_dict(), "host": socket.gethostname(),
-                "started_at": self.started, "finished_at": None, "resumed_from_epoch": epoch, "epoch": epoch,
-                "step": 0, "steps": None, "first_step_at": None, "valid_objective": valid[-1] if valid else None,
-                "best_epoch": resume_state["rule"]["best_epoch"] if resume_state else None, "epoch_wall_s": []}
-        self._write()
-        if self._thread.ident is None:  # begun again when a bad checkpoint restarts the cell
-            self._thread.start()
-
-    def step(self, step: int, steps: int) -> None:
-        """The trainer's on_step, once per optimiser step: memory only, the heartbeat writes it. The time of
-        the epoch's first step lets status time a family by the pace of its first, unfinished epoch."""
-        with self._lock:
-            self.record["step"], self.record["steps"] = step, steps
-            if step == 1:
-                self.record["first_step_at"] = time.time()
-
-    def epoch_done(self, metrics: dict, best_epoch: int | None) -> None:
-        with self._lock:
-            self.record.update(epoch=metrics["epoch"], step=0, best_epoch=best_epoch)
-            self.record["valid_objective"] = metrics.get("valid_objective", self.record["valid_objective"])
-            self.record["epoch_wall_s"].append(metrics["wall_s"])
-        self._write()
-
-    def finish(self) -> None:
-        with self._lock:
-            self.record["finished_at"] = time.time()
-        self._write()
-
-    def _write(self) -> None:
-        with self._lock:
-            self.record["updated_at"] = time.time()
-            self.experiment.write_progress(self.record)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                self._write()
-            except OSError:  # a hiccup of a shared filesystem must not end the heartbeat: try again next beat
-                continue
-
-    def __enter__(self) -> "_TrialProgress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join()
 
 
 SNAPSHOT_S = 5.0      # the live view rereads the ledger (rdsweep/status.py) at most this often
