@@ -22,6 +22,7 @@ from pathlib import Path
 from rdsweep.cells import Cell
 from rdsweep.ledger import Experiment, plan
 from rdsweep.models.families import IMAGE_FAMILIES
+from rdsweep.spec import Spec
 
 
 def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: int = 4) -> list[dict]:
@@ -104,7 +105,7 @@ def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:
     from rich.console import Console
 
     from rdsweep import sweep, trainer
-    from rdsweep.spec import Resources, Spec
+    from rdsweep.spec import Resources
 
     base = Cell(dataset="toy", family="toy", epochs=epochs, batch_size=500, lr=1e-2).validated()
     cells = [replace(base, beta=0.1 * 2 ** i) for i in range(n_trials)]
@@ -127,13 +128,11 @@ def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:
             "overhead_per_trial_s": (ray_s - bare) / n_trials}
 
 
-def sweep_efficiency(spec_path: str | Path) -> dict:
+def sweep_efficiency(spec: Spec) -> dict:
     from rich.console import Console
 
     from rdsweep import sweep, trainer
-    from rdsweep.spec import load_spec
 
-    spec = load_spec(spec_path)
     cells = spec.cells()
     threads = max(1, int(spec.resources.cpus_per_trial))
     trainer.train(replace(cells[0], epochs=1), threads=threads)  # warm: imports and the dataset, paid once
@@ -149,7 +148,7 @@ def sweep_efficiency(spec_path: str | Path) -> dict:
         same = all((r := experiment.result(c.cell_id)) is not None and r["splits"] == loop[c.cell_id]["splits"]
                    for c in cells)
     ideal = loop_s / summary.slots
-    return {"spec": str(spec_path), "cells": len(cells), "slots": summary.slots, "loop_s": loop_s,
+    return {"spec": str(spec.path), "cells": len(cells), "slots": summary.slots, "loop_s": loop_s,
             "ideal_s": ideal, "launch_s": launch_s, "efficiency": ideal / launch_s, "same_numbers": same,
             "launch_cell_s": summary.cell_s, "launch_reported_efficiency": summary.efficiency}
 

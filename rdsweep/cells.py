@@ -25,7 +25,7 @@ SCHEDULES = ("constant", "paper", "plateau")
 # Evaluation settings: recorded with the cell, but they do not change the trained model, so not in the id.
 EVAL_FIELDS = ("eval_samples", "iwae_k", "images")
 PLATEAU_FIELDS = ("lr_reductions", "lr_divisor")  # only the plateau schedule reads them
-_MAX_INT = 2**31 - 1  # counts beyond it are typos, and would overflow the table's and torch's integers
+MAX_COUNT = 2**31 - 1  # counts beyond it are typos, and would overflow the table's and torch's integers
 
 
 @dataclass(frozen=True)
@@ -93,11 +93,11 @@ class Cell:
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
         for name in ("epochs", "batch_size", "eval_samples", "eval_every", "patience"):
-            if not _is_int(getattr(self, name)) or not 1 <= getattr(self, name) <= _MAX_INT:
-                raise UserError(f"{name} must be a positive integer (at most {_MAX_INT}), got {getattr(self, name)!r}")
+            if not _is_int(getattr(self, name)) or not 1 <= getattr(self, name) <= MAX_COUNT:
+                raise UserError(f"{name} must be a positive integer (at most {MAX_COUNT}), got {getattr(self, name)!r}")
         for name in ("iwae_k", "lr_reductions"):
-            if not _is_int(getattr(self, name)) or not 0 <= getattr(self, name) <= _MAX_INT:
-                raise UserError(f"{name} must be a non-negative integer (at most {_MAX_INT}), got {getattr(self, name)!r}")
+            if not _is_int(getattr(self, name)) or not 0 <= getattr(self, name) <= MAX_COUNT:
+                raise UserError(f"{name} must be a non-negative integer (at most {MAX_COUNT}), got {getattr(self, name)!r}")
         if not isinstance(self.images, bool):
             raise UserError(f"images must be true or false, got {self.images!r}")
         if self.eval_every > self.epochs:

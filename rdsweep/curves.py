@@ -80,6 +80,8 @@ def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
     from matplotlib.lines import Line2D
     from matplotlib.transforms import offset_copy
 
+    from rdsweep.frontier import family_label  # results are schema-checked: every family is a known one
+
     path = Path(path)
     if not path.parent.is_dir():
         raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
@@ -127,7 +129,7 @@ def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
             handles.append(Line2D([], [], **style, **marker, label=(f"{experiment}: " if several else "") + label))
         _clip_y(ax, later, plateaus)
         no_curve = fam.groupby(["experiment", "cell_id"])["valid_objective"].count().eq(0).sum()
-        ax.set_title(_family_label(family) + (f"  (+{no_curve} cell{'s' if no_curve > 1 else ''} without curve)"
+        ax.set_title(family_label(family) + (f"  (+{no_curve} cell{'s' if no_curve > 1 else ''} without curve)"
                                               if no_curve else ""), fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel("valid objective (nats)", fontsize=8)
@@ -208,10 +210,3 @@ def _clip_y(ax, later: list[float], plateaus: list[float]) -> None:
         hi = max(min(hi, max(later)), top)
     pad = 0.04 * (hi - lo) or 0.05 * max(abs(hi), 1.0)
     ax.set_ylim(lo - pad, hi + pad)
-
-
-def _family_label(name: str) -> str:
-    from rdsweep.frontier import family_label
-    from rdsweep.models.families import FAMILIES
-
-    return family_label(name) if name in FAMILIES else str(name)

@@ -191,20 +191,26 @@ def plan(experiment: Experiment, cells: list[Cell]) -> list[PlannedCell]:
     planned = []
     for cell in cells:
         result = experiment.result(cell.cell_id)
-        status = None if result is None else result.get("status")
+        status = None if result is None else result["status"]
         checkpoint = experiment.checkpoint_path(cell.cell_id).exists()
-        if status in FINISHED:
+        if is_final(result, cell):
             action = "skip"
-        elif status == "unconverged":
-            ran = (result.get("cell") or {}).get("epochs")
-            more = isinstance(ran, int) and cell.epochs > ran
-            action = ("continue" if checkpoint else "run") if more else "skip"
+        elif status == "unconverged":  # the cap was raised
+            action = "continue" if checkpoint else "run"
         elif checkpoint:
             action = "resume"
         else:
             action = "run"
         planned.append(PlannedCell(cell, action, status))
     return planned
+
+
+def is_final(result: dict | None, cell: Cell) -> bool:
+    """Whether a ledger result ends this cell for good: converged or diverged, or unconverged under a cap
+    this cell does not raise. The plan skips such a cell, and a trial that finds one does not train."""
+    if result is None:
+        return False
+    return result["status"] in FINISHED or (result["status"] == "unconverged" and cell.epochs <= result["cell"]["epochs"])
 
 
 def write_json_atomic(path: Path, obj) -> None:

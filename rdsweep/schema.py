@@ -17,32 +17,47 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rdsweep.cells import SPLITS, Cell
+from rdsweep.cells import MAX_COUNT, SPLITS, Cell
 from rdsweep.errors import UserError
 
 RESULT_STATUSES = ("converged", "unconverged", "diverged")  # a trial that ended with a result
 
-_Count = Field(default=None, ge=0, le=2**31 - 1)
+_Count = Field(default=None, ge=0, le=MAX_COUNT)
 _Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _Time = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]   # seconds since the epoch
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
+_CellId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 
 
-class SplitMetrics(BaseModel):
-    """R, D, ELBO (and IWAE) of one split in nats per example; null or non-finite when the model diverged."""
+def _valid_cell(cell: dict) -> dict:
+    """A cell as its trial saw it, canonicalised (Cell.validated is the one judge of a cell's values)."""
+    try:
+        return Cell.from_dict(cell).to_dict()
+    except (UserError, TypeError) as e:
+        raise ValueError(str(e)) from None
+
+
+_Cell = Annotated[dict, AfterValidator(_valid_cell)]
+
+
+class _Record(BaseModel):
+    """Every ledger file: exact types, and unknown keys kept (a newer rdsweep's fields pass through)."""
     model_config = ConfigDict(strict=True, extra="allow")
+
+
+class SplitMetrics(_Record):
+    """R, D, ELBO (and IWAE) of one split in nats per example; null or non-finite when the model diverged."""
     rate: Optional[float]
     distortion: Optional[float]
     elbo: Optional[float]
     iwae: Optional[float] = None
 
 
-class Epoch(BaseModel):
+class Epoch(_Record):
     """One epoch of the history: training means, and the valid objective, R, D when it was evaluated."""
-    model_config = ConfigDict(strict=True, extra="allow")
-    epoch: int = Field(ge=1, le=2**31 - 1)
+    epoch: int = Field(ge=1, le=MAX_COUNT)
     wall_s: _Seconds                            # what status and the launch summary add up
     loss: Optional[float] = None
     rate: Optional[float] = None
@@ -53,9 +68,8 @@ class Epoch(BaseModel):
     valid_distortion: Optional[float] = None
 
 
-class Truth(BaseModel):
+class Truth(_Record):
     """What the dataset knows exactly: toy's entropy and I(x; z*), lingauss's closed-form optimum."""
-    model_config = ConfigDict(strict=True, extra="allow")
     entropy: Optional[_Finite] = None
     mutual_information: Optional[_Finite] = None
     rate: Optional[_Finite] = None
@@ -63,10 +77,9 @@ class Truth(BaseModel):
     elbo: Optional[_Finite] = None
 
 
-class CellResult(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
-    cell: dict
-    cell_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+class CellResult(_Record):
+    cell: _Cell
+    cell_id: _CellId
     status: Literal["converged", "unconverged", "diverged", "failed"]
     rdsweep_version: str
     experiment: Optional[str] = None
@@ -84,14 +97,6 @@ class CellResult(BaseModel):
     error: Optional[str] = None                 # failed only
     warnings: list[str] = []                    # e.g. a checkpoint that could not be loaded and was moved aside
 
-    @field_validator("cell")
-    @classmethod
-    def _a_valid_cell(cls, cell: dict) -> dict:
-        try:
-            return Cell.from_dict(cell).to_dict()
-        except (UserError, TypeError) as e:
-            raise ValueError(str(e)) from None
-
     @model_validator(mode="after")
     def _complete_for_its_status(self) -> "CellResult":
         if self.status == "failed":
@@ -107,10 +112,9 @@ class CellResult(BaseModel):
         return self
 
 
-class ProgressRecord(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
-    cell_id: str = Field(pattern=r"^[0-9a-f]{16}$")
-    cell: dict
+class ProgressRecord(_Record):
+    cell_id: _CellId
+    cell: _Cell
     host: Optional[str] = None
     started_at: _Time
     updated_at: _Time
@@ -119,12 +123,10 @@ class ProgressRecord(BaseModel):
     resumed_from_epoch: Optional[int] = _Count
     epoch: Optional[int] = _Count
     step: Optional[int] = _Count
-    steps: Optional[int] = Field(default=None, ge=1, le=2**31 - 1)
+    steps: Optional[int] = Field(default=None, ge=1, le=MAX_COUNT)
     valid_objective: Optional[float] = None
     best_epoch: Optional[int] = _Count
     epoch_wall_s: list[_Seconds] = []
-
-    _a_valid_cell = field_validator("cell")(CellResult._a_valid_cell.__func__)
 
     @model_validator(mode="after")
     def _steps_of_an_epoch(self) -> "ProgressRecord":
@@ -133,26 +135,21 @@ class ProgressRecord(BaseModel):
         return self
 
 
-class LaunchedCell(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
-    cell_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+class LaunchedCell(_Record):
+    cell_id: _CellId
     action: Literal["run", "resume", "continue", "skip"]
-    cell: dict
-
-    _a_valid_cell = field_validator("cell")(CellResult._a_valid_cell.__func__)
+    cell: _Cell
 
 
-class LaunchRecord(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
+class LaunchRecord(_Record):
     name: str
     started_at: _Time
-    slots: int = Field(ge=1, le=2**31 - 1)
+    slots: int = Field(ge=1, le=MAX_COUNT)
     resources: dict = {}
     cells: list[LaunchedCell]
 
 
-class ExperimentRecord(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
+class ExperimentRecord(_Record):
     protocol: dict
     rdsweep_version: str
 

@@ -27,7 +27,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rdsweep.cells import Cell
+from rdsweep.cells import MAX_COUNT, Cell
 from rdsweep.datasets import parse_dataset
 from rdsweep.errors import SpecError, UserError
 from rdsweep.models.families import FAMILIES, get_family
@@ -39,7 +39,6 @@ def _one_or_many(value):
     return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
 
 
-_MAX = 2**31 - 1
 Names = Annotated[list[str], BeforeValidator(_one_or_many), Field(min_length=1)]
 
 
@@ -82,8 +81,8 @@ class ObjectiveBlock(_Table):
 class ResourcesTable(_Table):
     cpus_per_trial: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     gpus_per_trial: Optional[float] = None   # "auto" in the file: 1 when the Ray cluster has GPUs, else 0
-    max_failures: int = Field(default=2, ge=-1, le=_MAX)
-    max_concurrent: Optional[int] = Field(default=None, ge=1, le=_MAX)
+    max_failures: int = Field(default=2, ge=-1, le=MAX_COUNT)
+    max_concurrent: Optional[int] = Field(default=None, ge=1, le=MAX_COUNT)
     checkpoint_s: float = Field(default=60.0, ge=0, allow_inf_nan=False)
 
     @field_validator("gpus_per_trial", mode="before")

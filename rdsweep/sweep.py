@@ -40,7 +40,7 @@ from rich.text import Text
 from rdsweep import __version__
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
-from rdsweep.ledger import FINISHED, Experiment, PlannedCell
+from rdsweep.ledger import Experiment, PlannedCell, is_final
 from rdsweep.schema import RESULT_STATUSES
 from rdsweep.spec import Spec
 from rdsweep.heartbeat import TrialProgress
@@ -82,7 +82,7 @@ def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
             experiment.record_protocol(spec.protocol, __version__)
             name = time.strftime("launch-%Y%m%d-%H%M%S")
             slots = _slots(spec, resources, ray.cluster_resources(), len(todo))
-            with _launch_log(experiment, name, spec, planned, todo, resources, address) as log:
+            with _launch_log(experiment, name, spec, planned, todo, resources, slots, address) as log:
                 ended = _run(todo, experiment, spec, resources, console, name, log)
         finally:
             ray.shutdown()
@@ -104,7 +104,7 @@ def _seconds_this_launch(result: dict) -> float:
     earlier launch trained (before resumed_from_epoch) come off."""
     if result["status"] == "failed" or result.get("wall_s") is None:
         return 0.0
-    earlier = sum(h["wall_s"] or 0.0 for h in result["history"] if h["epoch"] <= (result["resumed_from_epoch"] or 0))
+    earlier = sum(h["wall_s"] for h in result["history"] if h["epoch"] <= (result["resumed_from_epoch"] or 0))
     return max(0.0, result["wall_s"] - earlier)
 
 
@@ -152,13 +152,12 @@ def _trial_resources(spec: Spec) -> dict:
 
 @contextmanager
 def _launch_log(experiment: Experiment, name: str, spec: Spec, planned: list[PlannedCell],
-                todo: list[PlannedCell], resources: dict, address: str | None) -> Iterator[IO[str]]:
+                todo: list[PlannedCell], resources: dict, slots: int, address: str | None) -> Iterator[IO[str]]:
     """Open EXPERIMENT/<name>.log, the launch's audit trail, and record the launch in launch.json (which
     `rdsweep status` reads for the cells never started and the trial slots). The log starts with what decides
     the run (command, versions, resources); Progress adds one line per event, flushed as it goes, so a killed
     launch leaves its log up to the moment it died."""
     cluster = ray.cluster_resources()
-    slots = _slots(spec, resources, cluster, len(todo))
     actions = Counter(p.action for p in planned)
     experiment.record_launch({
         "name": name, "started_at": time.time(), "command": ["rdsweep", *sys.argv[1:]], "cwd": os.getcwd(),
@@ -291,7 +290,7 @@ def _trial(config: dict) -> None:
     # relaunch starts it again; the second waits, then finds the result and leaves it alone.
     experiment.cell_lock_path(cell.cell_id).parent.mkdir(exist_ok=True)
     with FileLock(experiment.cell_lock_path(cell.cell_id)), progress:
-        if _finished(experiment.result(cell.cell_id), cell):
+        if is_final(experiment.result(cell.cell_id), cell):
             return
         warnings, resume_state = [], None
         retry = tune.get_checkpoint()
@@ -328,13 +327,6 @@ def _saved_state(retry, ledger_checkpoint: Path) -> dict | None:
         with retry.as_directory() as d:
             return trainer.load_state(Path(d) / "state.pt")
     return trainer.load_state(ledger_checkpoint) if ledger_checkpoint.exists() else None
-
-
-def _finished(result: dict | None, cell: Cell) -> bool:
-    """Whether the ledger already holds this cell's final result (the same rule as the launch's plan)."""
-    if result is None:
-        return False
-    return result["status"] in FINISHED or (result["status"] == "unconverged" and result["cell"]["epochs"] >= cell.epochs)
 
 
 SNAPSHOT_S = 5.0      # the live view rereads the ledger (rdsweep/status.py) at most this often

@@ -76,21 +76,21 @@ def _table(raw: dict, where: tuple) -> dict:
 
 
 @st.composite
-def mutated_specs(draw):
-    """A valid spec with a few keys replaced by anything, deleted, or added."""
-    raw = copy.deepcopy(VALID_SPEC)
+def mutated(draw, valid: dict, tables: list[tuple], anything):
+    """A copy of a valid file with a few keys, in the given tables, replaced by anything, deleted, or added."""
+    raw = copy.deepcopy(valid)
     for _ in range(draw(st.integers(1, 3))):
-        table = _table(raw, draw(st.sampled_from(SPEC_KEYS)))
+        table = _table(raw, draw(st.sampled_from(tables)))
         key = draw(st.one_of(st.sampled_from(sorted(table) or ["x"]), st.text(max_size=8)))
         if draw(st.booleans()) and key in table:
             del table[key]
         else:
-            table[key] = draw(values)
+            table[key] = draw(anything)
     return raw
 
 
 @SETTINGS
-@given(raw=mutated_specs())
+@given(raw=mutated(VALID_SPEC, SPEC_KEYS, values))
 def test_any_spec_is_valid_or_one_user_error(raw):
     try:
         spec = _parse(Path("spec.toml"), raw)
@@ -135,21 +135,8 @@ json_values = st.recursive(st.one_of(st.none(), scalars), lambda inner: st.one_o
     st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)), max_leaves=6)
 
 
-@st.composite
-def mutated_results(draw):
-    result = _result()
-    for _ in range(draw(st.integers(1, 3))):
-        table = _table(result, draw(st.sampled_from(RESULT_PATHS)))
-        key = draw(st.one_of(st.sampled_from(sorted(table) or ["x"]), st.text(max_size=8)))
-        if draw(st.booleans()) and key in table:
-            del table[key]
-        else:
-            table[key] = draw(json_values)
-    return result
-
-
 @SETTINGS
-@given(result=mutated_results())
+@given(result=mutated(_result(), RESULT_PATHS, json_values))
 def test_any_result_file_is_read_or_named_as_broken(tmp_path, result):
     path = tmp_path / f"{_result()['cell_id']}.json"
     path.write_text(json.dumps(result))
