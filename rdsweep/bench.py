@@ -31,7 +31,7 @@ def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: in
 
     from rdsweep.data import load_dataset
     from rdsweep.models.vae import build_model
-    from rdsweep.objectives import loss
+    from rdsweep.objectives import Objective
     from rdsweep.trainer import pick_device
 
     device = pick_device()
@@ -42,12 +42,12 @@ def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: in
             torch.manual_seed(0)
             model = build_model(family, {}, size).to(device)
             optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
-            cell = Cell(family=family.name, size=size)
+            objective = Objective(Cell(family=family.name, size=size), model.latent_dim)
 
             def step():
                 rate, distortion = model(x)
                 optimizer.zero_grad(set_to_none=True)
-                loss(cell, rate, distortion).backward()
+                objective(rate, distortion).backward()
                 optimizer.step()
 
             step()  # warm-up: first-call allocations and kernel selection
@@ -71,7 +71,7 @@ def trainer_overhead(family: str = "---", size: str = "small") -> dict:
     from rdsweep.data import load_dataset
     from rdsweep.models.families import get_family
     from rdsweep.models.vae import build_model
-    from rdsweep.objectives import loss
+    from rdsweep.objectives import Objective
 
     cell = Cell(family=family, size=size, epochs=1).validated()
     device = trainer.pick_device()
@@ -79,11 +79,12 @@ def trainer_overhead(family: str = "---", size: str = "small") -> dict:
     torch.manual_seed(0)
     model = build_model(get_family(cell.family), data.info, size).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
+    objective = Objective(cell, model.latent_dim)
     started = time.perf_counter()
     for idx in torch.randperm(len(data.train), device=device).split(cell.batch_size):
         rate, distortion = model(data.train[idx])
         optimizer.zero_grad(set_to_none=True)
-        loss(cell, rate, distortion).backward()
+        objective(rate, distortion).backward()
         optimizer.step()
     _sync(device)
     bare = time.perf_counter() - started
@@ -116,7 +117,7 @@ def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:
     bare = time.perf_counter() - started
 
     spec = Spec(path=Path("bench"), dataset="toy", data_kind="toy", families=("toy",),
-                objectives=(("beta", tuple(c.beta for c in cells), ("toy",)),), seeds=(0,), base=base,
+                objectives=((tuple({"objective": "beta", "beta": c.beta} for c in cells), ("toy",)),), seeds=(0,), base=base,
                 resources=Resources(cpus_per_trial=1, gpus_per_trial=0, max_failures=0, max_concurrent=1))
     with tempfile.TemporaryDirectory() as tmp:
         experiment = Experiment(Path(tmp) / "bench")

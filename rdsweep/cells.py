@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from rdsweep.datasets import parse_dataset
 from rdsweep.errors import UserError
-from rdsweep.models.families import get_family
+from rdsweep.models.families import ENCODER_STD, get_family
 
 SPLITS = ("train", "valid", "test")   # every trial is evaluated on all three
-OBJECTIVES = ("beta", "target-rate")
+OBJECTIVES = ("beta", "target-rate", "squared-target-rate", "free-bits", "warmup")  # rdsweep/objectives.py
+BETA_OBJECTIVES = ("beta", "free-bits", "warmup")   # the others aim at a target rate σ
+ENCODER_STDS = ("learned", "shared")  # or a fixed number: the posterior's std (BILBO)
 SIZES = ("small", "paper")
 SCHEDULES = ("constant", "paper", "plateau")
 # Evaluation settings: recorded with the cell, but they do not change the trained model, so not in the id.
@@ -32,9 +34,9 @@ MAX_COUNT = 2**31 - 1  # counts beyond it are typos, and would overflow the tabl
 class Cell:
     dataset: str = "mnist5k"
     family: str = "gauss-deconv-normal"   # readable name (paper codes are canonicalised on validation)
-    objective: str = "beta"               # "beta": D + βR;  "target-rate": D + |σ − R|
-    beta: float | None = 1.0              # set iff objective == "beta"
-    target_rate: float | None = None      # σ in nats, set iff objective == "target-rate"
+    objective: str = "beta"               # one of OBJECTIVES, defined in rdsweep/objectives.py
+    beta: float | None = 1.0              # set iff the objective is one of BETA_OBJECTIVES
+    target_rate: float | None = None      # σ in nats, set iff the objective is a target rate
     seed: int = 0
     size: str = "small"
     epochs: int = 10
@@ -50,6 +52,11 @@ class Cell:
     eval_samples: int = 1                 # z-samples per example in the final R, D, ELBO
     iwae_k: int = 0                       # importance samples for the IWAE bound (0: not computed)
     images: bool = False                  # write data / reconstruction / sample grids (image data only)
+    # Fields added after 0.2 default to None ("not used"), which keeps every earlier cell's id.
+    free_bits: float | None = None        # λ, nats per latent: free-bits only
+    warmup_epochs: int | None = None      # W, epochs of the β ramp: warmup only
+    encoder_std: str | float | None = None  # the posterior's std: None the family's own; "learned" (a function
+                                          # of x), "shared" (one learnt value per latent), or a fixed number
 
     @property
     def cell_id(self) -> str:
@@ -80,14 +87,30 @@ class Cell:
         family = get_family(self.family)
         if self.objective not in OBJECTIVES:
             raise UserError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
-        if self.objective == "beta":
+        if self.objective in BETA_OBJECTIVES:
             _positive("beta", self.beta)
             if self.target_rate is not None:
-                raise UserError("target_rate is only for objective 'target-rate'")
+                raise UserError(f"target_rate is not a parameter of objective {self.objective!r}")
         else:
             _positive("target rate", self.target_rate, allow_zero=True)
             if self.beta is not None:
-                raise UserError("beta is only for objective 'beta'")
+                raise UserError(f"beta is not a parameter of objective {self.objective!r}")
+        if (self.objective == "free-bits") != (self.free_bits is not None):
+            raise UserError("free_bits (λ) is the parameter of objective 'free-bits', and only of it")
+        if self.free_bits is not None:
+            _positive("free_bits", self.free_bits, allow_zero=True)
+        if (self.objective == "warmup") != (self.warmup_epochs is not None):
+            raise UserError("warmup_epochs is the parameter of objective 'warmup', and only of it")
+        if self.encoder_std is not None:
+            if isinstance(self.encoder_std, str):
+                if self.encoder_std not in ENCODER_STDS:
+                    raise UserError(f"encoder_std must be {' or '.join(ENCODER_STDS)} or a number > 0, "
+                                    f"got {self.encoder_std!r}")
+            else:
+                _positive("encoder_std", self.encoder_std)
+            if family.encoder == "iaf" and self.encoder_std != ENCODER_STD["iaf"]:
+                raise UserError(f"encoder_std {self.encoder_std!r} needs a Gaussian encoder; "
+                                f"{family.name!r} has an IAF encoder")
         if self.size not in SIZES:
             raise UserError(f"unknown size {self.size!r}: use one of {', '.join(SIZES)}")
         if self.schedule not in SCHEDULES:
@@ -98,6 +121,12 @@ class Cell:
         for name in ("iwae_k", "lr_reductions"):
             if not _is_int(getattr(self, name)) or not 0 <= getattr(self, name) <= MAX_COUNT:
                 raise UserError(f"{name} must be a non-negative integer (at most {MAX_COUNT}), got {getattr(self, name)!r}")
+        if self.warmup_epochs is not None:
+            if not _is_int(self.warmup_epochs) or not 1 <= self.warmup_epochs <= MAX_COUNT:
+                raise UserError(f"warmup_epochs must be a positive integer, got {self.warmup_epochs!r}")
+            if self.epochs // self.eval_every * self.eval_every <= self.warmup_epochs:
+                raise UserError(f"warmup_epochs ({self.warmup_epochs}) leaves no evaluation of the valid objective "
+                                f"within epochs ({self.epochs}): the stopping rule waits for the ramp to end")
         if not isinstance(self.images, bool):
             raise UserError(f"images must be true or false, got {self.images!r}")
         if self.eval_every > self.epochs:
@@ -113,12 +142,38 @@ class Cell:
         return replace(self, family=family.name,
                        beta=None if self.beta is None else float(self.beta),
                        target_rate=None if self.target_rate is None else float(self.target_rate),
-                       lr=float(self.lr), min_delta=float(self.min_delta), lr_divisor=float(self.lr_divisor))
+                       lr=float(self.lr), min_delta=float(self.min_delta), lr_divisor=float(self.lr_divisor),
+                       free_bits=None if self.free_bits is None else float(self.free_bits),
+                       encoder_std=_encoder_std(self.encoder_std, family.encoder))
 
 
-def knob(objective: str, beta: float | None, target_rate: float | None) -> str:
-    """The objective's setting as people write it: β=0.3 or σ=5."""
-    return f"β={beta:g}" if objective == "beta" else f"σ={target_rate:g}"
+def knob(objective: str, beta: float | None, target_rate: float | None,
+         free_bits: float | None = None, warmup_epochs: int | None = None) -> str:
+    """The objective's setting as people write it: β=0.3, σ=5, σ=5 sq, λ=0.5 (β=1 omitted), β=1 W=10."""
+    if objective == "free-bits" and free_bits is not None:
+        return f"λ={free_bits:g}" + ("" if beta == 1 else f" β={beta:g}")
+    if beta is None:
+        return f"σ={target_rate:g}" + (" sq" if objective == "squared-target-rate" else "")
+    return f"β={beta:g}" + (f" W={warmup_epochs}" if objective == "warmup" and warmup_epochs else "")
+
+
+def cell_knob(cell: dict) -> str:
+    """knob() of a cell's dict (a result's `cell`)."""
+    return knob(cell.get("objective"), cell.get("beta"), cell.get("target_rate"), cell.get("free_bits"),
+                cell.get("warmup_epochs"))
+
+
+def encoder_std_label(value, family: str) -> str:
+    """How a cell's encoder sets its posterior std, spelled out: learned, shared or the fixed number."""
+    value = ENCODER_STD[get_family(family).encoder] if value is None else value
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+def _encoder_std(value, encoder: str) -> str | float | None:
+    """None for the encoder's own way (so writing it out names the same cell), else the value."""
+    if value is None or value == ENCODER_STD[encoder]:
+        return None
+    return value if isinstance(value, str) else float(value)
 
 
 def _is_int(value) -> bool:

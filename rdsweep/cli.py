@@ -61,6 +61,9 @@ def families() -> None:
 class Objective(str, Enum):
     beta = "beta"
     target_rate = "target-rate"
+    squared_target_rate = "squared-target-rate"
+    free_bits = "free-bits"
+    warmup = "warmup"
 
 
 class Size(str, Enum):
@@ -81,9 +84,16 @@ def train(
         None, help="Readable name or paper code (write codes as --family=-+v). "
         "Default: gauss-deconv-normal (---) for images, the dataset's own model for toy/lingauss."),
     objective: Optional[Objective] = typer.Option(
-        None, help="beta: D + βR.  target-rate: D + |σ − R|. Default: beta, or target-rate if --target-rate is given."),
-    beta: float = typer.Option(1.0, help="β of the beta objective (> 0; 1 is the ELBO)."),
-    target_rate: Optional[float] = typer.Option(None, help="σ in nats for the target-rate objective."),
+        None, help="beta: D + βR.  target-rate: D + |σ − R|.  squared-target-rate: D + (σ − R)².  "
+        "free-bits: D + β Σ max(λ, R per latent).  warmup: β ramped up over --warmup-epochs. "
+        "Default: beta, or the objective whose parameter is given (--target-rate, --free-bits, --warmup-epochs)."),
+    beta: float = typer.Option(1.0, help="β of the beta, free-bits and warmup objectives (> 0; 1 is the ELBO)."),
+    target_rate: Optional[float] = typer.Option(None, help="σ in nats for the target-rate objectives."),
+    free_bits: Optional[float] = typer.Option(None, help="λ of free-bits: nats per latent that cost nothing."),
+    warmup_epochs: Optional[int] = typer.Option(None, help="W of warmup: epochs over which β ramps up."),
+    encoder_std: Optional[str] = typer.Option(
+        None, help="The posterior's std: learned (a function of x), shared (one learnt value per latent) or a "
+        "fixed number. Default: the family's own."),
     seed: int = typer.Option(0, help="Seed of the initialisation, batch order and z-samples."),
     epochs: int = typer.Option(1, help="Most training epochs; the stopping rule may end the run sooner."),
     size: Size = typer.Option(Size.small, help="small (CPU-friendly widths) or paper (Appendix F)."),
@@ -104,22 +114,28 @@ def train(
     images: Optional[Path] = typer.Option(None, help="Write data/reconstruction/sample grids to this PNG."),
 ) -> None:
     """Train one model and print its final rate R, distortion D and ELBO = −(R + D) per split (nats)."""
-    from rdsweep.cells import Cell
+    from rdsweep.cells import BETA_OBJECTIVES, Cell
     from rdsweep.data import load_dataset
     from rdsweep.ledger import write_json_atomic
     from rdsweep.models.families import DEFAULT_FAMILY
     from rdsweep.trainer import train as train_cell
 
+    needs = {Objective.target_rate: ("--target-rate SIGMA", target_rate),
+             Objective.squared_target_rate: ("--target-rate SIGMA", target_rate),
+             Objective.free_bits: ("--free-bits LAMBDA", free_bits),
+             Objective.warmup: ("--warmup-epochs W", warmup_epochs)}
     if objective is None:
-        objective = Objective.target_rate if target_rate is not None else Objective.beta
-    if objective is Objective.target_rate and target_rate is None:
-        raise UserError("--objective target-rate needs --target-rate SIGMA (nats)")
+        objective = next((o for o, (_, value) in needs.items() if value is not None), Objective.beta)
+    if objective in needs and needs[objective][1] is None:
+        raise UserError(f"--objective {objective.value} needs {needs[objective][0]}")
     kind = load_dataset(dataset).kind  # checks the dataset before any training starts
     cell = Cell(
         dataset=dataset, family=family or DEFAULT_FAMILY[kind], objective=objective.value,
-        beta=beta if objective is Objective.beta else None,
-        target_rate=target_rate if objective is Objective.target_rate else None,
-        seed=seed, size=size.value, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule.value,
+        beta=beta if objective.value in BETA_OBJECTIVES else None,
+        target_rate=target_rate if objective.value not in BETA_OBJECTIVES else None,
+        free_bits=free_bits if objective is Objective.free_bits else None,
+        warmup_epochs=warmup_epochs if objective is Objective.warmup else None,
+        encoder_std=_encoder_std(encoder_std), seed=seed, size=size.value, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule.value,
         eval_every=eval_every, patience=patience, min_delta=min_delta, lr_reductions=lr_reductions,
         lr_divisor=lr_divisor, eval_samples=eval_samples, iwae_k=iwae_k,
     ).validated()
@@ -149,6 +165,13 @@ def train(
     if result["status"] == "diverged":
         print(f"rdsweep: error: diverged ({result['stop_reason']}): lower --lr or raise --batch-size", file=sys.stderr)
         raise typer.Exit(1)
+
+
+def _encoder_std(value: str | None) -> str | float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value   # None, a name, or a mistake that Cell.validated names
 
 
 def result_table(result: dict) -> Table:
@@ -268,7 +291,7 @@ def _warn(message: str) -> None:
 
 
 def _print_plan(experiment, planned, dry_run: bool) -> None:
-    from rdsweep.cells import knob
+    from rdsweep.cells import cell_knob, encoder_std_label
     from rdsweep.models.families import get_family
 
     actions = [p.action for p in planned]
@@ -278,12 +301,15 @@ def _print_plan(experiment, planned, dry_run: bool) -> None:
     if not dry_run:
         return
     table = Table(title="cells (dry run: nothing started)")
-    for col in ("cell_id", "family", "code", "objective", "seed", "ledger", "action"):
-        table.add_column(col)
+    stds = any(p.cell.encoder_std is not None for p in planned)   # a column only when the spec varies it
+    for col in ("cell_id", "family", "code", "objective", "std", "seed", "ledger", "action"):
+        if col != "std" or stds:
+            table.add_column(col)
     for p in planned:
         c = p.cell
-        table.add_row(c.cell_id, c.family, get_family(c.family).code or "",
-                      knob(c.objective, c.beta, c.target_rate), str(c.seed), p.status or "", p.action)
+        std = [encoder_std_label(c.encoder_std, c.family)] if stds else []
+        table.add_row(c.cell_id, c.family, get_family(c.family).code or "", cell_knob(c.to_dict()), *std,
+                      str(c.seed), p.status or "", p.action)
     console.print(table)
 
 
@@ -339,8 +365,7 @@ def frontier(
 ) -> None:
     """Print per-family and overall RD frontiers, Ĥ and each point's regime; --plot draws the RD plane.
     Only converged cells count unless --include-unconverged is given."""
-    from rdsweep.cells import knob
-    from rdsweep.frontier import analyse, family_label, plot as plot_frontier, read_table
+    from rdsweep.frontier import analyse, family_label, plot as plot_frontier, point_knob, read_table
 
     result = analyse(read_table(table, split, include_unconverged), split)
     pts = result.points
@@ -358,7 +383,7 @@ def frontier(
             sd = lambda v: f" ± {v:.2f}" if p.seeds > 1 else ""
             hull = p.overall_hull if with_family else p.hull
             t.add_row(*([family_label(p.family)] if with_family else []),
-                      knob(p.objective, p.beta, p.target_rate) + ("" if p.converged else " ~"), str(p.seeds),
+                      point_knob(p) + ("" if p.converged else " ~"), str(p.seeds),
                       f"{p.rate:.2f}{sd(p.rate_std)}",
                       f"{p.distortion:.2f}{sd(p.distortion_std)}", f"{p.neg_elbo:.2f}", "✓" if hull else "",
                       p.regime)
@@ -381,6 +406,36 @@ def frontier(
         out = compose_regime_grids(examples, grids, title=f"{result.dataset}: one model per regime "
                                    f"({split} digits, their reconstructions, samples from m(z))")
         console.print(f"wrote {out}: " + ", ".join(e["regime"] for e in examples))
+
+
+@app.command(cls=_Command)
+def select(
+    table: Path = typer.Argument(..., help="A frontier table written by `rdsweep collect`."),
+    by: Optional[list[str]] = typer.Option(
+        None, "--by", metavar="CRITERION", help="valid-elbo (highest ELBO), iwae (highest IWAE bound) or "
+        "probe-accuracy (highest linear-probe accuracy on the posterior means); repeat for several. "
+        "Default: every one the table can answer."),
+    rate: Optional[list[float]] = typer.Option(
+        None, "--rate", metavar="SIGMA", help="Also pick the best-ELBO cell whose rate on the judging split is at "
+        "least SIGMA nats: the cheapest latent of that rate. Repeatable."),
+    split: str = typer.Option("valid", help="The split the criteria judge on: train, valid or test."),
+    report_split: str = typer.Option("test", help="The split whose R, D, ELBO and latent numbers are shown."),
+    include_unconverged: bool = typer.Option(
+        False, "--include-unconverged", metavar="", help="Also choose among cells that hit the epoch cap still improving."),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="Print JSON (a list of picks, every field) for scripts."),
+) -> None:
+    """Which cell each model-selection criterion picks, overall and per family, and the ELBO a useful latent
+    costs: does the best-ELBO β give a model whose latent is unused? (docs/selection.md). Ties go to the
+    first cell in collect's row order (experiment, family, objective, β, σ, seed). Writes nothing."""
+    import json
+
+    from rdsweep.select import render, select as select_cells
+
+    selection = select_cells(table, by, rate, split, report_split, include_unconverged)
+    if json_out:
+        print(json.dumps(selection.picks, indent=1))
+        return
+    console.print(render(selection))
 
 
 @app.command(cls=_Command)

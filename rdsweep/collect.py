@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rdsweep.cells import SPLITS
+from rdsweep.cells import SPLITS, encoder_std_label
 from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
 from rdsweep.ledger import Experiment
@@ -31,9 +31,13 @@ SCHEMA = pa.schema([
     ("encoder", pa.string()),
     ("decoder", pa.string()),
     ("marginal", pa.string()),
-    ("objective", pa.string()),           # beta | target-rate
-    ("beta", pa.float64()),               # null unless objective == beta
-    ("target_rate", pa.float64()),        # null unless objective == target-rate
+    ("objective", pa.string()),           # beta | target-rate | squared-target-rate | free-bits | warmup
+    ("beta", pa.float64()),               # β of beta, free-bits and warmup; null for the target rates
+    ("target_rate", pa.float64()),        # σ of the target-rate objectives, else null
+    ("free_bits", pa.float64()),          # λ of free-bits (nats), else null
+    ("warmup_epochs", pa.int64()),        # W of warmup, else null
+    ("encoder_std", pa.string()),         # the posterior's std: learned (a function of x), shared (one learnt
+                                          # value per latent), or a fixed number; null for older tables
     ("seed", pa.int64()),
     ("size", pa.string()),
     ("split", pa.string()),               # train | valid | test
@@ -42,6 +46,12 @@ SCHEMA = pa.schema([
     ("distortion", pa.float64()),
     ("elbo", pa.float64()),               # −(rate + distortion)
     ("iwae", pa.float64()),               # null unless the cell asked for iwae_k > 0
+    ("mutual_info", pa.float64()),        # I(x; z) estimated with the aggregate posterior of the split's
+                                          # examples (at most log N nats); null when not computable
+    ("marginal_kl", pa.float64()),        # rate − mutual_info: how far the aggregate posterior is from m(z)
+    ("active_units", pa.int64()),         # latents u with Var_x E[z_u | x] > 0.01
+    ("probe_accuracy", pa.float64()),     # a linear classifier on the posterior means (fit on train), scored
+                                          # on this split; null for data without labels
     ("true_entropy", pa.float64()),       # exact H(x) where the dataset knows it (toy), else null
     ("epochs", pa.int64()),               # epochs completed
     ("max_epochs", pa.int64()),           # the cap it ran under
@@ -151,14 +161,20 @@ def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[
         rate, distortion = _finite(metrics.get("rate")), _finite(metrics.get("distortion"))
         if not evaluated or rate is None or distortion is None:
             rate = distortion = None
+        mutual_info = _finite(metrics.get("mutual_info")) if rate is not None else None
         rows.append({
             "cell_id": result["cell_id"], "experiment": experiment, "dataset": cell["dataset"],
             "family": family.name, "paper_code": family.code, "encoder": family.encoder,
             "decoder": family.decoder, "marginal": family.marginal, "objective": cell["objective"],
-            "beta": cell["beta"], "target_rate": cell["target_rate"], "seed": cell["seed"], "size": cell["size"],
+            "beta": cell["beta"], "target_rate": cell["target_rate"], "free_bits": cell.get("free_bits"),
+            "warmup_epochs": cell.get("warmup_epochs"), "encoder_std": encoder_std_label(cell.get("encoder_std"), family.name),
+            "seed": cell["seed"], "size": cell["size"],
             "split": split, "rate": rate, "distortion": distortion,
             "elbo": None if rate is None else -(rate + distortion),
             "iwae": _finite(metrics.get("iwae")) if evaluated else None,
+            "mutual_info": mutual_info, "marginal_kl": None if mutual_info is None else rate - mutual_info,
+            "active_units": metrics.get("active_units") if evaluated else None,
+            "probe_accuracy": _finite(metrics.get("probe_accuracy")) if evaluated else None,
             "true_entropy": (result.get("truth") or {}).get("entropy"),
             "epochs": result.get("epochs"), "max_epochs": cell["epochs"], "best_epoch": result.get("best_epoch"),
             "best_valid_objective": _finite(result.get("best_valid_objective")),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rdsweep.cells import knob
+from rdsweep.cells import cell_knob
 from rdsweep.errors import UserError
 from rdsweep.ledger import Experiment
 
@@ -162,12 +162,12 @@ def _rows(experiment: str, result: dict) -> list[dict]:
     """A cell's evaluated epochs as rows; one row with epoch NaN if it has none (failed, or too early)."""
     cell = result.get("cell") or {}
     objective, beta, target_rate = cell.get("objective"), cell.get("beta"), cell.get("target_rate")
-    value = beta if objective == "beta" else target_rate
+    value = target_rate if beta is None else beta
     history = result.get("history") or []
     base = {
         "experiment": experiment, "cell_id": result.get("cell_id"), "family": cell.get("family"),
         "objective": objective, "beta": beta, "target_rate": target_rate,
-        "knob": knob(objective, beta, target_rate) if value is not None else str(objective),
+        "knob": cell_knob(cell) if value is not None else str(objective),
         "seed": cell.get("seed"), "status": result.get("status"), "best_epoch": result.get("best_epoch"),
         "epochs_run": len(history), "epoch_cap": cell.get("epochs"),
         # a failed cell has no stop reason, only the last line of its error

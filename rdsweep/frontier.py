@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rdsweep.cells import knob
+from rdsweep.cells import cell_knob
 from rdsweep.errors import UserError
 from rdsweep.models.families import FAMILIES, IMAGE_FAMILIES
 
@@ -34,7 +34,11 @@ AUTO_DECODER_RATE = 0.02
 AUTO_ENCODER_DISTORTION = 0.10
 REGIMES = ("auto-decoder", "semantic", "syntactic", "auto-encoder")   # by increasing rate
 INCLUDED = {False: ("converged",), True: ("converged", "unconverged")}
-_SETTING = ["experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate"]
+_SETTING = ["experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate", "free_bits",
+            "warmup_epochs", "encoder_std"]
+# Columns that tables collected by an earlier rdsweep lack: read as null.
+_ADDED_LATER = ["free_bits", "warmup_epochs", "encoder_std", "grid", "mutual_info", "marginal_kl", "active_units",
+                "probe_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ def read_table(path: str | Path, split: str = "test", include_unconverged: bool 
         table = pd.read_parquet(path, dtype_backend="numpy_nullable")
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet
         raise UserError(f"cannot read frontier table {path}: {' '.join(str(e).split())[:200]}") from None
+    table = table.assign(**{c: pd.NA for c in _ADDED_LATER if c not in table})
     _check_columns(path, table)
     splits = sorted(table["split"].dropna().unique())
     if split not in splits:
@@ -113,8 +118,6 @@ def analyse(rows: pd.DataFrame, split: str = "test") -> Frontier:
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds of each setting (std 0 for a single seed), in the table's family order."""
-    if "grid" not in rows:  # tables collected before image grids existed
-        rows = rows.assign(grid=None)
     rows = rows.astype({"rate": float, "distortion": float}).assign(
         neg_elbo=lambda r: r["rate"] + r["distortion"],
         beta=rows["beta"].astype(float), target_rate=rows["target_rate"].astype(float))
@@ -127,8 +130,16 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     points[["rate_std", "distortion_std"]] = points[["rate_std", "distortion_std"]].fillna(0.0)
     order = {name: i for i, name in enumerate(FAMILIES)}
     points["_order"] = points["family"].map(order)
-    points = points.sort_values(["_order", "objective", "beta", "target_rate", "experiment"], na_position="first")
+    points = points.sort_values(["_order", "objective", "beta", "target_rate", "free_bits", "warmup_epochs",
+                                 "experiment"], na_position="first")
     return points.drop(columns="_order").reset_index(drop=True)
+
+
+def point_knob(point) -> str:
+    """The objective's setting of a point (a row of `points`, as a Series, dict or itertuples row)."""
+    get = point.get if hasattr(point, "get") else lambda key: getattr(point, key, None)
+    return cell_knob({key: None if pd.isna(get(key)) else get(key)
+                      for key in ("objective", "beta", "target_rate", "free_bits", "warmup_epochs")})
 
 
 def pareto_mask(rate, distortion) -> np.ndarray:
@@ -183,7 +194,7 @@ def regime_examples(frontier: Frontier, table_dir: Path) -> list[dict]:
         if found.empty:
             continue
         p = found.loc[found["neg_elbo"].idxmin()]
-        label = (f"{family_label(p['family'])} {knob(p['objective'], p['beta'], p['target_rate'])}: "
+        label = (f"{family_label(p['family'])} {point_knob(p)}: "
                  f"R = {p['rate']:.1f}, D = {p['distortion']:.1f}, −ELBO = {p['neg_elbo']:.1f} nats")
         rows.append({"regime": name, "label": label, "png": table_dir / p["grid"]})
     return rows
@@ -255,7 +266,7 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
                         elinewidth=0.8, capsize=2, zorder=3)
     if len(pts) <= label_limit:
         for p in pts.itertuples():
-            ax.annotate(knob(p.objective, p.beta, p.target_rate).split("=")[1], (p.rate, p.distortion),
+            ax.annotate(point_knob(p).split("=", 1)[1], (p.rate, p.distortion),
                         xytext=(3, 3), textcoords="offset points", fontsize=6, color="0.25", zorder=4)
 
     handles = [Line2D([], [], color=colours[n], marker="o", mec="black", mew=0.4, lw=1.4,

@@ -1,9 +1,17 @@
 """Training objectives: what a trial minimises, as a function of the batch's rate and distortion.
 
-    beta          D + β·R          β = 1 is the negative ELBO; β < 1 favours rate, β > 1 favours distortion
-    target-rate   D + |σ − R|      lands the model at rate σ (the paper's fix for decoders that ignore z)
+    beta                  D + β·R              β = 1 is the negative ELBO; β < 1 favours rate, β > 1 distortion
+    target-rate           D + |σ − R|          lands the model at rate σ (the paper's fix for decoders that ignore z)
+    squared-target-rate   D + (σ − R)²         the same aim with a smooth pull (the target-KL regulariser)
+    free-bits             D + β·Σ_u max(λ, R_u)  rate below λ nats per latent costs nothing (Kingma et al. 2016)
+    warmup                D + β_t·R            β_t ramps linearly from β/W to β over the first W epochs
 
-R and D are batch means in nats per example; the target-rate penalty acts on the batch-mean rate.
+Free bits acts on each latent's rate R_u where the rate factorises over latents (a Gaussian encoder against
+N(0, I)); for the other families it acts on the total, as max(d·λ, R) with d latents, so λ means the same
+budget per latent for every family. During a warm-up the valid objective is judged at the full β, and the
+stopping rule waits for the ramp to end (rdsweep/stopping.py).
+
+`rate` is per example, (B,) or (B, d) when the model gives it per latent; the penalties act on its batch mean.
 """
 from __future__ import annotations
 
@@ -12,10 +20,35 @@ import torch
 from rdsweep.cells import Cell
 
 
-def loss(cell: Cell, rate: torch.Tensor, distortion: torch.Tensor) -> torch.Tensor:
-    r, d = rate.mean(), distortion.mean()
-    if cell.objective == "beta":
-        return d + cell.beta * r
-    if cell.objective == "target-rate":
-        return d + (cell.target_rate - r).abs()
-    raise ValueError(f"unknown objective {cell.objective!r}")
+class Objective:
+    """The cell's objective for a model with `latents` latent dimensions."""
+
+    def __init__(self, cell: Cell, latents: int):
+        self.cell, self.latents = cell, latents
+        self.per_latent = cell.objective == "free-bits"   # the model then gives each latent's rate, where it can
+
+    def __call__(self, rate: torch.Tensor, distortion: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
+        """The objective on a batch; `epoch` (1-based) sets a warm-up's β, None means after the ramp."""
+        cell = self.cell
+        per_latent = rate.mean(0)                     # (d,) or a scalar
+        r, d = per_latent.sum(), distortion.mean()
+        if cell.objective == "beta":
+            return d + cell.beta * r
+        if cell.objective == "target-rate":
+            return d + (cell.target_rate - r).abs()
+        if cell.objective == "squared-target-rate":
+            return d + (cell.target_rate - r) ** 2
+        if cell.objective == "free-bits":
+            if rate.dim() > 1:
+                return d + cell.beta * per_latent.clamp(min=cell.free_bits).sum()
+            return d + cell.beta * r.clamp(min=cell.free_bits * self.latents)
+        if cell.objective == "warmup":
+            return d + warmup_beta(cell, epoch) * r
+        raise ValueError(f"unknown objective {cell.objective!r}")
+
+
+def warmup_beta(cell: Cell, epoch: int | None) -> float:
+    """β in `epoch` of a warm-up: β·e/W for e < W, then β."""
+    if epoch is None or epoch >= cell.warmup_epochs:
+        return cell.beta
+    return cell.beta * epoch / cell.warmup_epochs

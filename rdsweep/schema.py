@@ -53,6 +53,9 @@ class SplitMetrics(_Record):
     distortion: Optional[float]
     elbo: Optional[float]
     iwae: Optional[float] = None
+    mutual_info: Optional[float] = None         # what the latent is worth (rdsweep/latent.py)
+    active_units: Optional[int] = _Count
+    probe_accuracy: Optional[float] = Field(default=None, ge=0, le=1)
 
 
 class Epoch(_Record):

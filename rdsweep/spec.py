@@ -9,12 +9,15 @@ A spec is data, in the manner of disentanglement_lib's study files:
     [budget]      epochs (a cap), batch_size, lr, schedule, eval_every, patience, min_delta,
                   lr_reductions, lr_divisor (the stopping rule: rdsweep/stopping.py)
     [evaluation]  eval_samples, iwae_k, images (grids per image cell: EXPERIMENT/grids/<cell_id>.png)
-    [[objective]] kind = "beta" | "target-rate", values = [...], families = [...] (optional: only
-                  these of the spec's families)   (blocks are chained)
+    encoder_std = "learned" | "shared" | 0.5 (or a list: an axis; default: each family's own)
+    [[objective]] kind = "beta" | "target-rate" | "squared-target-rate" | "free-bits" | "warmup",
+                  values = [...]  (β, or σ for the target rates, or λ for free-bits),
+                  beta = [...] (free-bits only, default 1), warmup_epochs = [...] (warmup only, required),
+                  families = [...] (optional: only these of the spec's families)   (blocks are chained)
     [resources]   cpus_per_trial, gpus_per_trial ("auto" or a number), max_failures, max_concurrent,
                   checkpoint_s (a trial saves its state at most this often, and at its end)
 
-Cells = families × (chained objective values) × seeds. Everything is checked up front, unknown keys
+Cells = families × encoder_std × (chained objective settings) × seeds. Everything is checked up front, unknown keys
 included, and every mistake is one SpecError naming the file and the key.
 """
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rdsweep.cells import MAX_COUNT, Cell
+from rdsweep.cells import BETA_OBJECTIVES, MAX_COUNT, Cell
 from rdsweep.datasets import parse_dataset
 from rdsweep.errors import SpecError, UserError
 from rdsweep.models.families import FAMILIES, get_family
@@ -64,18 +67,41 @@ class EvaluationTable(_Table):
     images: Optional[bool] = None
 
 
+def _numbers(value):
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
 class ObjectiveBlock(_Table):
-    kind: Literal["beta", "target-rate"]
+    kind: Literal["beta", "target-rate", "squared-target-rate", "free-bits", "warmup"]
     values: list[float] = Field(min_length=1)
     families: Names = ["all"]   # a block may name its own: a subset of the spec's families
+    beta: Annotated[Optional[list[float]], BeforeValidator(_numbers)] = None             # free-bits
+    warmup_epochs: Annotated[Optional[list[int]], BeforeValidator(_numbers)] = None      # warmup
 
     @model_validator(mode="after")
     def _values_in_range(self) -> "ObjectiveBlock":
+        positive = self.kind in BETA_OBJECTIVES and self.kind != "free-bits"   # a β; λ and σ may be 0
         for v in self.values:
-            if not math.isfinite(v) or v < 0 or (v == 0 and self.kind == "beta"):
-                bound = "> 0" if self.kind == "beta" else "≥ 0"
-                raise ValueError(f"{self.kind} values must be finite numbers {bound}, got {v!r}")
+            if not math.isfinite(v) or v < 0 or (v == 0 and positive):
+                raise ValueError(f"{self.kind} values must be finite numbers {'> 0' if positive else '≥ 0'}, got {v!r}")
+        if self.beta is not None and self.kind != "free-bits":
+            raise ValueError(f"beta is a parameter of free-bits blocks only (a {self.kind} block's β are its values)")
+        if (self.warmup_epochs is not None) != (self.kind == "warmup"):
+            raise ValueError("a warmup block needs warmup_epochs (the ramp's length), and only it takes one")
+        for name in ("beta", "warmup_epochs"):
+            if getattr(self, name) == []:
+                raise ValueError(f"{name} needs at least one value")
         return self
+
+    def settings(self) -> list[dict]:
+        """The block's objective settings: the Cell fields each of its values sets."""
+        if self.kind == "free-bits":
+            return [{"objective": self.kind, "beta": b, "free_bits": v} for b in self.beta or [1.0] for v in self.values]
+        if self.kind == "warmup":
+            return [{"objective": self.kind, "beta": v, "warmup_epochs": w} for w in self.warmup_epochs for v in self.values]
+        if self.kind == "beta":
+            return [{"objective": self.kind, "beta": v} for v in self.values]
+        return [{"objective": self.kind, "beta": None, "target_rate": v} for v in self.values]
 
 
 class ResourcesTable(_Table):
@@ -102,6 +128,8 @@ class SpecFile(_Table):
     seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], BeforeValidator(_one_or_many),
                      Field(min_length=1)] = [0]
     size: str = "small"
+    encoder_std: Annotated[list[str | float], BeforeValidator(lambda v: v if isinstance(v, list) else [v]),
+                           Field(min_length=1)] = [None]
     budget: BudgetTable = BudgetTable()
     evaluation: EvaluationTable = EvaluationTable()
     objective: list[ObjectiveBlock] = Field(min_length=1)
@@ -127,11 +155,11 @@ class Spec:
     dataset: str
     data_kind: str
     families: tuple[str, ...]             # readable names
-    objectives: tuple[tuple[str, tuple[float, ...], tuple[str, ...]], ...]   # (kind, values, families), chained
+    objectives: tuple[tuple[tuple[dict, ...], tuple[str, ...]], ...]  # (settings, families) per block, chained
     seeds: tuple[int, ...]
     base: Cell                            # dataset, size, budget and evaluation shared by every cell
     resources: Resources
-
+    encoder_stds: tuple = (None,)         # None: each family's own
     @property
     def protocol(self) -> dict:
         """What must stay fixed within one experiment for its points to be comparable. The epoch budget is a
@@ -147,14 +175,14 @@ class Spec:
     def cells(self) -> list[Cell]:
         cells = []
         for family in self.families:
-            for kind, values, families in self.objectives:
-                if family not in families:
-                    continue
-                for value in values:
-                    for seed in self.seeds:
-                        cells.append(replace(self.base, family=family, objective=kind, seed=seed,
-                                             beta=value if kind == "beta" else None,
-                                             target_rate=value if kind == "target-rate" else None))
+            for encoder_std in self.encoder_stds:
+                for settings, families in self.objectives:
+                    if family not in families:
+                        continue
+                    for setting in settings:
+                        for seed in self.seeds:
+                            cells.append(replace(self.base, family=family, encoder_std=encoder_std, seed=seed,
+                                                 **setting))
         unique = list({c.cell_id: c for c in cells}.values())  # a value listed twice is one cell
         return [self._validated(c) for c in unique]
 
@@ -212,13 +240,13 @@ def _parse(path: Path, raw: dict) -> Spec:
     for i, block in enumerate(file.objective):
         # A block's own families narrow the spec's, so overriding --families still narrows every block.
         only = _families(block.families, data_kind, dataset, lambda m: fail(f"objective[{i}].families", m))
-        objectives.append((block.kind, tuple(block.values), tuple(f for f in families if f in only)))
+        objectives.append((tuple(block.settings()), tuple(f for f in families if f in only)))
 
     r = file.resources
     spec = Spec(path=path, dataset=dataset, data_kind=data_kind, families=families,
                 objectives=tuple(objectives), seeds=tuple(dict.fromkeys(file.seeds)), base=base,
                 resources=Resources(r.cpus_per_trial, r.gpus_per_trial, r.max_failures, r.max_concurrent,
-                                   r.checkpoint_s))
+                                   r.checkpoint_s), encoder_stds=tuple(dict.fromkeys(file.encoder_std)))
     spec.cells()  # validates every cell now, so a bad grid fails before anything starts
     return spec
 

@@ -27,7 +27,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from rdsweep.cells import knob
+from rdsweep.cells import cell_knob
 from rdsweep.errors import UserError
 from rdsweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES
@@ -260,7 +260,7 @@ def estimate(cells: list[CellStatus], families: dict[str, FamilyTiming], slots: 
 def cell_label(cell: dict) -> str:
     """Short enough for an 80-column row, and still says which cell: paper code (or the family's name,
     for the synthetic-data models), β or σ, seed."""
-    setting = knob(cell["objective"], cell.get("beta"), cell.get("target_rate"))
+    setting = cell_knob(cell)
     return f"{_code(cell['family']) or cell['family']} {setting} seed={cell['seed']}"
 
 

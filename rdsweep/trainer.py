@@ -26,7 +26,7 @@ from rdsweep.evaluate import evaluate, save_image_grids, validate
 from rdsweep.files import atomic_write
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
-from rdsweep.objectives import loss
+from rdsweep.objectives import Objective, warmup_beta
 from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule
 
 
@@ -92,7 +92,8 @@ def train(
     if images and dataset.kind != "image":
         raise UserError(f"image grids need image data; {cell.dataset!r} is {dataset.kind} data")
     dataset = dataset.to(dev)
-    model = build_model(family, dataset.info, cell.size).to(dev)
+    model = build_model(family, dataset.info, cell.size, cell.encoder_std).to(dev)
+    objective = Objective(cell, model.latent_dim)
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
     batch_order = torch.Generator().manual_seed(cell.seed)
     rule = StoppingRule.for_cell(cell)
@@ -124,14 +125,16 @@ def train(
         lr = cell.lr * lr_factor(cell, epoch, rule.reductions)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        metrics = train_epoch(model, optimizer, cell, dataset.train, batch_order, on_step)
+        metrics = train_epoch(model, optimizer, objective, epoch, dataset.train, batch_order, on_step)
         if metrics is None:
             stop_reason = "non-finite loss"
             break
         metrics = {"epoch": epoch, **metrics, "lr": lr}
+        if cell.objective == "warmup":
+            metrics["beta"] = warmup_beta(cell, epoch)
         action = CONTINUE
         if epoch % cell.eval_every == 0:
-            valid = validate(model, dataset.valid, cell)
+            valid = validate(model, dataset.valid, objective)
             metrics.update({f"valid_{k}": v for k, v in valid.items()})
             if not math.isfinite(valid["objective"]):
                 stop_reason = "non-finite loss"
@@ -171,7 +174,8 @@ def train(
             status, stop_reason = "diverged", "non-finite evaluation"
     if images and status != "diverged":
         save_image_grids(model, dataset.test, Path(images))
-    truth = dataset.truth(cell.beta if cell.objective == "beta" else None)
+    # a warm-up ends at the full β, so it aims at the same optimum; free bits changes the objective itself
+    truth = dataset.truth(cell.beta if cell.objective in ("beta", "warmup") else None)
     return {
         "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status,
         "stop_reason": stop_reason or "max epochs", "best_epoch": rule.best_epoch or None,
@@ -182,22 +186,22 @@ def train(
     }
 
 
-def train_epoch(model, optimizer, cell: Cell, x: torch.Tensor, batch_order: torch.Generator,
+def train_epoch(model, optimizer, objective: Objective, epoch: int, x: torch.Tensor, batch_order: torch.Generator,
                 on_step: Callable[[int, int], None] | None = None) -> dict | None:
     """One pass over x in the generator's shuffled order: mean loss, R and D, or None on a non-finite loss.
     The running sums stay on the device (no host synchronisation per step) until the epoch ends."""
     model.train()
     sums, n = torch.zeros(3, dtype=torch.float64, device=x.device), 0
-    batches = torch.randperm(x.shape[0], generator=batch_order).split(cell.batch_size)
+    batches = torch.randperm(x.shape[0], generator=batch_order).split(objective.cell.batch_size)
     for step, idx in enumerate(batches, 1):
-        rate, distortion = model(x[idx.to(x.device)])
-        objective = loss(cell, rate, distortion)
-        if not torch.isfinite(objective):
+        rate, distortion = model(x[idx.to(x.device)], per_latent=objective.per_latent)
+        batch_loss = objective(rate, distortion, epoch)
+        if not torch.isfinite(batch_loss):
             return None
         optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        batch_loss.backward()
         optimizer.step()
-        sums += torch.stack([objective.detach() * len(idx), rate.detach().sum(), distortion.detach().sum()])
+        sums += torch.stack([batch_loss.detach() * len(idx), rate.detach().sum(), distortion.detach().sum()])
         n += len(idx)
         if on_step is not None:
             on_step(step, len(batches))

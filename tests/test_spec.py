@@ -85,7 +85,9 @@ def test_cli_overrides_replace_spec_fields(tmp_path):
     (("[0.5, 1, 2]", "[]"), "objective[0].values: List should have at least 1 item"),
     (("[0.5, 1, 2]", "[0.5, 0, 2]"), "beta values must be finite numbers > 0, got 0"),
     (("[0.5, 1, 2]", "[-1]"), "beta values must be finite numbers > 0, got -1"),
-    (("kind = \"beta\"", "kind = \"free-bits\""), "objective[0].kind: Input should be 'beta' or 'target-rate', got 'free-bits'"),
+    (("kind = \"beta\"", "kind = \"free-bit\""), "objective[0].kind: Input should be 'beta', 'target-rate', "
+     "'squared-target-rate', 'free-bits' or 'warmup', got 'free-bit'"),
+    (("kind = \"beta\"", "kind = \"warmup\""), "objective[0]: a warmup block needs warmup_epochs"),
     (("epochs = 2", "epochs = 0"), "epochs must be a positive integer"),
     (("lr = 0.01", "lr = 0.01\nmomentum = 0.9"), "unknown key budget.momentum"),
     (("seeds = [0, 1]", "seeds = [0, 1]\nseed = 3"), "unknown key seed"),
@@ -123,3 +125,41 @@ def test_an_objective_block_may_name_its_own_families():
     # --families narrows every block, and a block's own families must belong to the dataset's kind
     narrowed = load_spec("examples/mnist5k.toml", {"families": ["---"]}).cells()
     assert {c.objective for c in narrowed} == {"beta"} and len(narrowed) == 4
+
+
+def test_remedies_and_encoder_stds_are_axes_of_the_grid(tmp_path):
+    spec = load_spec(write(tmp_path, """
+dataset = "lingauss"
+encoder_std = ["shared", "learned", 0.5]
+[budget]
+epochs = 20
+[[objective]]
+kind = "free-bits"
+values = [0.5, 1]
+beta = [1, 20]
+[[objective]]
+kind = "warmup"
+values = [1]
+warmup_epochs = [5, 10]
+[[objective]]
+kind = "squared-target-rate"
+values = [2]
+"""))
+    cells = spec.cells()
+    assert len(cells) == 3 * (2 * 2 + 2 + 1)
+    settings = {(c.encoder_std, c.objective, c.beta, c.target_rate, c.free_bits, c.warmup_epochs) for c in cells}
+    assert (None, "free-bits", 20.0, None, 1.0, None) in settings      # "shared" is linear's own: no field
+    assert ("learned", "warmup", 1.0, None, None, 10) in settings
+    assert (0.5, "squared-target-rate", None, 2.0, None, None) in settings
+    # the same grid without the new axes names the cells it named before they existed
+    plain = load_spec(write(tmp_path, TOY, "toy.toml")).cells()
+    assert all(c.encoder_std is None and c.free_bits is None and c.warmup_epochs is None for c in plain)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('encoder_std = "sharde"', "encoder_std must be learned or shared or a number > 0, got 'sharde'"),
+    ('encoder_std = -1', "encoder_std must be a finite number > 0, got -1"),
+])
+def test_a_bad_encoder_std_is_one_clear_message(tmp_path, text, message):
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_spec(write(tmp_path, text + "\n" + TOY))

@@ -11,6 +11,7 @@ from rdsweep.data import load_dataset
 from rdsweep.evaluate import evaluate, validate
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
+from rdsweep.objectives import Objective
 from rdsweep.trainer import lr_factor, train
 
 # Toy: 20,000 examples over 30 bins; batch 500 and lr 3e-3 with the plateau schedule converge in ~20 epochs
@@ -118,7 +119,8 @@ def test_validation_noise_is_fixed_and_leaves_training_noise_alone():
     model = build_model(get_family("toy"), dataset.info, "small")
     torch.manual_seed(0)
     before = torch.get_rng_state()
-    first, second = validate(model, dataset.valid, cell), validate(model, dataset.valid, cell)
+    objective = Objective(cell, model.latent_dim)
+    first, second = validate(model, dataset.valid, objective), validate(model, dataset.valid, objective)
     assert first == second                      # same weights, same z-draws: same objective
     assert torch.equal(torch.get_rng_state(), before)
     assert evaluate(model, dataset.valid)["rate"] != evaluate(model, dataset.valid)["rate"]  # MC noise exists

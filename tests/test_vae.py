@@ -9,7 +9,7 @@ from rdsweep.cells import Cell
 from rdsweep.data import load_dataset
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
-from rdsweep.objectives import loss
+from rdsweep.objectives import Objective
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def toy_model():
     for idx in torch.randperm(len(data.train)).split(500)[:30]:
         rate, distortion = model(data.train[idx])
         opt.zero_grad()
-        loss(cell, rate, distortion).backward()
+        Objective(cell, model.latent_dim)(rate, distortion).backward()
         opt.step()
     return model.eval(), data
 

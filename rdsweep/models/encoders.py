@@ -24,9 +24,30 @@ def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
 
 
 class GaussianEncoder(nn.Module):
-    """A diagonal Gaussian posterior; subclasses define `gaussian(x) -> (mean, std)`."""
+    """A diagonal Gaussian posterior; subclasses define `gaussian(x) -> (mean, std)`.
+
+    Its std is set one of three ways (`std`), after BILBO (seed 002: posterior variances need not be learnt):
+    "learned", a function of x (a linear head on the features); "shared", one learnt value per latent, the
+    same for every x; or a fixed number.
+    """
 
     latent_dim: int
+
+    def _init_std(self, std, features: int) -> None:
+        self.std_kind = std if isinstance(std, str) else "fixed"
+        if std == "learned":
+            self.raw_std = nn.Linear(features, self.latent_dim)
+        elif std == "shared":
+            self.raw_std = nn.Parameter(torch.zeros(self.latent_dim))
+        else:
+            self.register_buffer("fixed_std", torch.full((self.latent_dim,), float(std)))
+
+    def _std_of(self, h: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        if self.std_kind == "learned":
+            return _std(self.raw_std(h))
+        if self.std_kind == "shared":
+            return _std(self.raw_std).expand_as(mean)
+        return self.fixed_std.expand_as(mean)
 
     def gaussian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -69,7 +90,7 @@ CONV_WIDTHS = {"paper": (32, 32, 64, 64, 256), "small": (16, 16, 32, 32, 128)}
 class ConvEncoder(GaussianEncoder):
     """The paper's simple encoder: five gated convs (28→14→7→1), then Gaussian mean and Softplus std."""
 
-    def __init__(self, latent_dim: int = 64, size: str = "paper"):
+    def __init__(self, latent_dim: int = 64, size: str = "paper", std="learned"):
         super().__init__()
         c1, c2, c3, c4, c5 = CONV_WIDTHS[size]
         self.latent_dim = latent_dim
@@ -79,7 +100,7 @@ class ConvEncoder(GaussianEncoder):
             GatedConv(c4, c5, 7, 1, 0), nn.Flatten(),
         )
         self.mean = nn.Linear(c5, latent_dim)
-        self.raw_std = nn.Linear(c5, latent_dim)
+        self._init_std(std, c5)
         self.features = c5  # the IAF encoder conditions its flow on these
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,35 +111,43 @@ class ConvEncoder(GaussianEncoder):
 
     def gaussian_of(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior's mean and std from the conv features h (the IAF encoder also needs h itself)."""
-        return self.mean(h), _std(self.raw_std(h))
+        mean = self.mean(h)
+        return mean, self._std_of(h, mean)
 
 
 class LookupEncoder(GaussianEncoder):
-    """Toy data: one Gaussian per bin of x (a table), 1-D latent."""
+    """Toy data: one Gaussian per bin of x (a table), 1-D latent. A learned std is a second table column."""
 
-    def __init__(self, n_bins: int, latent_dim: int = 1):
+    def __init__(self, n_bins: int, latent_dim: int = 1, std="learned"):
         super().__init__()
         self.latent_dim = latent_dim
-        self.table = nn.Embedding(n_bins, 2 * latent_dim)
+        self.std_kind = "learned"
+        self.table = nn.Embedding(n_bins, (2 if std == "learned" else 1) * latent_dim)
         nn.init.normal_(self.table.weight, std=0.1)
+        if std != "learned":
+            self._init_std(std, n_bins)
 
     def gaussian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, raw = self.table(x).chunk(2, dim=-1)
-        return mean, _std(raw)
+        if self.std_kind == "learned":
+            mean, raw = self.table(x).chunk(2, dim=-1)
+            return mean, _std(raw)
+        mean = self.table(x)
+        return mean, self._std_of(None, mean)
 
 
 class LinearEncoder(GaussianEncoder):
-    """Linear Gaussian data: mean linear in x, one learned variance per latent (the pPCA posterior's form)."""
+    """Linear Gaussian data: mean linear in x; by default one learned variance per latent shared by every x
+    (the pPCA posterior's form), or a learned linear function of x."""
 
-    def __init__(self, data_dim: int, latent_dim: int):
+    def __init__(self, data_dim: int, latent_dim: int, std="shared"):
         super().__init__()
         self.latent_dim = latent_dim
         self.mean = nn.Linear(data_dim, latent_dim)
-        self.raw_std = nn.Parameter(torch.zeros(latent_dim))
+        self._init_std(std, data_dim)
 
     def gaussian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self.mean(x)
-        return mean, _std(self.raw_std).expand_as(mean)
+        return mean, self._std_of(x, mean)
 
 
 class IAFEncoder(nn.Module):
@@ -130,13 +159,13 @@ class IAFEncoder(nn.Module):
     (this is deliberately not a GaussianEncoder).
     """
 
-    def __init__(self, latent_dim: int = 64, size: str = "paper", *, steps: int | None = None,
+    def __init__(self, latent_dim: int = 64, size: str = "paper", std="learned", *, steps: int | None = None,
                  hidden: int | None = None, n_layers: int | None = None):
         super().__init__()
 
         made = FLOW_SIZES[size]
         self.latent_dim = latent_dim
-        self.base = ConvEncoder(latent_dim, size)
+        self.base = ConvEncoder(latent_dim, size, std)
         self.flow = AutoregressiveFlow(latent_dim, steps or FLOW_STEPS, hidden or made["hidden"],
                                        n_layers or made["n_layers"], context_dim=self.base.features, gated=True)
 

@@ -47,6 +47,8 @@ FAMILIES: dict[str, Family] = {
                "linear Gaussian encoder, linear Gaussian decoder (fixed variance), N(0, I) marginal"),
     ]
 }
+# How each encoder sets its posterior's std unless a cell says otherwise (encoders.GaussianEncoder).
+ENCODER_STD = {"gauss": "learned", "iaf": "learned", "lookup": "learned", "linear": "shared"}
 IMAGE_FAMILIES = [f for f in FAMILIES.values() if f.data_kind == "image"]
 _BY_CODE = {f.code: f for f in IMAGE_FAMILIES}
 DEFAULT_FAMILY = {"image": "gauss-deconv-normal", "toy": "toy", "lingauss": "linear"}

@@ -24,12 +24,18 @@ class VAE(nn.Module):
         self.analytic_rate = (isinstance(encoder, encoders.GaussianEncoder)
                               and isinstance(marginal, marginals.StandardNormal))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example (rate, distortion) in nats, one z-sample each."""
+    @property
+    def latent_dim(self) -> int:
+        return self.encoder.latent_dim
+
+    def forward(self, x: torch.Tensor, per_latent: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example (rate, distortion) in nats, one z-sample each. With `per_latent`, the rate is each
+        latent's, (B, d), where it factorises over latents (the analytic rate); else it stays (B,)."""
         if self.analytic_rate:
             mean, std = self.encoder.gaussian(x)
             z = mean + std * torch.randn_like(std)
-            rate = 0.5 * (mean**2 + std**2 - 1 - 2 * std.log()).sum(-1)
+            rate = 0.5 * (mean**2 + std**2 - 1 - 2 * std.log())
+            rate = rate if per_latent else rate.sum(-1)
         else:
             z, log_q = self.encoder(x, 1)
             z, log_q = z[0], log_q[0]
@@ -54,18 +60,20 @@ class VAE(nn.Module):
         return self.decoder.sample(z[0])
 
 
-def build_model(family: Family, info: dict, size: str) -> VAE:
-    """The VAE of a family for a dataset (its `info` gives bins / dimensions) at a size."""
+def build_model(family: Family, info: dict, size: str, encoder_std=None) -> VAE:
+    """The VAE of a family for a dataset (its `info` gives bins / dimensions) at a size. `encoder_std`: how a
+    Gaussian encoder sets its posterior's std (see encoders.GaussianEncoder); None: the family's own way."""
+    std = {} if encoder_std is None else {"std": encoder_std}
     if family.data_kind == "toy":
         n_bins = info["n_bins"]
-        return VAE(encoders.LookupEncoder(n_bins), decoders.CategoricalDecoder(n_bins),
+        return VAE(encoders.LookupEncoder(n_bins, **std), decoders.CategoricalDecoder(n_bins),
                    marginals.MixtureOfGaussians(1, components=8))
     if family.data_kind == "lingauss":
         n, k = info["n"], info["latent_dim"]
-        return VAE(encoders.LinearEncoder(n, k), decoders.LinearGaussianDecoder(k, n, info["sigma2"]),
+        return VAE(encoders.LinearEncoder(n, k, **std), decoders.LinearGaussianDecoder(k, n, info["sigma2"]),
                    marginals.StandardNormal(k))
     d = LATENT_DIM
-    encoder = {"gauss": encoders.ConvEncoder, "iaf": encoders.IAFEncoder}[family.encoder](d, size)
+    encoder = {"gauss": encoders.ConvEncoder, "iaf": encoders.IAFEncoder}[family.encoder](d, size, **std)
     decoder = {"deconv": decoders.DeconvDecoder, "pixelcnn": decoders.PixelCNNDecoder}[family.decoder](d, size)
     marginal = {
         "normal": lambda: marginals.StandardNormal(d),

@@ -1,0 +1,287 @@
+"""Model selection on a frontier table (seed 003): the cell each criterion picks, and what a useful latent costs.
+
+The usual recipe picks the β whose model has the best held-out ELBO. With a decoder that can model the data
+on its own, that model often ignores its latent (R ≈ 0: an auto-decoder), since every nat of rate costs a nat
+of ELBO unless it buys at least as much distortion. `rdsweep select` puts that pick beside the picks of other
+criteria, over all families and per family:
+
+    valid-elbo       the highest ELBO = −(R + D) on the judging split
+    iwae             the highest IWAE bound on the judging split (among the cells that have one)
+    probe-accuracy   the highest accuracy of a linear probe on the encoder's posterior means (labelled data)
+    rate ≥ σ         (--rate σ) the highest ELBO among the cells whose rate on the judging split is at least
+                     σ nats: the cheapest latent of at least that rate, priced in ELBO
+
+Candidates are cells, i.e. single trained models (seeds are not averaged: a user keeps one model), converged
+ones only unless unconverged ones are asked for. The criteria judge on one split (valid by default) and the
+pick's numbers are read on another (test by default), so the numbers shown are not the ones the choice was
+fitted to. Ties (exactly equal judged values) go to the cell that comes first in collect's row order:
+experiment, family (in `rdsweep families` order), objective, β, σ, λ, W, seed, cell id; this does not
+depend on how the file happens to be sorted.
+
+A pick's regime is frontier.py's rule applied to the pick's own R and D on the report split, with Ĥ and its
+family's best-ELBO setting from the same rows `rdsweep frontier --split` reads. The cost of a useful latent
+is the ELBO (report split) given up by taking the probe-accuracy (or rate ≥ σ) pick instead of the
+valid-elbo pick.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from rdsweep.errors import UserError
+from rdsweep.frontier import analyse, family_label, point_knob, read_table, regime
+from rdsweep.models.families import FAMILIES
+
+CRITERIA = ("valid-elbo", "iwae", "probe-accuracy")   # plus one rate criterion per --rate σ
+OVERALL = "overall"
+# The column each criterion maximises on the judging split (rate ≥ σ: the ELBO of the cells that reach σ).
+SCORE = {"valid-elbo": "elbo", "iwae": "iwae", "probe-accuracy": "probe_accuracy", "rate": "elbo"}
+# Why a criterion cannot be answered by the whole table (an error when it is asked for), and by one family.
+_MISSING = {
+    "iwae": "has an IWAE bound (set iwae_k > 0 under [evaluation] in the spec and launch again)",
+    "probe-accuracy": "has a probe accuracy (the data has no labels, or the table was collected before "
+                      "rdsweep measured the latent)",
+}
+_NO_VALUES = {"iwae": "no cell has an IWAE bound", "probe-accuracy": "no cell has a probe accuracy"}
+_IDENTITY = ["cell_id", "experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate",
+             "free_bits", "warmup_epochs", "encoder_std", "seed", "status"]
+_REPORTED = ["rate", "distortion", "elbo", "iwae", "mutual_info", "marginal_kl", "active_units", "probe_accuracy"]
+_FAMILY_ORDER = {name: i for i, name in enumerate(FAMILIES)}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str                         # valid-elbo | iwae | probe-accuracy | rate
+    min_rate: float | None = None     # σ of the rate criterion, nats
+
+    @property
+    def label(self) -> str:
+        return f"rate ≥ {self.min_rate:g}" if self.name == "rate" else self.name
+
+
+@dataclass(frozen=True)
+class Selection:
+    path: Path
+    dataset: str
+    judged_on: str
+    reported_on: str
+    included: str                     # "converged" or "converged and unconverged"
+    cells: int
+    seeds: int                        # distinct seeds among the candidates
+    families: list[str]
+    criteria: list[Criterion]
+    has_probe: bool                   # some candidate has a probe accuracy on the judging split
+    picks: list[dict]                 # one per scope (overall, then each family) × criterion; `--json` prints them
+    reference: dict                   # the overall valid-elbo pick, asked for or not: what costs are measured from
+
+
+def select(path: str | Path, by: list[str] | None = None, rates: list[float] | None = None,
+           split: str = "valid", report_split: str = "test", include_unconverged: bool = False) -> Selection:
+    """Each criterion's pick among the table's cells, overall and per family (module docstring).
+    `by` None: every criterion the table can answer; `rates`: one rate criterion per σ (nats)."""
+    path = Path(path)
+    judged_rows = read_table(path, split, include_unconverged)
+    reported_rows = judged_rows if report_split == split else read_table(path, report_split, include_unconverged)
+    cells = _records(judged_rows)
+    criteria = _criteria(path, cells, by, rates or [], split)
+
+    # Regimes as `rdsweep frontier --split REPORT` labels them: Ĥ and each family's best-ELBO setting.
+    frontier = analyse(reported_rows.dropna(subset=["rate", "distortion"]), report_split)
+    points = frontier.points
+    best_elbo_rate = points.loc[points.groupby("family", sort=False)["neg_elbo"].idxmin()].set_index("family")["rate"]
+    reported = {(r["experiment"], r["cell_id"]): r for r in _records(reported_rows)}
+
+    def numbers(cell: dict) -> dict:
+        row = reported.get((cell["experiment"], cell["cell_id"]), {})
+        out = {name: row.get(name) for name in _REPORTED}
+        out["regime"] = (None if out["rate"] is None else
+                         regime(out["rate"], out["distortion"], frontier.h_hat, float(best_elbo_rate[cell["family"]])))
+        return out
+
+    families = list(dict.fromkeys(c["family"] for c in cells))
+    picks, reference = [], None
+    for scope in [OVERALL] + families:
+        among = cells if scope == OVERALL else [c for c in cells if c["family"] == scope]
+        ref_cell = _best(among, Criterion("valid-elbo"))[0]
+        ref = {**ref_cell, **numbers(ref_cell)}
+        if scope == OVERALL:
+            reference = {**ref, "setting": point_knob(ref)}
+        for criterion in criteria:
+            cell, n = _best(among, criterion)
+            pick = {"criterion": criterion.name, "min_rate": criterion.min_rate, "scope": scope, "candidates": n,
+                    "note": None if cell else _why_none(criterion, among, split),
+                    **{k: (cell or {}).get(k) for k in _IDENTITY},
+                    "setting": point_knob(cell) if cell else None,
+                    "judged_on": split, "score": cell[SCORE[criterion.name]] if cell else None,
+                    "judged_rate": cell["rate"] if cell else None, "reported_on": report_split,
+                    **(numbers(cell) if cell else dict.fromkeys(_REPORTED + ["regime"]))}
+            pick["elbo_given_up"] = (None if pick["elbo"] is None or ref["elbo"] is None
+                                     else ref["elbo"] - pick["elbo"])
+            picks.append(pick)
+    return Selection(path, str(judged_rows["dataset"].iloc[0]), split, report_split,
+                     "converged and unconverged" if include_unconverged else "converged", len(cells),
+                     len({c["seed"] for c in cells}), families, criteria,
+                     any(c["probe_accuracy"] is not None for c in cells), picks, reference)
+
+
+def _records(rows: pd.DataFrame) -> list[dict]:
+    """The rows as plain dicts (null → None), ELBO = −(R + D) as frontier.py reads it, in the tie order."""
+    rows = rows.assign(**{c: pd.NA for c in _IDENTITY + _REPORTED if c not in rows})  # tables of older versions
+    records = []
+    for row in rows.to_dict("records"):
+        row = {k: _plain(row[k]) for k in _IDENTITY + _REPORTED}
+        if row["rate"] is None or row["distortion"] is None:
+            continue
+        row["elbo"] = -(row["rate"] + row["distortion"])
+        records.append(row)
+    return sorted(records, key=_tie_order)
+
+
+def _tie_order(cell: dict) -> tuple:
+    def num(v):  # nulls first, then by value, as collect sorts rows
+        return (v is not None, v or 0.0)
+    return (cell["experiment"], _FAMILY_ORDER.get(cell["family"], len(_FAMILY_ORDER)), cell["objective"],
+            num(cell["beta"]), num(cell["target_rate"]), num(cell["free_bits"]), num(cell["warmup_epochs"]),
+            cell["seed"], cell["cell_id"])
+
+
+def _plain(value):
+    """A table value as JSON-ready Python: None for nulls and NaN, int/float/str for numpy scalars."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _criteria(path: Path, cells: list[dict], by: list[str] | None, rates: list[float], split: str) -> list[Criterion]:
+    for name in by or []:
+        if name not in CRITERIA:
+            raise UserError(f"unknown criterion {name!r}: use {', '.join(CRITERIA)} (a target rate is --rate SIGMA)")
+    for sigma in rates:
+        if not math.isfinite(sigma) or sigma < 0:
+            raise UserError(f"--rate must be a finite number of nats ≥ 0, got {sigma:g}")
+    answerable = [name for name in CRITERIA if any(c[SCORE[name]] is not None for c in cells)]
+    if by:
+        for name in dict.fromkeys(by):
+            if name not in answerable:
+                raise UserError(f"--by {name}: no cell of {path} on the {split!r} split {_MISSING[name]}")
+        names = [name for name in CRITERIA if name in by]
+    else:
+        names = answerable
+    return [Criterion(name) for name in names] + [Criterion("rate", float(s)) for s in dict.fromkeys(rates)]
+
+
+def _best(cells: list[dict], criterion: Criterion) -> tuple[dict | None, int]:
+    """The criterion's pick (None if no cell qualifies) and the number of cells it chose among."""
+    score = SCORE[criterion.name]
+    pool = [c for c in cells if c[score] is not None
+            and (criterion.name != "rate" or c["rate"] >= criterion.min_rate)]
+    # max() keeps the first of equal maxima, and the cells are in the tie order.
+    return (max(pool, key=lambda c: c[score]) if pool else None), len(pool)
+
+
+def _why_none(criterion: Criterion, cells: list[dict], split: str) -> str:
+    if criterion.name == "rate":
+        return (f"no cell reaches R ≥ {criterion.min_rate:g} nats on the {split} split "
+                f"(the highest is {max(c['rate'] for c in cells):.2f})")
+    return _NO_VALUES[criterion.name]
+
+
+# ---- output ----------------------------------------------------------------------------------------------
+
+def render(selection: Selection) -> Group:
+    """`rdsweep select`: a line on what was compared, the overall picks, the per-family picks (when there are
+    several families), and the ELBO price of a useful latent."""
+    s = selection
+    head = Text(f"{s.dataset}: {s.cells} {s.included} cells of {len(s.families)} "
+                f"famil{'y' if len(s.families) == 1 else 'ies'} in {s.path}. Each criterion picks by its score on "
+                f"the {s.judged_on} split; R, D, ELBO (nats) and the latent's numbers are on the {s.reported_on} "
+                "split; cost: the ELBO given up against the valid-elbo pick.")
+    parts = [head, Text(""), _table(s, [p for p in s.picks if p["scope"] == OVERALL], per_family=False)]
+    if len(s.families) > 1:
+        parts += [Text(""), _table(s, [p for p in s.picks if p["scope"] != OVERALL], per_family=True)]
+    parts += [Text("")] + [Text(line) for line in cost_lines(s)]
+    return Group(*parts)
+
+
+def _table(s: Selection, picks: list[dict], per_family: bool) -> Table:
+    title = ("per family: each criterion's pick among the family's cells" if per_family
+             else f"overall: each criterion's pick among all {s.cells} cells")
+    # No vertical rules, and the family beside the setting overall: the comparison fits ~120 columns.
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+    with_iwae = any(p["iwae"] is not None for p in picks)
+    columns = ["family", "criterion", "setting"] if per_family else ["criterion", "model"]
+    columns += (["seed"] if s.seeds > 1 else []) + ["score", "R", "D", "ELBO"] + (["IWAE"] if with_iwae else [])
+    columns += ["regime", "I(x;z)", "active", "probe", "cost"]
+    numeric = {"seed", "score", "R", "D", "ELBO", "IWAE", "I(x;z)", "active", "probe", "cost"}
+    for column in columns:
+        wraps = column in ("family", "model")  # at a space: "gauss-pixelcnn-normal" above "(-+-) β=1"
+        table.add_column(column, justify="right" if column in numeric else "left", no_wrap=not wraps,
+                         min_width=len("gauss-pixelcnn-normal") if wraps else None)
+    previous = None
+    for p in picks:
+        if per_family and previous is not None and p["scope"] != previous:
+            table.add_section()
+        picked = p["cell_id"] is not None
+        # Marked as `rdsweep frontier` marks them: a model still improving at its epoch cap.
+        setting = (p["setting"] + (" ~" if p["status"] == "unconverged" else "")) if picked else "none"
+        cells = {
+            "family": family_label(p["scope"]) if per_family and p["scope"] != previous else "",
+            "criterion": Criterion(p["criterion"], p["min_rate"]).label, "setting": setting,
+            "model": f"{family_label(p['family'])} {setting}" if picked else setting,
+            "seed": _fmt(p["seed"], "d"),
+            "score": _fmt(p["score"], ".3f" if p["criterion"] == "probe-accuracy" else ".2f"),
+            "R": _fmt(p["rate"]), "D": _fmt(p["distortion"]), "ELBO": _fmt(p["elbo"]), "IWAE": _fmt(p["iwae"]),
+            "regime": p["regime"] or "", "I(x;z)": _fmt(p["mutual_info"]), "active": _fmt(p["active_units"], "d"),
+            "probe": _fmt(p["probe_accuracy"], ".3f"),
+            "cost": "" if p["criterion"] == "valid-elbo" else _fmt(p["elbo_given_up"]),
+        }
+        previous = p["scope"]
+        table.add_row(*[cells[c] for c in columns])
+    return table
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def cost_lines(s: Selection) -> list[str]:
+    """The ELBO given up, overall, for a useful latent: the probe-accuracy and rate ≥ σ picks against the
+    valid-elbo pick, one line each (a line, too, for a rate no cell reaches)."""
+    ref, report = s.reference, s.reported_on
+    lines = []
+    for p in s.picks:
+        if p["scope"] != OVERALL or p["criterion"] not in ("probe-accuracy", "rate"):
+            continue
+        name = Criterion(p["criterion"], p["min_rate"]).label
+        what = "a useful latent" if p["criterion"] == "probe-accuracy" else f"a latent of at least {p['min_rate']:g} nats"
+        if p["cell_id"] is None:
+            lines.append(f"{name}: {p['note']}; {what} is not on offer in this table.")
+        elif (p["experiment"], p["cell_id"]) == (ref["experiment"], ref["cell_id"]):
+            lines.append(f"The valid-elbo pick is also the {name} pick ({_describe(ref)}): here {what} costs "
+                         "no ELBO.")
+        elif p["elbo_given_up"] is not None:
+            cost = p["elbo_given_up"]
+            price = (f"costs {cost:.2f} nats of {report} ELBO" if cost >= 0 else
+                     f"gains {-cost:.2f} nats of {report} ELBO (the {report} split disagrees with the "
+                     f"{s.judged_on} split)")
+            lines.append(f"{what[0].upper()}{what[1:]} {price}: the {name} pick ({_describe(p)}) against the "
+                         f"valid-elbo pick ({_describe(ref)}).")
+    if not any(c.name in ("probe-accuracy", "rate") for c in s.criteria):
+        hint = ("--by probe-accuracy or --rate SIGMA" if s.has_probe
+                else "--rate SIGMA (this table has no probe accuracy)")
+        lines.append(f"To price a useful latent in ELBO, add {hint}.")
+    return lines
+
+
+def _describe(p: dict) -> str:
+    probe = "" if p["probe_accuracy"] is None else f", probe {p['probe_accuracy']:.3f}"
+    rate = "" if p["rate"] is None else f": R {p['rate']:.2f}"
+    return f"{family_label(p['family'])} {p['setting']}{rate}{probe}, {p['regime'] or 'no regime'}"

@@ -1,0 +1,186 @@
+"""`rdsweep select`: the cell each model-selection criterion picks, and the ELBO price of a useful latent.
+
+Every test runs the console script on a small synthetic frontier table: the seed-003 situation, where the
+best-ELBO model is a collapsed PixelCNN (R ≈ 0, probe at chance) and the models with a useful latent cost ELBO.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rdsweep.collect import SCHEMA
+from rdsweep.errors import UserError
+from rdsweep.select import select
+
+CODES = {"gauss-deconv-normal": "---", "gauss-pixelcnn-normal": "-+-"}
+
+# family, objective, β or σ, status, valid (R, D, probe), test (R, D, probe). ELBO = −(R + D).
+CELLS = [
+    # The collapsed auto-decoder: the best valid ELBO (−80.1), probe at chance for 10 digits.
+    ("gauss-pixelcnn-normal", "beta", 1.0, "converged", (0.1, 80.0, 0.11), (0.1, 80.5, 0.10)),
+    ("gauss-pixelcnn-normal", "beta", 0.3, "converged", (12.0, 71.0, 0.90), (12.1, 71.4, 0.89)),
+    ("gauss-pixelcnn-normal", "target-rate", 20.0, "converged", (20.5, 66.0, 0.93), (20.4, 66.6, 0.92)),
+    # Better valid ELBO than any converged cell, but still improving at the cap.
+    ("gauss-pixelcnn-normal", "beta", 3.0, "unconverged", (0.0, 79.0, 0.10), (0.0, 79.2, 0.10)),
+    ("gauss-deconv-normal", "beta", 1.0, "converged", (25.0, 62.0, 0.92), (25.2, 62.3, 0.91)),
+    # The most useful latent of the table: the highest probe accuracy, 11.9 nats of valid ELBO below the best.
+    ("gauss-deconv-normal", "beta", 0.3, "converged", (40.0, 52.0, 0.95), (40.3, 52.2, 0.96)),
+]
+
+
+def rows_of(cells, iwae=False, probe=True):
+    rows = []
+    for family, objective, value, status, valid, test in cells:
+        for split, (rate, distortion, accuracy) in (("train", valid), ("valid", valid), ("test", test)):
+            row = dict.fromkeys(SCHEMA.names)
+            row.update(cell_id=f"{CODES[family]}{objective}{value}", experiment="e", dataset="mnist5k",
+                       family=family, paper_code=CODES[family], objective=objective,
+                       beta=value if objective == "beta" else None,
+                       target_rate=value if objective == "target-rate" else None, seed=0, size="small",
+                       split=split, rate=rate, distortion=distortion, elbo=-(rate + distortion),
+                       iwae=-(rate + distortion) + 1.0 if iwae else None,
+                       mutual_info=min(rate, 6.2), marginal_kl=rate - min(rate, 6.2),
+                       active_units=int(rate // 2), probe_accuracy=accuracy if probe else None, status=status)
+            rows.append(row)
+    return rows
+
+
+def write(path, rows):
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)  # SCHEMA carries collect's table mark
+    return path
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    return write(tmp_path_factory.mktemp("select") / "frontier.parquet", rows_of(CELLS))
+
+
+@pytest.fixture(scope="module")
+def default_json(table):
+    """`rdsweep select TABLE --json`, run once for the tests that read it (each run is a second of start-up)."""
+    return run_rdsweep("select", table, "--json")
+
+
+@pytest.fixture(scope="module")
+def text(table):
+    """The rich output with two target rates: one no cell reaches, one every cell reaches."""
+    done = run_rdsweep("select", table, "--report-split", "valid", "--rate", "100", "--rate", "0")
+    assert done.returncode == 0, done.stderr
+    return " ".join(done.stdout.split())
+
+
+def run_rdsweep(*args):
+    """The console script as the `rdsweep` fixture (tests/conftest.py) runs it, for the module's shared runs."""
+    return subprocess.run([str(Path(sys.executable).parent / "rdsweep"), *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+
+
+def picks(done) -> dict:
+    assert done.returncode == 0, done.stderr
+    return {(p["criterion"], p["min_rate"], p["scope"]): p for p in json.loads(done.stdout)}
+
+
+def test_best_elbo_picks_the_collapsed_model_and_the_probe_prices_a_useful_latent(default_json, text):
+    found = picks(default_json)
+    # Default criteria: valid-elbo and probe-accuracy; no IWAE values, so no iwae criterion.
+    assert {k[0] for k in found} == {"valid-elbo", "probe-accuracy"}
+    elbo, probe = found[("valid-elbo", None, "overall")], found[("probe-accuracy", None, "overall")]
+    assert (elbo["family"], elbo["beta"], elbo["regime"]) == ("gauss-pixelcnn-normal", 1.0, "auto-decoder")
+    assert elbo["score"] == pytest.approx(-80.1) and elbo["probe_accuracy"] == pytest.approx(0.10)  # test
+    assert (probe["family"], probe["beta"]) == ("gauss-deconv-normal", 0.3)
+    assert probe["score"] == pytest.approx(0.95) and probe["probe_accuracy"] == pytest.approx(0.96)
+    assert probe["judged_on"] == "valid" and probe["reported_on"] == "test"
+    assert probe["rate"] == pytest.approx(40.3) and probe["elbo"] == pytest.approx(-92.5)  # test numbers
+    assert probe["elbo_given_up"] == pytest.approx(elbo["elbo"] - probe["elbo"]) == pytest.approx(11.9)
+    assert elbo["candidates"] == 5  # the unconverged cell is not one
+    # Per family: in the PixelCNN family the σ = 20 model probes best (0.93 against 0.90 at β = 0.3).
+    fam = found[("probe-accuracy", None, "gauss-pixelcnn-normal")]
+    assert (fam["objective"], fam["target_rate"], fam["setting"]) == ("target-rate", 20.0, "σ=20")
+    assert fam["elbo_given_up"] == pytest.approx(87.0 - 80.6)
+    assert found[("valid-elbo", None, "gauss-deconv-normal")]["beta"] == 1.0
+
+    assert "A useful latent costs 11.90 nats of valid ELBO: the probe-accuracy pick" in text
+    assert "auto-decoder" in text and "per family" in text and "gauss-pixelcnn-normal (-+-)" in text
+
+
+def test_unconverged_cells_are_ignored_unless_asked_for(table, default_json, rdsweep):
+    assert picks(default_json)[("valid-elbo", None, "overall")]["beta"] == 1.0
+    found = picks(rdsweep("select", table, "--json", "--include-unconverged", "--by", "valid-elbo"))
+    assert list({k[0] for k in found}) == ["valid-elbo"]
+    best = found[("valid-elbo", None, "overall")]
+    assert (best["beta"], best["status"], best["candidates"]) == (3.0, "unconverged", 6)
+
+
+def test_target_rate_picks_the_best_elbo_at_or_above_it_on_the_judging_split(table, text, rdsweep):
+    # At σ = 12.05 the PixelCNN β = 0.3 model qualifies on test (R 12.1) but not on valid (R 12.0).
+    found = picks(rdsweep("select", table, "--json", "--rate", "12.05", "--rate", "100", "--by", "valid-elbo"))
+    pick = found[("rate", 12.05, "overall")]
+    assert (pick["objective"], pick["target_rate"], pick["candidates"]) == ("target-rate", 20.0, 3)
+    assert pick["judged_rate"] == pytest.approx(20.5) and pick["score"] == pytest.approx(-86.5)
+    assert found[("rate", 12.05, "gauss-deconv-normal")]["beta"] == 1.0
+    none = found[("rate", 100.0, "overall")]
+    assert none["cell_id"] is None and none["candidates"] == 0
+    assert "no cell reaches R ≥ 100 nats on the valid split (the highest is 40.00)" in none["note"]
+
+    assert "rate ≥ 100: no cell reaches R ≥ 100 nats" in text and "not on offer" in text
+    # R ≥ 0 admits every cell: the cheapest latent is the valid-elbo pick itself.
+    assert "The valid-elbo pick is also the rate ≥ 0 pick" in text
+
+
+def test_ties_go_to_the_first_cell_in_collects_order(tmp_path):
+    cells = [("gauss-deconv-normal", "beta", b, "converged", v, v)
+             for b, v in ((2.0, (2.0, 79.0, 0.5)), (0.5, (1.0, 80.0, 0.6)), (1.0, (3.0, 79.0, 0.6)))]
+    path = write(tmp_path / "t.parquet", rows_of(cells[::-1], iwae=True))  # file order: the reverse of the rule
+    selection = select(path)
+    found = {p["criterion"]: p for p in selection.picks if p["scope"] == "overall"}
+    assert list(found) == ["valid-elbo", "iwae", "probe-accuracy"]
+    # β = 0.5 and β = 2 share ELBO −81 (IWAE −80) exactly; β = 0.5 and β = 1 share probe 0.6: lower β first.
+    assert found["valid-elbo"]["beta"] == found["iwae"]["beta"] == found["probe-accuracy"]["beta"] == 0.5
+    assert found["iwae"]["iwae"] == pytest.approx(-80.0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--by", "probe-accuracy"], "--by probe-accuracy: no cell of .* has a probe accuracy .*no labels"),
+    (["--by", "best"], "unknown criterion 'best': use valid-elbo, iwae, probe-accuracy"),
+    (["missing"], "frontier table .*missing.parquet does not exist"),
+])
+def test_user_mistakes_exit_2_with_one_line(tmp_path, rdsweep, args, message):
+    path = write(tmp_path / "frontier.parquet", rows_of(CELLS, probe=False))
+    if args == ["missing"]:
+        path, args = tmp_path / "missing.parquet", []
+    done = rdsweep("select", path, *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and re.search(message, done.stderr), done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frontier.parquet"]  # nothing written
+
+
+def test_tables_and_criteria_that_cannot_be_judged(tmp_path):
+    # In process (the CLI turns each UserError into one line and exit 2, as the test above shows).
+    path = write(tmp_path / "frontier.parquet", rows_of(CELLS, probe=False))
+    with pytest.raises(UserError, match="--by iwae: no cell of .* has an IWAE bound .*iwae_k > 0"):
+        select(path, by=["iwae"])
+    with pytest.raises(UserError, match="--rate must be a finite number of nats ≥ 0, got -1"):
+        select(path, rates=[-1.0])
+    with pytest.raises(UserError, match="no 'train' split"):
+        select(write(tmp_path / "v.parquet", [r for r in rows_of(CELLS) if r["split"] != "train"]), split="train")
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "other.parquet")
+    with pytest.raises(UserError, match="is not a frontier table"):
+        select(tmp_path / "other.parquet")
+    rows = rows_of([c[:3] + ("unconverged",) + c[4:] for c in CELLS])
+    with pytest.raises(UserError, match="no converged cells.*6 unconverged cells.*--include-unconverged"):
+        select(write(tmp_path / "u.parquet", rows))
+
+
+def test_without_probe_values_the_default_skips_it_and_says_how_to_price_a_latent(tmp_path, rdsweep):
+    path = write(tmp_path / "frontier.parquet", rows_of(CELLS, probe=False))
+    done = rdsweep("select", path)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "probe-accuracy" not in text.split("To price")[0]
+    assert "add --rate SIGMA (this table has no probe accuracy)" in text
