@@ -387,6 +387,8 @@ def frontier(
                   + (f" ({unconverged} unconverged, marked ~)" if unconverged else "")
                   + f"; {what} = {result.h_hat:.3f} nats", highlight=False)
 
+    stds = len(pts["encoder_std"].dropna().unique()) > 1   # the posterior's std varies: say which
+
     def frontier_table(title: str, rows, with_family: bool) -> Table:
         t = Table(title=title, title_justify="left")
         for col in (["family"] if with_family else []) + ["objective", "seeds", "R", "D", "−ELBO", "convex", "regime"]:
@@ -395,7 +397,8 @@ def frontier(
             sd = lambda v: f" ± {v:.2f}" if p.seeds > 1 else ""
             hull = p.overall_hull if with_family else p.hull
             t.add_row(*([family_label(p.family)] if with_family else []),
-                      point_knob(p) + ("" if p.converged else " ~"), str(p.seeds),
+                      point_knob(p) + (f" {p.encoder_std}" if stds else "") + ("" if p.converged else " ~"),
+                      str(p.seeds),
                       f"{p.rate:.2f}{sd(p.rate_std)}",
                       f"{p.distortion:.2f}{sd(p.distortion_std)}", f"{p.neg_elbo:.2f}", "✓" if hull else "",
                       p.regime)

@@ -237,7 +237,10 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
     pts, h = frontier.points, frontier.h_hat
     families = list(dict.fromkeys(pts["family"]))
     colours = family_colours(families)
-    markers = {"beta": "o", "target-rate": "^"}
+    markers = {"beta": "o", "target-rate": "^", "squared-target-rate": "v", "free-bits": "s", "warmup": "D"}
+    names = {"beta": "β-VAE", "target-rate": "target rate |σ − R|", "squared-target-rate": "target rate (σ − R)²",
+             "free-bits": "free bits λ", "warmup": "KL warm-up (W epochs)"}
+    plain = set(pts["objective"]) <= {"beta", "target-rate"}   # then a label is the bare β or σ
 
     fig, ax = plt.subplots(figsize=(11, 7))
     r_max = max(float(pts["rate"].max()), 0.25 * h) * 1.08
@@ -264,21 +267,27 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
                         fmt=markers.get(objective, "s"), color=colour, ms=6, mec="black" if converged else colour,
                         mew=0.4 if converged else 1.5, mfc=colour if converged else "white",
                         elinewidth=0.8, capsize=2, zorder=3)
+    stds = pts["encoder_std"].dropna().unique()
     if len(pts) <= label_limit:
         for p in pts.itertuples():
-            ax.annotate(point_knob(p).split("=", 1)[1], (p.rate, p.distortion),
+            label = point_knob(p).split("=", 1)[1] if plain else point_knob(p)
+            if len(stds) > 1:   # the posterior's std varies: say which
+                label += f" {p.encoder_std}"
+            ax.annotate(label, (p.rate, p.distortion),
                         xytext=(3, 3), textcoords="offset points", fontsize=6, color="0.25", zorder=4)
 
     handles = [Line2D([], [], color=colours[n], marker="o", mec="black", mew=0.4, lw=1.4,
                       label=family_label(n)) for n in families]
-    handles += [Line2D([], [], color="0.4", marker=m, ls="", label=("β-VAE" if o == "beta" else "target rate"))
+    handles += [Line2D([], [], color="0.4", marker=m, ls="", label=names[o])
                 for o, m in markers.items() if o in set(pts["objective"])]
     if not pts["converged"].all():
         handles.append(Line2D([], [], color="0.4", marker="o", mfc="white", mew=1.5, ls="",
                               label="unconverged (hollow): still improving at the epoch cap"))
     handles += ax.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
-              title="family (paper code)\nlabels: β, or σ for target rate", title_fontsize=8)
+              title="family (paper code)\n" + ("labels: β, or σ for target rate" if plain else
+                                                "labels: the objective's setting") + (", posterior std" if len(stds) > 1 else ""),
+              title_fontsize=8)
     if symlog:
         ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
     ax.set_xlim(0, r_max)

@@ -213,16 +213,19 @@ def render(selection: Selection) -> Group:
 def _table(s: Selection, picks: list[dict], per_family: bool) -> Table:
     title = ("per family: each criterion's pick among the family's cells" if per_family
              else f"overall: each criterion's pick among all {s.cells} cells")
-    # No vertical rules, and the family beside the setting overall: the comparison fits ~120 columns.
+    # No vertical rules, the model by paper code, and no column that is empty for every pick: the comparison
+    # fits 80 columns (each criterion's own score is in --json).
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                  pad_edge=False, collapse_padding=True)
-    with_iwae = any(p["iwae"] is not None for p in picks)
+                  pad_edge=False, padding=0)  # the box's blank divider is the gap
     columns = ["family", "criterion", "setting"] if per_family else ["criterion", "model"]
-    columns += (["seed"] if s.seeds > 1 else []) + ["score", "R", "D", "ELBO"] + (["IWAE"] if with_iwae else [])
-    columns += ["regime", "I(x;z)", "active", "probe", "cost"]
+    columns += (["seed"] if s.seeds > 1 else []) + ["R", "D", "ELBO", "IWAE", "regime", "I(x;z)", "active",
+                                                    "probe", "cost"]
+    empty = {column for column, key in (("IWAE", "iwae"), ("I(x;z)", "mutual_info"), ("probe", "probe_accuracy"))
+             if all(p[key] is None for p in picks)}
+    columns = [c for c in columns if c not in empty]
     numeric = {"seed", "score", "R", "D", "ELBO", "IWAE", "I(x;z)", "active", "probe", "cost"}
     for column in columns:
-        wraps = column in ("family", "model")  # at a space: "gauss-pixelcnn-normal" above "(-+-) β=1"
+        wraps = column == "family"  # at a space: "gauss-pixelcnn-normal" above "(-+-)"
         table.add_column(column, justify="right" if column in numeric else "left", no_wrap=not wraps,
                          min_width=len("gauss-pixelcnn-normal") if wraps else None)
     previous = None
@@ -235,7 +238,7 @@ def _table(s: Selection, picks: list[dict], per_family: bool) -> Table:
         cells = {
             "family": family_label(p["scope"]) if per_family and p["scope"] != previous else "",
             "criterion": Criterion(p["criterion"], p["min_rate"]).label, "setting": setting,
-            "model": f"{family_label(p['family'])} {setting}" if picked else setting,
+            "model": f"{FAMILIES[p['family']].code or p['family']} {setting}" if picked else setting,
             "seed": _fmt(p["seed"], "d"),
             "score": _fmt(p["score"], ".3f" if p["criterion"] == "probe-accuracy" else ".2f"),
             "R": _fmt(p["rate"]), "D": _fmt(p["distortion"]), "ELBO": _fmt(p["elbo"]), "IWAE": _fmt(p["iwae"]),

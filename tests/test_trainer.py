@@ -189,6 +189,21 @@ def test_simple_family_one_epoch_on_mnist5k_is_unconverged():
         assert m["elbo"] == -(m["rate"] + m["distortion"])
     # 784 Bernoulli pixels: an untrained decoder sits near 784·ln 2 ≈ 543 nats; one epoch must improve on it.
     assert result["splits"]["test"]["distortion"] < 543
+    # what its latent is worth: mnist5k has labels, so a probe reads digits off the posterior means far above
+    # chance (0.1) even after one epoch (measured 0.85), while no unit's mean yet varies by Burda's 0.01 (a
+    # threshold on scale, not on information); I(x; z) is capped by log N of the split's examples
+    test = result["splits"]["test"]
+    assert test["probe_accuracy"] > 0.5 and 0 <= test["active_units"] <= 64
+    assert 0 < test["mutual_info"] <= math.log(500) + 1e-9
+
+
+def test_the_result_says_what_the_latent_is_worth_on_the_toy():
+    result = train(Cell(dataset="toy", family="toy", objective="target-rate", beta=None, target_rate=0.5,
+                        epochs=30, batch_size=500, lr=3e-3), threads=1)
+    for m in result["splits"].values():
+        # I(x; z) ≤ R (R = I + KL(aggregate posterior ‖ m)), and a model held at R ≈ 0.5 nats uses its latent
+        assert 0.4 < m["mutual_info"] <= m["rate"] + 0.03
+        assert m["active_units"] == 1 and m["probe_accuracy"] is None   # the toy has no labels
 
 
 def test_the_kept_best_state_does_not_drift_after_a_reduction():
