@@ -202,51 +202,45 @@ def render(selection: Selection) -> Group:
     head = Text(f"{s.dataset}: {s.cells} {s.included} cells of {len(s.families)} "
                 f"famil{'y' if len(s.families) == 1 else 'ies'} in {s.path}. Each criterion picks by its score on "
                 f"the {s.judged_on} split; R, D, ELBO (nats) and the latent's numbers are on the {s.reported_on} "
-                "split; cost: the ELBO given up against the valid-elbo pick.")
+                "split; AU: active units; cost: the ELBO given up against the valid-elbo pick.")
     parts = [head, Text(""), _table(s, [p for p in s.picks if p["scope"] == OVERALL], per_family=False)]
     if len(s.families) > 1:
-        parts += [Text(""), _table(s, [p for p in s.picks if p["scope"] != OVERALL], per_family=True)]
+        for family in s.families:   # one small table per family, titled by it
+            parts += [Text(""), _table(s, [p for p in s.picks if p["scope"] == family], per_family=True)]
     parts += [Text("")] + [Text(line) for line in cost_lines(s)]
     return Group(*parts)
 
 
 def _table(s: Selection, picks: list[dict], per_family: bool) -> Table:
-    title = ("per family: each criterion's pick among the family's cells" if per_family
+    title = (f"{family_label(picks[0]['scope'])}: each criterion's pick" if per_family
              else f"overall: each criterion's pick among all {s.cells} cells")
     # No vertical rules, the model by paper code, and no column that is empty for every pick: the comparison
     # fits 80 columns (each criterion's own score is in --json).
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, padding=0)  # the box's blank divider is the gap
-    columns = ["family", "criterion", "setting"] if per_family else ["criterion", "model"]
-    columns += (["seed"] if s.seeds > 1 else []) + ["R", "D", "ELBO", "IWAE", "regime", "I(x;z)", "active",
+    columns = ["criterion", "setting"] if per_family else ["criterion", "model"]
+    columns += (["seed"] if s.seeds > 1 else []) + ["R", "D", "ELBO", "IWAE", "regime", "I(x;z)", "AU",
                                                     "probe", "cost"]
     empty = {column for column, key in (("IWAE", "iwae"), ("I(x;z)", "mutual_info"), ("probe", "probe_accuracy"))
              if all(p[key] is None for p in picks)}
     columns = [c for c in columns if c not in empty]
-    numeric = {"seed", "score", "R", "D", "ELBO", "IWAE", "I(x;z)", "active", "probe", "cost"}
+    numeric = {"seed", "R", "D", "ELBO", "IWAE", "I(x;z)", "AU", "probe", "cost"}
     for column in columns:
-        wraps = column == "family"  # at a space: "gauss-pixelcnn-normal" above "(-+-)"
-        table.add_column(column, justify="right" if column in numeric else "left", no_wrap=not wraps,
-                         min_width=len("gauss-pixelcnn-normal") if wraps else None)
-    previous = None
+        table.add_column(column, justify="right" if column in numeric else "left", no_wrap=True)
     for p in picks:
-        if per_family and previous is not None and p["scope"] != previous:
-            table.add_section()
         picked = p["cell_id"] is not None
         # Marked as `rdsweep frontier` marks them: a model still improving at its epoch cap.
         setting = (p["setting"] + (" ~" if p["status"] == "unconverged" else "")) if picked else "none"
         cells = {
-            "family": family_label(p["scope"]) if per_family and p["scope"] != previous else "",
             "criterion": Criterion(p["criterion"], p["min_rate"]).label, "setting": setting,
             "model": f"{FAMILIES[p['family']].code or p['family']} {setting}" if picked else setting,
             "seed": _fmt(p["seed"], "d"),
             "score": _fmt(p["score"], ".3f" if p["criterion"] == "probe-accuracy" else ".2f"),
             "R": _fmt(p["rate"]), "D": _fmt(p["distortion"]), "ELBO": _fmt(p["elbo"]), "IWAE": _fmt(p["iwae"]),
-            "regime": p["regime"] or "", "I(x;z)": _fmt(p["mutual_info"]), "active": _fmt(p["active_units"], "d"),
+            "regime": p["regime"] or "", "I(x;z)": _fmt(p["mutual_info"]), "AU": _fmt(p["active_units"], "d"),
             "probe": _fmt(p["probe_accuracy"], ".3f"),
             "cost": "" if p["criterion"] == "valid-elbo" else _fmt(p["elbo_given_up"]),
         }
-        previous = p["scope"]
         table.add_row(*[cells[c] for c in columns])
     return table
 

@@ -106,7 +106,7 @@ def test_best_elbo_picks_the_collapsed_model_and_the_probe_prices_a_useful_laten
     assert found[("valid-elbo", None, "gauss-deconv-normal")]["beta"] == 1.0
 
     assert "A useful latent costs 11.90 nats of valid ELBO: the probe-accuracy pick" in text
-    assert "auto-decoder" in text and "per family" in text and "gauss-pixelcnn-normal (-+-)" in text
+    assert "auto-decoder" in text and "gauss-pixelcnn-normal (-+-): each criterion" in text
 
 
 def test_unconverged_cells_are_ignored_unless_asked_for(table, default_json, rdsweep):
