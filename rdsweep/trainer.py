@@ -196,15 +196,15 @@ def train(
 def train_epoch(model, optimizer, objective: Objective, epoch: int, x: torch.Tensor, batch_order: torch.Generator,
                 on_step: Callable[[int, int], None] | None = None) -> dict | None:
     """One pass over x in the generator's shuffled order: mean loss, R and D, or None on a non-finite loss.
-    The running sums stay on the device (no host synchronisation per step) until the epoch ends."""
+    Nothing waits for the device inside the epoch: the order is copied to it once, the running sums stay on it,
+    and a non-finite loss is seen in those sums when the epoch ends (the trial then ends as diverged)."""
     model.train()
     sums, n = torch.zeros(3, dtype=torch.float64, device=x.device), 0
-    batches = torch.randperm(x.shape[0], generator=batch_order).split(objective.cell.batch_size)
+    order = torch.randperm(x.shape[0], generator=batch_order).to(x.device)
+    batches = order.split(objective.cell.batch_size)
     for step, idx in enumerate(batches, 1):
-        rate, distortion = model(x[idx.to(x.device)], per_latent=objective.per_latent)
+        rate, distortion = model(x[idx], per_latent=objective.per_latent)
         batch_loss = objective(rate, distortion, epoch)
-        if not torch.isfinite(batch_loss):
-            return None
         optimizer.zero_grad(set_to_none=True)
         batch_loss.backward()
         optimizer.step()
@@ -213,6 +213,8 @@ def train_epoch(model, optimizer, objective: Objective, epoch: int, x: torch.Ten
         if on_step is not None:
             on_step(step, len(batches))
     mean_loss, mean_rate, mean_distortion = (sums / n).tolist()
+    if not math.isfinite(mean_loss):
+        return None
     return {"loss": mean_loss, "rate": mean_rate, "distortion": mean_distortion,
             "elbo": -(mean_rate + mean_distortion)}
 
