@@ -1,6 +1,7 @@
 """Shared fixtures: one real Ray cluster per test session, and the rdsweep command as a subprocess."""
 from __future__ import annotations
 
+import gzip
 import os
 import secrets
 import shutil
@@ -12,12 +13,42 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BIN = Path(sys.executable).parent
 # Ray 2.60 clusters use token authentication; the test cluster and every rdsweep run in the session share
 # this token, and never read or write the user's ~/.ray/auth_token.
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+def idx_bytes(images, magic=0x803, rows=28, cols=28) -> bytes:
+    """An IDX3 image file's bytes (MNIST's format)."""
+    header = np.array([magic, len(images), rows, cols], dtype=">u4").tobytes()
+    return header + np.asarray(images).astype(np.uint8).tobytes()
+
+
+def idx_label_bytes(labels, magic=0x801, count=None) -> bytes:
+    """An IDX1 label file's bytes; `count` overrides the header's count (a truncated file)."""
+    header = np.array([magic, len(labels) if count is None else count], ">u4").tobytes()
+    return header + np.asarray(labels, np.uint8).tobytes()
+
+
+def write_idx(root, n_train=24, n_test=10, labels=False, gz=False) -> None:
+    """Random IDX images in root, and with `labels` their label files: i % 10 (train) and 9 − i % 10 (test),
+    so every cut of the splits is recognisable."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    files = {f"{part}-images-idx3-ubyte": idx_bytes(rng.integers(0, 256, (n, 784)))
+             for part, n in (("train", n_train), ("t10k", n_test))}
+    if labels:
+        files["train-labels-idx1-ubyte"] = idx_label_bytes(np.arange(n_train) % 10)
+        files["t10k-labels-idx1-ubyte"] = idx_label_bytes(9 - np.arange(n_test) % 10)
+    for name, raw in files.items():
+        if gz:
+            (root / f"{name}.gz").write_bytes(gzip.compress(raw))
+        else:
+            (root / name).write_bytes(raw)
 
 
 def _free_port() -> int:

@@ -1,5 +1,4 @@
 """The dataset registry: formats, determinism, the cache, exact truths, and one clear DataError per bad input."""
-import gzip
 import math
 from pathlib import Path
 
@@ -7,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import idx_bytes, write_idx
 from rdsweep import data
 from rdsweep.data import lingauss_optimum, load_dataset, toy_distribution
 from rdsweep.datasets import DATASETS
@@ -188,23 +188,6 @@ def test_amat_errors(tmp_path, damage, message):
 
 
 # --- idx:DIR ---------------------------------------------------------------------------------------------------
-
-def idx_bytes(images, magic=0x803, rows=28, cols=28):
-    header = np.array([magic, len(images), rows, cols], dtype=">u4").tobytes()
-    return header + images.astype(np.uint8).tobytes()
-
-
-def write_idx(root, n_train=24, n_test=10, gz=False):
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    for part, n in (("train", n_train), ("t10k", n_test)):
-        raw = idx_bytes(rng.integers(0, 256, (n, 784)))
-        name = f"{part}-images-idx3-ubyte"
-        if gz:
-            (root / f"{name}.gz").write_bytes(gzip.compress(raw))
-        else:
-            (root / name).write_bytes(raw)
-
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_loads_binarizes_and_caches(tmp_path, gz):

@@ -1,6 +1,5 @@
 """What a latent is worth: labels in the datasets, and rdsweep.latent's mutual information (checked against
 the toy's exact value), active units, linear probe, determinism."""
-import gzip
 import hashlib
 import math
 
@@ -9,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import idx_label_bytes, write_idx
 from rdsweep import data, latent
 from rdsweep.data import load_dataset, toy_distribution
 from rdsweep.errors import DataError
@@ -84,33 +84,9 @@ def test_unlabelled_datasets(tmp_path):
 
 # --- labels: idx:DIR -------------------------------------------------------------------------------------------
 
-def idx3(n, seed):
-    images = np.random.default_rng(seed).integers(0, 256, (n, 784))
-    return np.array([0x803, n, 28, 28], ">u4").tobytes() + images.astype(np.uint8).tobytes()
-
-
-def idx1(labels, magic=0x801, count=None):
-    header = np.array([magic, len(labels) if count is None else count], ">u4").tobytes()
-    return header + np.asarray(labels, np.uint8).tobytes()
-
-
-def write_idx(root, n_train=24, n_test=10, labels=True, gz=False):
-    """IDX images with labels i % 10 (train) and 9 − i % 10 (test), so every cut is recognisable."""
-    root.mkdir(parents=True, exist_ok=True)
-    files = {"train-images-idx3-ubyte": idx3(n_train, 1), "t10k-images-idx3-ubyte": idx3(n_test, 2)}
-    if labels:
-        files["train-labels-idx1-ubyte"] = idx1(np.arange(n_train) % 10)
-        files["t10k-labels-idx1-ubyte"] = idx1(9 - np.arange(n_test) % 10)
-    for name, raw in files.items():
-        if gz:
-            (root / f"{name}.gz").write_bytes(gzip.compress(raw))
-        else:
-            (root / name).write_bytes(raw)
-
-
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_labels_are_cut_like_the_images(tmp_path, gz):
-    write_idx(tmp_path / "idx", gz=gz)
+    write_idx(tmp_path / "idx", labels=True, gz=gz)
     ds = load_dataset(f"idx:{tmp_path / 'idx'}", cache_dir=tmp_path / "cache")
     train = np.arange(24) % 10
     expected = {"train": train[:20], "valid": train[20:], "test": 9 - np.arange(10) % 10}  # last 1/6 is valid
@@ -127,25 +103,25 @@ def test_idx_labels_are_optional(tmp_path):
     write_idx(root, labels=False)
     unlabelled = load_dataset(f"idx:{root}", cache_dir=tmp_path / "cache")
     assert unlabelled.labels is None
-    (root / "train-labels-idx1-ubyte").write_bytes(idx1(np.arange(24) % 10))
+    (root / "train-labels-idx1-ubyte").write_bytes(idx_label_bytes(np.arange(24) % 10))
     assert load_dataset(f"idx:{root}", cache_dir=tmp_path / "cache").labels is None  # both files, or none
-    (root / "t10k-labels-idx1-ubyte").write_bytes(idx1(np.arange(10) % 10))
+    (root / "t10k-labels-idx1-ubyte").write_bytes(idx_label_bytes(np.arange(10) % 10))
     labelled = load_dataset(f"idx:{root}", cache_dir=tmp_path / "cache")  # a new cache entry, with labels
     assert labelled.labels["test"].tolist() == list(range(10))
     assert all(torch.equal(labelled.split(s), unlabelled.split(s)) for s in SPLITS)  # same bits
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda root: (root / "t10k-labels-idx1-ubyte").write_bytes(idx1(np.zeros(9))),
+    (lambda root: (root / "t10k-labels-idx1-ubyte").write_bytes(idx_label_bytes(np.zeros(9))),
      r"t10k-labels-idx1-ubyte: holds 9 labels but t10k-images-idx3-ubyte holds 10 images"),
-    (lambda root: (root / "train-labels-idx1-ubyte").write_bytes(idx1(np.zeros(24), magic=0x803)),
+    (lambda root: (root / "train-labels-idx1-ubyte").write_bytes(idx_label_bytes(np.zeros(24), magic=0x803)),
      r"train-labels-idx1-ubyte: bad IDX magic 0x00000803, expected 0x00000801"),
-    (lambda root: (root / "train-labels-idx1-ubyte").write_bytes(idx1(np.zeros(20), count=24)),
+    (lambda root: (root / "train-labels-idx1-ubyte").write_bytes(idx_label_bytes(np.zeros(20), count=24)),
      r"train-labels-idx1-ubyte: header promises 24 labels but the payload has 20 bytes"),
 ], ids=["count-mismatch", "bad-magic", "truncated"])
 def test_idx_label_errors(tmp_path, damage, message):
     root = tmp_path / "idx"
-    write_idx(root)
+    write_idx(root, labels=True)
     damage(root)
     with pytest.raises(DataError, match=message) as e:
         load_dataset(f"idx:{root}", cache_dir=tmp_path / "cache")
