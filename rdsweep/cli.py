@@ -185,27 +185,29 @@ def result_table(result: dict) -> Table:
     best = f", best valid at epoch {result['best_epoch']}" if result.get("best_epoch") else ""
     table = Table(title=f"{result['cell']['family']} on {result['cell']['dataset']}: {result['status']} "
                         f"({result['stop_reason']}) after {result['epochs']} epoch(s){best}, {result['wall_s']:.1f}s")
-    extra = (["IWAE"] if has_iwae else []) + [label for _, label in latent]
-    for col in ["split", "rate R", "distortion D", "ELBO", "−ELBO"] + extra:
+    columns = (["split", "rate R", "distortion D", "ELBO", "−ELBO"] + (["IWAE"] if has_iwae else [])
+               + [label for _, label in latent])
+    for col in columns:
         table.add_column(col, justify="right")
+
+    def add_row(cells: dict) -> None:   # by column name; a column the row does not fill stays blank
+        table.add_row(*[cells.get(col, "") for col in columns])
+
     fmt = lambda v: "nan" if v is None else f"{v:.4f}"
     for split, m in splits.items():
-        row = [split, fmt(m["rate"]), fmt(m["distortion"]), fmt(m["elbo"]),
-               fmt(None if m["elbo"] is None else -m["elbo"])]
-        worth = ["" if m.get(key) is None else str(m[key]) if key == "active_units" else fmt(m[key])
-                 for key, _ in latent]
-        table.add_row(*row, *([fmt(m["iwae"])] if has_iwae else []), *worth)
-    blank = [""] * len(extra)
+        add_row({"split": split, "rate R": fmt(m["rate"]), "distortion D": fmt(m["distortion"]),
+                 "ELBO": fmt(m["elbo"]), "−ELBO": fmt(None if m["elbo"] is None else -m["elbo"]),
+                 "IWAE": fmt(m["iwae"]),
+                 **{label: "" if m.get(key) is None else str(m[key]) if key == "active_units" else fmt(m[key])
+                    for key, label in latent}})
     if "entropy" in truth:  # toy: every model has −ELBO ≥ H, and H − D ≤ I(X;Z) ≤ R
-        mi = f"{truth['mutual_information']:.4f}"   # of the true latent z*: the reference for the model's I(x;z)
-        if latent and latent[0][0] == "mutual_info":
-            table.add_row("exact", "", "", "", f"H = {truth['entropy']:.4f}", *blank[:len(extra) - len(latent)],
-                          f"I(x;z*) = {mi}", *blank[len(extra) - len(latent) + 1:])
-        else:
-            table.add_row("exact", f"I(x;z*) = {mi}", "", "", f"H = {truth['entropy']:.4f}", *blank)
+        # I(x; z*) of the true latent: beside the model's I(x;z) where that column is shown
+        where = "I(x;z)" if "I(x;z)" in columns else "rate R"
+        add_row({"split": "exact", "−ELBO": f"H = {truth['entropy']:.4f}",
+                 where: f"I(x;z*) = {truth['mutual_information']:.4f}"})
     if "rate" in truth:  # lingauss: the β-VAE optimum in closed form (train-split spectrum)
-        table.add_row("closed form", fmt(truth["rate"]), fmt(truth["distortion"]), fmt(truth["elbo"]),
-                      fmt(-truth["elbo"]), *blank)
+        add_row({"split": "closed form", "rate R": fmt(truth["rate"]), "distortion D": fmt(truth["distortion"]),
+                 "ELBO": fmt(truth["elbo"]), "−ELBO": fmt(-truth["elbo"])})
     return table
 
 

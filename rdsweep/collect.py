@@ -190,11 +190,18 @@ def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[
     return rows
 
 
-def _row_order(row: dict) -> tuple:
-    def num(v):  # nulls first, then by value
+def cell_order(row: dict) -> tuple:
+    """The table's order of cells: experiment, family (in `rdsweep families` order), objective, β, σ, λ, W,
+    seed, cell id (nulls before values). `rdsweep select` breaks ties by it."""
+    def num(v):
         return (v is not None, v or 0.0)
     return (row["experiment"], _FAMILY_ORDER.get(row["family"], len(_FAMILY_ORDER)), row["objective"],
-            num(row["beta"]), num(row["target_rate"]), row["seed"], row["cell_id"], SPLITS.index(row["split"]))
+            num(row["beta"]), num(row["target_rate"]), num(row["free_bits"]), num(row["warmup_epochs"]),
+            row["seed"], row["cell_id"])
+
+
+def _row_order(row: dict) -> tuple:
+    return cell_order(row) + (SPLITS.index(row["split"]),)
 
 
 def _finite(value) -> float | None:

@@ -35,6 +35,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from rdsweep.collect import cell_order
 from rdsweep.errors import UserError
 from rdsweep.frontier import analyse, family_label, point_knob, read_table, regime
 from rdsweep.models.families import FAMILIES
@@ -53,7 +54,6 @@ _NO_VALUES = {"iwae": "no cell has an IWAE bound", "probe-accuracy": "no cell ha
 _IDENTITY = ["cell_id", "experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate",
              "free_bits", "warmup_epochs", "encoder_std", "seed", "status"]
 _REPORTED = ["rate", "distortion", "elbo", "iwae", "mutual_info", "marginal_kl", "active_units", "probe_accuracy"]
-_FAMILY_ORDER = {name: i for i, name in enumerate(FAMILIES)}
 
 
 @dataclass(frozen=True)
@@ -141,15 +141,7 @@ def _records(rows: pd.DataFrame) -> list[dict]:
             continue
         row["elbo"] = -(row["rate"] + row["distortion"])
         records.append(row)
-    return sorted(records, key=_tie_order)
-
-
-def _tie_order(cell: dict) -> tuple:
-    def num(v):  # nulls first, then by value, as collect sorts rows
-        return (v is not None, v or 0.0)
-    return (cell["experiment"], _FAMILY_ORDER.get(cell["family"], len(_FAMILY_ORDER)), cell["objective"],
-            num(cell["beta"]), num(cell["target_rate"]), num(cell["free_bits"]), num(cell["warmup_epochs"]),
-            cell["seed"], cell["cell_id"])
+    return sorted(records, key=cell_order)
 
 
 def _plain(value):
