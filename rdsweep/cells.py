@@ -19,8 +19,8 @@ from rdsweep.errors import UserError
 from rdsweep.models.families import ENCODER_STD, get_family
 
 SPLITS = ("train", "valid", "test")   # every trial is evaluated on all three
-OBJECTIVES = ("beta", "target-rate", "squared-target-rate", "free-bits", "warmup")  # rdsweep/objectives.py
-BETA_OBJECTIVES = ("beta", "free-bits", "warmup")   # the others aim at a target rate σ
+OBJECTIVES = ("beta", "target-rate", "squared-target-rate", "free-bits", "warmup", "two-stage")  # objectives.py
+BETA_OBJECTIVES = ("beta", "free-bits", "warmup", "two-stage")   # the others aim at a target rate σ
 ENCODER_STDS = ("learned", "shared")  # or a fixed number: the posterior's std (BILBO)
 SIZES = ("small", "paper")
 SCHEDULES = ("constant", "paper", "plateau")
@@ -95,6 +95,9 @@ class Cell:
             _positive("target rate", self.target_rate, allow_zero=True)
             if self.beta is not None:
                 raise UserError(f"beta is not a parameter of objective {self.objective!r}")
+        if self.objective == "two-stage" and family.data_kind == "image":
+            raise UserError(f"two-stage needs a low-dimensional latent (the toy, linear or curve family): "
+                            f"importance sampling from the marginal does not reach {family.name!r}'s 64-D latent")
         if (self.objective == "free-bits") != (self.free_bits is not None):
             raise UserError("free_bits (λ) is the parameter of objective 'free-bits', and only of it")
         if self.free_bits is not None:
@@ -149,11 +152,14 @@ class Cell:
 
 def knob(objective: str, beta: float | None, target_rate: float | None,
          free_bits: float | None = None, warmup_epochs: int | None = None) -> str:
-    """The objective's setting as people write it: β=0.3, σ=5, σ=5 sq, λ=0.5 (β=1 omitted), β=1 W=10."""
+    """The objective's setting as people write it: β=0.3, σ=5, σ=5 sq, λ=0.5 (β=1 omitted), β=1 W=10,
+    β=1 2-stage."""
     if objective == "free-bits" and free_bits is not None:
         return f"λ={free_bits:g}" + ("" if beta == 1 else f" β={beta:g}")
     if beta is None:
         return f"σ={target_rate:g}" + (" sq" if objective == "squared-target-rate" else "")
+    if objective == "two-stage":
+        return f"β={beta:g} 2-stage"
     return f"β={beta:g}" + (f" W={warmup_epochs}" if objective == "warmup" and warmup_epochs else "")
 
 

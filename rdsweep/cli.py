@@ -64,6 +64,7 @@ class Objective(str, Enum):
     squared_target_rate = "squared-target-rate"
     free_bits = "free-bits"
     warmup = "warmup"
+    two_stage = "two-stage"
 
 
 class Size(str, Enum):
@@ -79,15 +80,16 @@ class Schedule(str, Enum):
 
 @app.command(cls=_Command)
 def train(
-    dataset: str = typer.Option("mnist5k", help="mnist5k, toy, lingauss, amat:DIR or idx:DIR."),
+    dataset: str = typer.Option("mnist5k", help="mnist5k, toy, lingauss, curve, amat:DIR or idx:DIR."),
     family: Optional[str] = typer.Option(
         None, help="Readable name or paper code (write codes as --family=-+v). "
-        "Default: gauss-deconv-normal (---) for images, the dataset's own model for toy/lingauss."),
+        "Default: gauss-deconv-normal (---) for images, the dataset's own model for toy, lingauss, curve."),
     objective: Optional[Objective] = typer.Option(
         None, help="beta: D + βR.  target-rate: D + |σ − R|.  squared-target-rate: D + (σ − R)².  "
-        "free-bits: D + β Σ max(λ, R per latent).  warmup: β ramped up over --warmup-epochs. "
+        "free-bits: D + β Σ max(λ, R per latent).  warmup: β ramped up over --warmup-epochs.  "
+        "two-stage: decoder and marginal by log p(x), then the encoder by D + βR (low-dimensional latents). "
         "Default: beta, or the objective whose parameter is given (--target-rate, --free-bits, --warmup-epochs)."),
-    beta: float = typer.Option(1.0, help="β of the beta, free-bits and warmup objectives (> 0; 1 is the ELBO)."),
+    beta: float = typer.Option(1.0, help="β of the beta, free-bits, warmup and two-stage objectives (> 0; 1 is the ELBO)."),
     target_rate: Optional[float] = typer.Option(None, help="σ in nats for the target-rate objectives."),
     free_bits: Optional[float] = typer.Option(None, help="λ of free-bits: nats per latent that cost nothing."),
     warmup_epochs: Optional[int] = typer.Option(None, help="W of warmup: epochs over which β ramps up."),

@@ -31,8 +31,8 @@ SCHEMA = pa.schema([
     ("encoder", pa.string()),
     ("decoder", pa.string()),
     ("marginal", pa.string()),
-    ("objective", pa.string()),           # beta | target-rate | squared-target-rate | free-bits | warmup
-    ("beta", pa.float64()),               # β of beta, free-bits and warmup; null for the target rates
+    ("objective", pa.string()),           # beta | target-rate | squared-target-rate | free-bits | warmup | two-stage
+    ("beta", pa.float64()),               # β of beta, free-bits, warmup, two-stage; null for target rates
     ("target_rate", pa.float64()),        # σ of the target-rate objectives, else null
     ("free_bits", pa.float64()),          # λ of free-bits (nats), else null
     ("warmup_epochs", pa.int64()),        # W of warmup, else null

@@ -12,6 +12,8 @@ DATASETS = {   # name: (kind, what it is)
     "toy": ("toy", "Alemi et al. §4.1 toy: z* ~ Bernoulli(0.7), Gaussian noise, 30 bins; exact H(x) and "
                    "I(x;z*) = 0.5 nats"),
     "lingauss": ("lingauss", "x in R^6 ~ N(0, Σ), linear-Gaussian VAE with a closed-form β optimum, 20000/5000/5000"),
+    "curve": ("curve", "x in R^2 on a noisy self-crossing figure-8 traced by a 1-D z* ~ N(0, 1) (for LiBI's two-stage "
+                       "inference); exact log p(x) by quadrature, 20000/5000/5000"),
     "amat:DIR": ("image", "Larochelle's static binarized MNIST: DIR/binarized_mnist_{train,valid,test}.amat "
                           "(50k/10k/10k)"),
     "idx:DIR": ("image", "MNIST-format IDX images in DIR (MNIST, Fashion-MNIST), statically binarized; "

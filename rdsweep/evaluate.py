@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from rdsweep import twostage
+
 
 # Validation draws its z-samples from its own generator state, fixed per cell, so two evaluations of the
 # same weights give the same objective: noise alone neither triggers nor prevents a stop.
@@ -37,18 +39,21 @@ def evaluate(model, x: torch.Tensor, batch_size: int = 500, samples: int = 1, iw
 def validate(model, x: torch.Tensor, objective, batch_size: int = 500) -> dict:
     """The cell's objective (an objectives.Objective, after any warm-up), R and D on x (the valid split),
     with the same z-draws every time, without advancing the training run's random stream. The objective
-    acts on the split's mean rate (per latent where free bits needs it), as training does on a batch's."""
+    acts on the split's mean rate (per latent where free bits needs it), as training does on a batch's;
+    in stage 1 of two-stage it is the mean importance-sampled −log p(x)."""
     model.eval()
     devices = [x.device] if x.device.type == "cuda" else []
-    rate = distortion = 0.0
+    rate = distortion = nll = 0.0
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(objective.cell.seed + _VALID_NOISE)
         for batch in x.split(batch_size):
             r, d = model(batch, per_latent=objective.per_latent)
             rate, distortion = rate + r.double().sum(0), distortion + d.double().sum()
-    rate, distortion = rate / x.shape[0], distortion / x.shape[0]
-    return {"objective": objective(rate[None], distortion[None]).item(), "rate": rate.sum().item(),
-            "distortion": distortion.item()}
+            if objective.stage == 1:
+                nll -= twostage.log_likelihood(model, batch).double().sum()
+    rate, distortion, nll = rate / x.shape[0], distortion / x.shape[0], nll / x.shape[0]
+    value = nll if objective.stage == 1 else objective(rate[None], distortion[None])
+    return {"objective": float(value), "rate": rate.sum().item(), "distortion": distortion.item()}
 
 
 @torch.no_grad()

@@ -237,9 +237,10 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
     pts, h = frontier.points, frontier.h_hat
     families = list(dict.fromkeys(pts["family"]))
     colours = family_colours(families)
-    markers = {"beta": "o", "target-rate": "^", "squared-target-rate": "v", "free-bits": "s", "warmup": "D"}
+    markers = {"beta": "o", "target-rate": "^", "squared-target-rate": "v", "free-bits": "s", "warmup": "D",
+               "two-stage": "P"}
     names = {"beta": "β-VAE", "target-rate": "target rate |σ − R|", "squared-target-rate": "target rate (σ − R)²",
-             "free-bits": "free bits λ", "warmup": "KL warm-up (W epochs)"}
+             "free-bits": "free bits λ", "warmup": "KL warm-up (W epochs)", "two-stage": "two-stage (LiBI)"}
     plain = set(pts["objective"]) <= {"beta", "target-rate"}   # then a label is the bare β or σ
 
     fig, ax = plt.subplots(figsize=(11, 7))

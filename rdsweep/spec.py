@@ -10,7 +10,7 @@ A spec is data, in the manner of disentanglement_lib's study files:
                   lr_reductions, lr_divisor (the stopping rule: rdsweep/stopping.py)
     [evaluation]  eval_samples, iwae_k, images (grids per image cell: EXPERIMENT/grids/<cell_id>.png)
     encoder_std = "learned" | "shared" | 0.5 (or a list: an axis; default: each family's own)
-    [[objective]] kind = "beta" | "target-rate" | "squared-target-rate" | "free-bits" | "warmup",
+    [[objective]] kind = "beta" | "target-rate" | "squared-target-rate" | "free-bits" | "warmup" | "two-stage",
                   values = [...]  (β, or σ for the target rates, or λ for free-bits),
                   beta = [...] (free-bits only, default 1), warmup_epochs = [...] (warmup only, required),
                   families = [...] (optional: only these of the spec's families)   (blocks are chained)
@@ -30,7 +30,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rdsweep.cells import BETA_OBJECTIVES, MAX_COUNT, Cell
+from rdsweep.cells import BETA_OBJECTIVES, MAX_COUNT, OBJECTIVES, Cell
 from rdsweep.datasets import parse_dataset
 from rdsweep.errors import SpecError, UserError
 from rdsweep.models.families import FAMILIES, get_family
@@ -72,7 +72,7 @@ def _numbers(value):
 
 
 class ObjectiveBlock(_Table):
-    kind: Literal["beta", "target-rate", "squared-target-rate", "free-bits", "warmup"]
+    kind: Literal[OBJECTIVES]
     values: list[float] = Field(min_length=1)
     families: Names = ["all"]   # a block may name its own: a subset of the spec's families
     beta: Annotated[Optional[list[float]], BeforeValidator(_numbers)] = None             # free-bits
@@ -99,7 +99,7 @@ class ObjectiveBlock(_Table):
             return [{"objective": self.kind, "beta": b, "free_bits": v} for b in self.beta or [1.0] for v in self.values]
         if self.kind == "warmup":
             return [{"objective": self.kind, "beta": v, "warmup_epochs": w} for w in self.warmup_epochs for v in self.values]
-        if self.kind == "beta":
+        if self.kind in ("beta", "two-stage"):
             return [{"objective": self.kind, "beta": v} for v in self.values]
         return [{"objective": self.kind, "beta": None, "target_rate": v} for v in self.values]
 

@@ -96,7 +96,9 @@ def train(
     dataset = dataset.to(dev)
     model = build_model(family, dataset.info, cell.size, cell.encoder_std).to(dev)
     objective = Objective(cell, model.latent_dim)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
+    if resume_state is not None:   # two-stage: the stage decides which parameters the optimiser holds
+        objective.stage = resume_state.get("stage", objective.stage)
+    optimizer = torch.optim.Adam(objective.parameters(model), lr=cell.lr)
     batch_order = torch.Generator().manual_seed(cell.seed)
     rule = StoppingRule.for_cell(cell)
     best = None                                  # {"model", "optimizer"} at rule.best_epoch
@@ -149,8 +151,17 @@ def train(
                 # Adam adopts the given moment tensors and updates them in place: hand it a copy, so the
                 # kept best state stays the best epoch's for a later reduction and for the checkpoints
                 optimizer.load_state_dict(copy.deepcopy(best["optimizer"]))
+            elif action == STOP and objective.stage == 1:
+                # two-stage: the generative model has converged; from its best state, fit the encoder to it
+                metrics["stage"] = 1
+                model.load_state_dict(best["model"])
+                objective.stage = 2
+                optimizer = torch.optim.Adam(objective.parameters(model), lr=cell.lr)
+                rule, best = StoppingRule.for_cell(cell), None
             elif action == STOP:
                 stop_reason = "plateau"
+        if objective.stage is not None:
+            metrics.setdefault("stage", objective.stage)
         metrics["wall_s"] = time.perf_counter() - epoch_start
         history.append(metrics)
         if on_epoch is not None:
@@ -162,13 +173,14 @@ def train(
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
             }), "rule": rule.state(), "best": best, "stop_reason": stop_reason,
-                "fingerprint": fingerprint, "rdsweep_version": __version__})
+                "stage": objective.stage, "fingerprint": fingerprint, "rdsweep_version": __version__})
 
     evaluation_start = time.perf_counter()
     status = {None: "unconverged", "plateau": "converged", "non-finite loss": "diverged"}[stop_reason]
     splits = {s: {"rate": None, "distortion": None, "elbo": None, "iwae": None} for s in SPLITS}
     if status != "diverged":
-        model.load_state_dict(best["model"])   # the reported point is the best-valid state, not the last
+        if best is not None:  # None only when the cap came right after two-stage's switch to its encoder
+            model.load_state_dict(best["model"])   # the reported point is the best-valid state, not the last
         torch.manual_seed(cell.seed)
         splits = {s: evaluate(model, dataset.split(s), samples=cell.eval_samples, iwae_k=cell.iwae_k)
                   for s in SPLITS}
@@ -203,8 +215,7 @@ def train_epoch(model, optimizer, objective: Objective, epoch: int, x: torch.Ten
     order = torch.randperm(x.shape[0], generator=batch_order).to(x.device)
     batches = order.split(objective.cell.batch_size)
     for step, idx in enumerate(batches, 1):
-        rate, distortion = model(x[idx], per_latent=objective.per_latent)
-        batch_loss = objective(rate, distortion, epoch)
+        batch_loss, rate, distortion = objective.loss(model, x[idx], epoch)
         optimizer.zero_grad(set_to_none=True)
         batch_loss.backward()
         optimizer.step()

@@ -57,7 +57,8 @@ class CategoricalDecoder(nn.Module):
                                  nn.Tanh(), nn.Linear(hidden, n_bins))
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(self.net(z), -1).gather(-1, x[:, None]).squeeze(-1)
+        # take_along_dim broadcasts: x (1, B) against z (K, 1, d) scores every pair (two-stage's estimator)
+        return torch.take_along_dim(torch.log_softmax(self.net(z), -1), x[..., None], -1).squeeze(-1)
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor) -> torch.Tensor:
@@ -80,6 +81,29 @@ class LinearGaussianDecoder(nn.Module):
     def sample(self, z: torch.Tensor) -> torch.Tensor:
         mean = self.linear(z)
         return mean + math.sqrt(self.sigma2) * torch.randn_like(mean)
+
+
+class GaussianMLPDecoder(nn.Module):
+    """Low-dimensional continuous data (the curve): d(x|z) = N(μ(z), diag σ(z)²), both from a tanh MLP of z.
+    A learned σ lets it explain the data with z ignored (one broad Gaussian) as well as with z used."""
+
+    def __init__(self, latent_dim: int, data_dim: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                                 nn.Linear(hidden, 2 * data_dim))
+
+    def _mean_std(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, raw = self.net(z).chunk(2, dim=-1)
+        return mean, F.softplus(raw) + 1e-3   # a floor keeps the density finite
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        mean, std = self._mean_std(z)
+        return (-0.5 * ((x - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        mean, std = self._mean_std(z)
+        return mean + std * torch.randn_like(mean)
 
 
 class MaskedConv2d(nn.Conv2d):

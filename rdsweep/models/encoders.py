@@ -150,6 +150,22 @@ class LinearEncoder(GaussianEncoder):
         return mean, self._std_of(x, mean)
 
 
+class MLPEncoder(GaussianEncoder):
+    """Low-dimensional data (the curve): a two-layer tanh MLP of x to the posterior's mean (and std)."""
+
+    def __init__(self, data_dim: int, latent_dim: int, hidden: int = 64, std="learned"):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.net = nn.Sequential(nn.Linear(data_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+        self.mean = nn.Linear(hidden, latent_dim)
+        self._init_std(std, hidden)
+
+    def gaussian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.net(x)
+        mean = self.mean(h)
+        return mean, self._std_of(h, mean)
+
+
 class IAFEncoder(nn.Module):
     """The paper's complex encoder: the conv Gaussian encoder followed by an inverse autoregressive flow.
 

@@ -22,7 +22,7 @@ class Family:
     encoder: str
     decoder: str
     marginal: str
-    data_kind: str            # the dataset kind it models: "image", "toy" or "lingauss"
+    data_kind: str            # the dataset kind it models: "image", "toy", "lingauss" or "curve"
     about: str
 
 
@@ -45,13 +45,15 @@ FAMILIES: dict[str, Family] = {
                "per-bin Gaussian encoder, categorical decoder over the 30 bins, learned mixture marginal"),
         Family("linear", None, "linear", "linear-gauss", "normal", "lingauss",
                "linear Gaussian encoder, linear Gaussian decoder (fixed variance), N(0, I) marginal"),
+        Family("curve", None, "mlp", "mlp-gauss", "normal", "curve",
+               "MLP Gaussian encoder, MLP Gaussian decoder (mean and std of z), N(0, 1) marginal; 1-D latent"),
     ]
 }
 # How each encoder sets its posterior's std unless a cell says otherwise (encoders.GaussianEncoder).
-ENCODER_STD = {"gauss": "learned", "iaf": "learned", "lookup": "learned", "linear": "shared"}
+ENCODER_STD = {"gauss": "learned", "iaf": "learned", "lookup": "learned", "linear": "shared", "mlp": "learned"}
 IMAGE_FAMILIES = [f for f in FAMILIES.values() if f.data_kind == "image"]
 _BY_CODE = {f.code: f for f in IMAGE_FAMILIES}
-DEFAULT_FAMILY = {"image": "gauss-deconv-normal", "toy": "toy", "lingauss": "linear"}
+DEFAULT_FAMILY = {"image": "gauss-deconv-normal", "toy": "toy", "lingauss": "linear", "curve": "curve"}
 
 
 def get_family(name_or_code: str) -> Family:

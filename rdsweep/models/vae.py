@@ -72,6 +72,9 @@ def build_model(family: Family, info: dict, size: str, encoder_std=None) -> VAE:
         n, k = info["n"], info["latent_dim"]
         return VAE(encoders.LinearEncoder(n, k, **std), decoders.LinearGaussianDecoder(k, n, info["sigma2"]),
                    marginals.StandardNormal(k))
+    if family.data_kind == "curve":
+        n, k = info["n"], info["latent_dim"]
+        return VAE(encoders.MLPEncoder(n, k, **std), decoders.GaussianMLPDecoder(k, n), marginals.StandardNormal(k))
     d = LATENT_DIM
     encoder = {"gauss": encoders.ConvEncoder, "iaf": encoders.IAFEncoder}[family.encoder](d, size, **std)
     decoder = {"deconv": decoders.DeconvDecoder, "pixelcnn": decoders.PixelCNNDecoder}[family.decoder](d, size)
