@@ -5,6 +5,7 @@
 STATE.pt is a trial's saved training state (rdsweep.trainer.save_state; a sweep keeps the latest one under
 EXPERIMENT/checkpoints/ while a cell runs); its best state is drawn, or its current one before any
 evaluation. For two-stage cells any state saved in stage 2 holds the final generative model (it is frozen).
+FILE.pt#NAME draws the state NAME of warm_start.py's output.
 """
 import sys
 
@@ -30,9 +31,11 @@ for ax, (label, path) in zip(axes, [("true model", None)] + runs):
     if path is None:
         mean, std = torch.from_numpy(truth), torch.full((len(z), 2), data.info["noise"])
     else:
-        state = load_state(path)
+        file, _, name = path.partition("#")
+        state = torch.load(file)["states"][name] if name else load_state(file)
+        state = (state.get("best") or state)["model"] if "model" in state else state
         model = build_model(get_family("curve"), data.info, "small")
-        model.load_state_dict((state["best"] or state)["model"])
+        model.load_state_dict(state)
         with torch.no_grad():
             mean, std = model.decoder._mean_std(z)
     points = ax.scatter(mean[:, 0], mean[:, 1], c=z[:, 0], s=4, cmap="viridis", vmin=-3, vmax=3)
