@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.optimize import brentq
-from scipy.special import entr
+from scipy.special import entr, logsumexp
 from scipy.stats import norm
 
 from rdsweep.cells import SPLITS
@@ -414,7 +414,6 @@ def curve_point(u: np.ndarray) -> np.ndarray:
 def curve_log_density(x: np.ndarray) -> np.ndarray:
     """The true log p(x) = log ∫ N(x; f(z*), s²I) N(z*; 0, 1) dz* of each row of x, by the midpoint rule in
     u = Φ(z*) (uniform on (0, 1), so the prior is the measure), in float64."""
-    from scipy.special import logsumexp
     u = (np.arange(_CURVE_GRID) + 0.5) / _CURVE_GRID
     centres = curve_point(u)                                                   # (G, 2)
     out = np.empty(len(x))

@@ -134,6 +134,8 @@ def train(
             stop_reason = "non-finite loss"
             break
         metrics = {"epoch": epoch, **metrics, "lr": lr}
+        if objective.stage is not None:   # two-stage: the stage this epoch trained
+            metrics["stage"] = objective.stage
         if cell.objective == "warmup":
             metrics["beta"] = warmup_beta(cell, epoch)
         action = CONTINUE
@@ -153,15 +155,12 @@ def train(
                 optimizer.load_state_dict(copy.deepcopy(best["optimizer"]))
             elif action == STOP and objective.stage == 1:
                 # two-stage: the generative model has converged; from its best state, fit the encoder to it
-                metrics["stage"] = 1
                 model.load_state_dict(best["model"])
                 objective.stage = 2
                 optimizer = torch.optim.Adam(objective.parameters(model), lr=cell.lr)
                 rule, best = StoppingRule.for_cell(cell), None
             elif action == STOP:
                 stop_reason = "plateau"
-        if objective.stage is not None:
-            metrics.setdefault("stage", objective.stage)
         metrics["wall_s"] = time.perf_counter() - epoch_start
         history.append(metrics)
         if on_epoch is not None:

@@ -11,15 +11,19 @@ represent, even when that model explains the data worse. Two stages take the enc
 
 Each stage trains until its own stopping rule fires; the cell's point is stage 2's best state. The proposal r
 is N(0, I), the marginal itself where the marginal is N(0, I): K = 4,096 samples reach the posterior of a
-latent of a few dimensions, not of a 64-D image latent, so cells refuse image families. From the abstract: the two failure modes, their cause (the objective's bias towards posteriors that
-are easy to approximate) and the idea of a separate inference for the generative model. The rest (this
-estimator and proposal, freezing, one stopping rule per stage) is rdsweep's design, not the paper's.
+latent of a few dimensions, not of a 64-D image latent, so cells refuse image families.
+
+From the abstract: the two failure modes, their cause (the objective's bias towards posteriors that are easy
+to approximate) and the idea of a separate inference for the generative model. The rest (this estimator and
+proposal, freezing, one stopping rule per stage) is rdsweep's design, not the paper's.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+
+from rdsweep.models.marginals import standard_normal_log_prob
 
 IMPORTANCE_SAMPLES = 4096  # K of stage 1's log-likelihood
 
@@ -34,9 +38,9 @@ def log_likelihood(model, x: torch.Tensor, k: int = IMPORTANCE_SAMPLES) -> torch
     the curve's posteriors cover about 2 % of the proposal's mass, so 4,096 samples give ~80 effective ones.
     """
     z = torch.randn(k, 1, model.latent_dim, device=x.device, dtype=torch.get_default_dtype())
-    log_r = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
     log_px_z = model.decoder.log_prob(x[None], z)                                   # (k, B)
-    return torch.logsumexp(log_px_z + model.marginal.log_prob(z) - log_r, 0) - math.log(k)
+    log_w = log_px_z + model.marginal.log_prob(z) - standard_normal_log_prob(z)
+    return torch.logsumexp(log_w, 0) - math.log(k)
 
 
 def trained_modules(model, stage: int | None) -> list[torch.nn.Module]:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rdsweep.models.encoders import GatedConv
+from rdsweep.models.encoders import GatedConv, gaussian_log_prob
 
 
 def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -97,8 +97,7 @@ class GaussianMLPDecoder(nn.Module):
         return mean, F.softplus(raw) + 1e-3   # a floor keeps the density finite
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        mean, std = self._mean_std(z)
-        return (-0.5 * ((x - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return gaussian_log_prob(x, *self._mean_std(z))
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,11 @@ from rdsweep.models.encoders import gaussian_log_prob
 from rdsweep.models.flows import FLOW_SIZES, FLOW_STEPS, AutoregressiveFlow
 
 
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I), summed over the last dimension."""
+    return (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
 class StandardNormal(nn.Module):
     """m(z) = N(0, I)."""
 
@@ -19,7 +24,7 @@ class StandardNormal(nn.Module):
         self.register_buffer("_zero", torch.zeros(()))  # follows the model's device and dtype
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return standard_normal_log_prob(z)
 
     def sample(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self._zero.device, dtype=self._zero.dtype)
