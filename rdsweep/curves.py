@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rdsweep.cells import cell_knob
+from rdsweep.cells import BETA_OBJECTIVES, cell_knob
 from rdsweep.errors import UserError
 from rdsweep.ledger import Experiment
 
@@ -116,7 +116,7 @@ def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
             curve = cell.dropna(subset=["valid_objective"])
             if curve.empty:
                 continue          # failed before its first evaluation: counted in the panel title
-            style = dict(color=colour[first["knob"]], ls="-" if first["objective"] == "beta" else "--", lw=1.3)
+            style = dict(color=colour[first["knob"]], ls="-" if first["objective"] in BETA_OBJECTIVES else "--", lw=1.3)
             ax.plot(curve["epoch"], curve["valid_objective"], **style)
             best = curve[curve["epoch"] == first["best_epoch"]] if pd.notna(first["best_epoch"]) else curve[:0]
             later += curve["valid_objective"].iloc[1:].tolist()
@@ -144,7 +144,8 @@ def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
                       borderaxespad=0.0)
     for ax in axes.flat[len(families):]:
         ax.set_visible(False)
-    key = [Line2D([], [], color="0.3", ls="-", label="β-VAE"), Line2D([], [], color="0.3", ls="--", label="target rate σ"),
+    key = [Line2D([], [], color="0.3", ls="-", label="a β (β-VAE, free bits, warm-up, two-stage)"),
+           Line2D([], [], color="0.3", ls="--", label="a target rate σ"),
            Line2D([], [], ls="", color="0.5", mec="black", label="best epoch: converged", **best_marker["converged"]),
            Line2D([], [], ls="", color="0.5", mec="0.5", label="unconverged (still improving)",
                   **best_marker["unconverged"]),
