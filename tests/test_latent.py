@@ -271,8 +271,14 @@ def probe(ds, encoder):
 
 def test_probe_accuracy(mnist5k):
     informative = probe(mnist5k, ProjectionEncoder(1.0))
-    assert informative["probe_accuracy"] > 0.5  # 32 random projections of the pixels: measured 0.70
+    assert informative["probe_accuracy"] > 0.5  # 32 random projections of the pixels, std 1 around them: 0.70
     assert probe(mnist5k, ProjectionEncoder(0.0))["probe_accuracy"] == pytest.approx(0.1, abs=0.05)  # chance
+    # A collapsed encoder whose means still follow x, a thousandth of the posterior std: z carries nothing
+    # (R ≈ 1e-4 nats), so a reader of z is at chance. Standardized means would read the digit off it as well as
+    # off the informative encoder (0.70): the mnist5k study's PixelCNN cell at R = 0.002 gave 0.89 that way.
+    collapsed = probe(mnist5k, ProjectionEncoder(1e-3))
+    assert collapsed["probe_accuracy"] == pytest.approx(0.1, abs=0.05)
+    assert collapsed["active_units"] == 0
     assert latent_worth(Holder(ProjectionEncoder(1.0)), mnist5k.test)["probe_accuracy"] is None  # no labels
     with pytest.raises(ValueError, match="needs train_x and train_labels"):
         latent_worth(Holder(ProjectionEncoder(1.0)), mnist5k.test, labels=mnist5k.labels["test"])
