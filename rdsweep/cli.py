@@ -432,7 +432,7 @@ def select(
     table: Path = typer.Argument(..., help="A frontier table written by `rdsweep collect`."),
     by: Optional[list[str]] = typer.Option(
         None, "--by", metavar="CRITERION", help="valid-elbo (highest ELBO), iwae (highest IWAE bound) or "
-        "probe-accuracy (highest linear-probe accuracy on the posterior means); repeat for several. "
+        "probe-accuracy (highest linear-probe accuracy on draws of z); repeat for several. "
         "Default: every one the table can answer."),
     rate: Optional[list[float]] = typer.Option(
         None, "--rate", metavar="SIGMA", help="Also pick the best-ELBO cell whose rate on the judging split is at "

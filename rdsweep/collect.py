@@ -50,8 +50,8 @@ SCHEMA = pa.schema([
                                           # examples (at most log N nats); null when not computable
     ("marginal_kl", pa.float64()),        # rate − mutual_info: how far the aggregate posterior is from m(z)
     ("active_units", pa.int64()),         # latents u with Var_x E[z_u | x] > 0.01
-    ("probe_accuracy", pa.float64()),     # a linear classifier on the posterior means (fit on train), scored
-                                          # on this split; null for data without labels
+    ("probe_accuracy", pa.float64()),     # a linear classifier on draws z ~ e(z|x) (fit on train), scored
+                                          # on this split; null for data without labels and before 0.4
     ("true_entropy", pa.float64()),       # exact H(x) where the dataset knows it (toy), else null
     ("epochs", pa.int64()),               # epochs completed
     ("max_epochs", pa.int64()),           # the cap it ran under
@@ -174,7 +174,7 @@ def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[
             "iwae": _finite(metrics.get("iwae")) if evaluated else None,
             "mutual_info": mutual_info, "marginal_kl": None if mutual_info is None else rate - mutual_info,
             "active_units": metrics.get("active_units") if evaluated else None,
-            "probe_accuracy": _finite(metrics.get("probe_accuracy")) if evaluated else None,
+            "probe_accuracy": _finite(metrics.get("probe_accuracy")) if evaluated and _probe_on_draws(result) else None,
             "true_entropy": (result.get("truth") or {}).get("entropy"),
             "epochs": result.get("epochs"), "max_epochs": cell["epochs"], "best_epoch": result.get("best_epoch"),
             "best_valid_objective": _finite(result.get("best_valid_objective")),
@@ -188,6 +188,15 @@ def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[
             "rdsweep_version": result.get("rdsweep_version"),
         })
     return rows
+
+
+def _probe_on_draws(result: dict) -> bool:
+    """rdsweep 0.3 fit its probe on posterior means, which read a label off an encoder that transmits nothing
+    (rdsweep/latent.py); one column keeps one meaning, so those values stay out of the table."""
+    try:
+        return tuple(int(n) for n in str(result.get("rdsweep_version")).split(".")[:2]) >= (0, 4)
+    except ValueError:
+        return True  # a version string of another form (a development build) is today's
 
 
 def cell_order(row: dict) -> tuple:

@@ -7,7 +7,7 @@ criteria, over all families and per family:
 
     valid-elbo       the highest ELBO = −(R + D) on the judging split
     iwae             the highest IWAE bound on the judging split (among the cells that have one)
-    probe-accuracy   the highest accuracy of a linear probe on the encoder's posterior means (labelled data)
+    probe-accuracy   the highest accuracy of a linear probe on draws z ~ e(z|x) (labelled data)
     rate ≥ σ         (--rate σ) the highest ELBO among the cells whose rate on the judging split is at least
                      σ nats: the cheapest latent of at least that rate, priced in ELBO
 

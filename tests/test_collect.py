@@ -64,6 +64,22 @@ def test_true_entropy_and_null_paper_code_on_toy(tmp_path):
     assert table.column("paper_code").null_count == 3
 
 
+def test_probe_accuracy_from_before_0_4_is_left_out(tmp_path):
+    # 0.3 fit its probe on posterior means (a collapsed encoder read 0.89): one column, one meaning.
+    experiment = Experiment(tmp_path / "mnist")
+    old, new, dev = (Cell(family="---", beta=b).validated() for b in (0.3, 1.0, 3.0))
+    for cell, version in ((old, "0.3.0"), (new, "0.4.0"), (dev, "0.4.dev1")):
+        result = fake_result(cell)
+        result["rdsweep_version"] = version
+        for metrics in result["splits"].values():
+            metrics.update(probe_accuracy=0.9, active_units=3)
+        experiment.write_result(result)
+    rows = collect([experiment.path])[1].to_pylist()
+    probe = {r["beta"]: r["probe_accuracy"] for r in rows if r["split"] == "test"}
+    assert probe == {0.3: None, 1.0: 0.9, 3.0: 0.9}
+    assert all(r["active_units"] == 3 for r in rows)  # the other latent columns did not change meaning
+
+
 def test_collecting_twice_gives_the_same_bytes(tmp_path):
     experiment = make_experiment(tmp_path, "quick", [(c, "converged") for c in cells()])
     out, _ = collect([experiment.path])
