@@ -1,6 +1,8 @@
 """`rdsweep bench`: how fast the models train, and what the trainer and the sweep machinery add.
 
 - family_throughput: training images/s (forward, backward, Adam step) of every image family at each size.
+- compile_payoff: eager against torch.compile'd training steps of each image family, timed step by step in
+  turn (so a busy machine slows both alike), with the compile's own seconds and the images that repay it.
 - trainer_overhead: one epoch of the simple family by a bare reference loop vs by `trainer.train`.
 - ray_overhead: the same tiny toy cells trained by the bare trainer in this process, then as Ray Tune
   trials one at a time (a fresh local Ray instance); the difference per trial is Ray's price (worker start,
@@ -60,6 +62,59 @@ def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: in
             rows.append({"family": family.name, "code": family.code, "size": size, "device": str(device),
                          "images_per_s": steps * batch_size / seconds,
                          "parameters": sum(p.numel() for p in model.parameters())})
+    return rows
+
+
+def compile_payoff(size: str = "small", families: list[str] | None = None, batch_size: int = 50,
+                   steps: int = 20) -> list[dict]:
+    """Per image family: training images/s eager and compiled (`model.compile()`, as `resources.compile`
+    does), the first compiled step's extra seconds (the compile), and how many images a trial must train
+    before the faster steps have paid for it. The two models start from the same weights and take their
+    timed steps alternately. A trial's evaluations compile again for their own batch shapes, so the
+    break-even of a real trial is later than this one."""
+    import torch
+
+    from rdsweep.data import load_dataset
+    from rdsweep.models.families import get_family
+    from rdsweep.models.vae import build_model
+    from rdsweep.objectives import Objective
+    from rdsweep.trainer import pick_device
+
+    device = pick_device()
+    x = load_dataset("mnist5k").train[:batch_size].to(device)
+    rows = []
+    for family in [get_family(f) for f in families] if families else IMAGE_FAMILIES:
+        runs = {}
+        for compiled in (False, True):
+            torch.manual_seed(0)
+            model = build_model(family, {}, size).to(device)
+            if compiled:
+                model.compile()
+            optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+            objective = Objective(Cell(family=family.name, size=size), model.latent_dim)
+            runs[compiled] = (model, optimizer, objective)
+
+        def step(compiled: bool) -> float:
+            model, optimizer, objective = runs[compiled]
+            started = time.perf_counter()
+            rate, distortion = model(x)
+            optimizer.zero_grad(set_to_none=True)
+            objective(rate, distortion).backward()
+            optimizer.step()
+            _sync(device)
+            return time.perf_counter() - started
+
+        first = {c: step(c) for c in (False, True)}   # eager: allocations; compiled: the compile itself
+        seconds = {False: 0.0, True: 0.0}
+        for _ in range(steps):
+            for c in (False, True):
+                seconds[c] += step(c)
+        eager, compiled = (steps * batch_size / seconds[c] for c in (False, True))
+        compile_s = first[True] - first[False]
+        saved_per_image = 1 / eager - 1 / compiled
+        rows.append({"family": family.name, "code": family.code, "size": size, "device": str(device),
+                     "eager_images_per_s": eager, "compiled_images_per_s": compiled, "compile_s": compile_s,
+                     "break_even_images": compile_s / saved_per_image if saved_per_image > 0 else None})
     return rows
 
 

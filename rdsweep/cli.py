@@ -112,6 +112,8 @@ def train(
     eval_samples: int = typer.Option(1, help="z-samples per example in the final R, D, ELBO."),
     iwae_k: int = typer.Option(0, help="Importance samples for an IWAE bound per split (0: skip)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda if available)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model first: pays only for long "
+                                 "runs (a compile takes ~40 s on a CPU; docs/benchmarks.md)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here."),
     images: Optional[Path] = typer.Option(None, help="Write data/reconstruction/sample grids to this PNG."),
 ) -> None:
@@ -154,7 +156,7 @@ def train(
     console.print(f"training {cell.family} on {cell.dataset}: {cell.objective} "
                   f"{cell.beta if cell.beta is not None else cell.target_rate}, seed {cell.seed}, "
                   f"size {cell.size}, {cell.epochs} epoch(s)", highlight=False)
-    result = train_cell(cell, on_epoch=show_epoch, device=device, images=images)
+    result = train_cell(cell, on_epoch=show_epoch, device=device, images=images, compile=compile)
     console.print(result_table(result))
     if json_path is not None:
         write_json_atomic(json_path, result)
@@ -489,6 +491,10 @@ def bench(
     ray_trials: int = typer.Option(0, help="Instead: Ray launch overhead over this many 1-epoch toy trials."),
     collect_cells: int = typer.Option(0, help="Instead: time collect over this many synthetic cell results."),
     sweep: Optional[Path] = typer.Option(None, help="Instead: this spec's cells by an in-process loop, then launched: the sweep's efficiency."),
+    compile: Optional[list[str]] = typer.Option(
+        None, "--compile", metavar="FAMILY",
+        help="Instead: eager against torch.compile'd steps of these families (repeat; 'all' for every one), "
+             "at the first --size: images/s, the compile's seconds, and the images that repay it."),
 ) -> None:
     """Benchmarks (docs/benchmarks.md): training images/s per family and size, and the trainer's overhead
     over a bare loop; or, with --ray-trials / --collect-cells, the sweep machinery's costs."""
@@ -501,6 +507,22 @@ def bench(
         console.print(f"sweep {r['spec']}: {r['cells']} cells, {r['slots']} slot(s): in-process loop {r['loop_s']:.1f} s "
                       f"(ideal {r['ideal_s']:.1f} s), launch {r['launch_s']:.1f} s: efficiency {r['efficiency']:.2f}; "
                       f"same numbers in every cell: {'yes' if r['same_numbers'] else 'NO'}", highlight=False)
+        return
+    if compile:
+        from rdsweep.models.families import get_family
+
+        families = None if "all" in compile else [get_family(f) for f in compile]  # unknown: one line, exit 2
+        if families and (other := [f.name for f in families if f.data_kind != "image"]):
+            raise UserError(f"--compile times the image families (mnist5k digits); {', '.join(other)} is not one")
+        families = families and [f.name for f in families]
+        for r in benchmarks.compile_payoff(size[0].value, families):
+            even = r["break_even_images"]
+            console.print(f"{r['family']} ({r['code']}) {r['size']}, batch 50: eager {r['eager_images_per_s']:.0f} "
+                          f"images/s, compiled {r['compiled_images_per_s']:.0f} images/s "
+                          f"({r['compiled_images_per_s'] / r['eager_images_per_s']:.2f}x) after a "
+                          f"{r['compile_s']:.0f} s compile: "
+                          + (f"repaid after {even:,.0f} images ({even / 4000:.1f} mnist5k epochs)" if even
+                             else "never repaid"), highlight=False)
         return
     if ray_trials <= 0 and collect_cells <= 0:
         table = Table(title=f"training images/s (batch 100, forward + backward + Adam), {steps} steps")

@@ -110,6 +110,7 @@ class ResourcesTable(_Table):
     max_failures: int = Field(default=2, ge=-1, le=MAX_COUNT)
     max_concurrent: Optional[int] = Field(default=None, ge=1, le=MAX_COUNT)
     checkpoint_s: float = Field(default=60.0, ge=0, allow_inf_nan=False)
+    compile: bool = False
 
     @field_validator("gpus_per_trial", mode="before")
     @classmethod
@@ -147,6 +148,7 @@ class Resources:
     max_failures: int = 2                 # retries per trial, each from its last checkpoint
     max_concurrent: int | None = None     # None: as many as the resources allow
     checkpoint_s: float = 60.0            # a trial saves its state at most this often (and at its end)
+    compile: bool = False                 # torch.compile each trial's model (docs/benchmarks.md: when it pays)
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,7 @@ def _parse(path: Path, raw: dict) -> Spec:
     spec = Spec(path=path, dataset=dataset, data_kind=data_kind, families=families,
                 objectives=tuple(objectives), seeds=tuple(dict.fromkeys(file.seeds)), base=base,
                 resources=Resources(r.cpus_per_trial, r.gpus_per_trial, r.max_failures, r.max_concurrent,
-                                   r.checkpoint_s), encoder_stds=tuple(dict.fromkeys(file.encoder_std)))
+                                   r.checkpoint_s, r.compile), encoder_stds=tuple(dict.fromkeys(file.encoder_std)))
     spec.cells()  # validates every cell now, so a bad grid fails before anything starts
     return spec
 

@@ -211,6 +211,7 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
         "device": "cuda" if resources["gpu"] > 0 else "cpu",
         "threads": max(1, math.floor(resources["cpu"])),
         "checkpoint_s": spec.resources.checkpoint_s,
+        "compile": spec.resources.compile,
         "launch": name,
     }
     progress = Progress(todo, experiment, console, log, name)
@@ -284,7 +285,8 @@ def _trial(config: dict) -> None:
             experiment.grids_dir.mkdir(exist_ok=True)
             images = experiment.grid_path(cell.cell_id)
         return trainer.train(cell, on_epoch=on_epoch, resume_state=resume_state, on_step=progress.step,
-                             device=config["device"], threads=config["threads"], images=images)
+                             device=config["device"], threads=config["threads"], images=images,
+                             compile=config["compile"])
 
     # One trainer per cell at a time: a worker of a killed launch may still be finishing this cell while a
     # relaunch starts it again; the second waits, then finds the result and leaves it alone.

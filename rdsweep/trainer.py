@@ -70,6 +70,7 @@ def train(
     threads: int | None = None,
     images: str | Path | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    compile: bool = False,
 ) -> dict:
     """Train `cell` until its stopping rule fires or its epoch budget runs out, then evaluate the best-valid
     state on every split. Returns status, stop_reason, best_epoch, epochs, wall time, R, D, ELBO per split.
@@ -79,6 +80,8 @@ def train(
     A non-finite loss ends the trial as 'diverged'.
     `images`: a PNG path for data / reconstruction / sample grids of the trained model (image data only).
     on_step(step, steps) is called after each optimiser step of an epoch: progress inside long epochs.
+    compile: torch.compile the model's forward (rate and distortion) first; it pays only for long trials
+    (docs/benchmarks.md), and its numbers agree with eager ones to float rounding, not bit for bit.
     """
     cell = cell.validated()
     if threads:
@@ -95,6 +98,8 @@ def train(
         raise UserError(f"image grids need image data; {cell.dataset!r} is {dataset.kind} data")
     dataset = dataset.to(dev)
     model = build_model(family, dataset.info, cell.size, cell.encoder_std).to(dev)
+    if compile:
+        model.compile()  # in place: the state dict, checkpoints and fingerprint keep their names
     objective = Objective(cell, model.latent_dim)
     if resume_state is not None:   # two-stage: the stage decides which parameters the optimiser holds
         objective.stage = resume_state.get("stage", objective.stage)
@@ -200,7 +205,7 @@ def train(
         "best_valid_objective": rule.best if math.isfinite(rule.best) else None, "epochs": len(history),
         # training time over every run of this trial (resumed ones included), plus this final evaluation
         "wall_s": sum(h["wall_s"] for h in history) + time.perf_counter() - evaluation_start, "device": device_name(dev),
-        "rdsweep_version": __version__, "splits": splits, "truth": truth, "history": history,
+        "compiled": compile, "rdsweep_version": __version__, "splits": splits, "truth": truth, "history": history,
     }
 
 

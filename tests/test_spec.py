@@ -58,6 +58,9 @@ def test_cells_are_the_product_of_families_chained_objectives_and_seeds(tmp_path
         ("beta", 0.5, None, 0), ("beta", 0.5, None, 1)]
     assert all(c.epochs == 2 and c.batch_size == 500 and c.lr == 0.01 for c in cells)
     assert spec.resources.gpus_per_trial is None and spec.resources.cpus_per_trial == 1
+    assert spec.resources.compile is False
+    compiled = load_spec(write(tmp_path, TOY.replace("[budget]", "[resources]\ncompile = true\n[budget]")))
+    assert compiled.resources.compile is True and compiled.cells() == cells  # how it runs, not which cells
 
 
 def test_adding_a_beta_keeps_the_other_cell_ids(tmp_path):
@@ -96,6 +99,7 @@ def test_cli_overrides_replace_spec_fields(tmp_path):
     (("lr = 0.01", "lr = \"fast\""), "budget.lr: Input should be a valid number, got 'fast'"),
     (("[budget]", "[resources]\ncpus_per_trial = nan\n[budget]"), "resources.cpus_per_trial: Input should be a finite number"),
     (("[budget]", "[resources]\ngpus_per_trial = 1.5\n[budget]"), "resources.gpus_per_trial"),
+    (("[budget]", "[resources]\ncompile = \"yes\"\n[budget]"), "resources.compile: Input should be a valid boolean"),
 ])
 def test_bad_specs_fail_with_one_clear_message(tmp_path, change, message):
     path = write(tmp_path, TOY.replace(*change))
