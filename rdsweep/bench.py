@@ -184,11 +184,18 @@ def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:
             "overhead_per_trial_s": (ray_s - bare) / n_trials}
 
 
-def sweep_efficiency(spec: Spec) -> dict:
+def sweep_efficiency(spec: Spec, keep: Path | None = None) -> dict:
+    """`keep`: launch into this new experiment directory and leave it there (for collect, frontier, curves)
+    instead of a temporary one."""
+    import contextlib
+
     from rich.console import Console
 
     from rdsweep import sweep, trainer
+    from rdsweep.errors import UserError
 
+    if keep is not None and keep.exists():
+        raise UserError(f"--keep {keep} exists: name a new directory (nothing in it was touched)")
     cells = spec.cells()
     threads = max(1, int(spec.resources.cpus_per_trial))
     trainer.train(replace(cells[0], epochs=1), threads=threads)  # warm: imports and the dataset, paid once
@@ -196,8 +203,8 @@ def sweep_efficiency(spec: Spec) -> dict:
     loop = {c.cell_id: trainer.train(c, threads=threads) for c in cells}
     loop_s = time.perf_counter() - started
 
-    with tempfile.TemporaryDirectory() as tmp:
-        experiment = Experiment(Path(tmp) / "bench")
+    with tempfile.TemporaryDirectory() if keep is None else contextlib.nullcontext(keep) as where:
+        experiment = Experiment(Path(where) / "bench" if keep is None else keep)
         started = time.perf_counter()
         summary = sweep.launch(spec, experiment, plan(experiment, cells), console=Console(quiet=True))
         launch_s = time.perf_counter() - started

@@ -491,6 +491,8 @@ def bench(
     ray_trials: int = typer.Option(0, help="Instead: Ray launch overhead over this many 1-epoch toy trials."),
     collect_cells: int = typer.Option(0, help="Instead: time collect over this many synthetic cell results."),
     sweep: Optional[Path] = typer.Option(None, help="Instead: this spec's cells by an in-process loop, then launched: the sweep's efficiency."),
+    keep: Optional[Path] = typer.Option(None, help="With --sweep: launch into this new experiment directory "
+                                        "and keep it (collect, frontier and curves can read it)."),
     compile: Optional[list[str]] = typer.Option(
         None, "--compile", metavar="FAMILY",
         help="Instead: eager against torch.compile'd steps of these families (repeat; 'all' for every one), "
@@ -503,7 +505,7 @@ def bench(
     if sweep is not None:
         from rdsweep.spec import load_spec
 
-        r = benchmarks.sweep_efficiency(load_spec(sweep))  # a bad spec: one line before anything trains
+        r = benchmarks.sweep_efficiency(load_spec(sweep), keep)  # a bad spec: one line before anything trains
         console.print(f"sweep {r['spec']}: {r['cells']} cells, {r['slots']} slot(s): in-process loop {r['loop_s']:.1f} s "
                       f"(ideal {r['ideal_s']:.1f} s), launch {r['launch_s']:.1f} s: efficiency {r['efficiency']:.2f}; "
                       f"same numbers in every cell: {'yes' if r['same_numbers'] else 'NO'}", highlight=False)

@@ -3,7 +3,7 @@ much of a label a linear classifier can read off it.
 
 Rate and distortion say what a model pays and how well it reconstructs; two models with the same R can still
 hold different information about x in z (R = I(x; z) + KL(q(z) ‖ m(z)), q the aggregate posterior). The trainer's
-final evaluation calls `latent_worth` on each split:
+final evaluation fits one `LabelProbe` per model (labelled data) and calls `latent_worth` on each split:
 
 - `mutual_info`: I(x; z) under the split's examples, estimated with the aggregate posterior of those examples;
 - `active_units`: dimensions u with Var_x E[z_u | x] > 0.01 (Burda et al. 2016);
@@ -14,6 +14,7 @@ Nats everywhere.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -40,7 +41,7 @@ _BLOCK = 2**22               # float64 elements per (z-rows × N) block of the M
 
 def latent_worth(model, x: torch.Tensor, *, labels: torch.Tensor | None = None,
                  train_x: torch.Tensor | None = None, train_labels: torch.Tensor | None = None,
-                 max_examples: int | None = MAX_EXAMPLES,
+                 probe: "LabelProbe | None" = None, max_examples: int | None = MAX_EXAMPLES,
                  max_train_examples: int | None = MAX_TRAIN_EXAMPLES) -> dict:
     """`{"mutual_info", "active_units", "probe_accuracy"}` for the examples x of one split.
 
@@ -70,46 +71,77 @@ def latent_worth(model, x: torch.Tensor, *, labels: torch.Tensor | None = None,
         corrected for their noise (the sample mean's spread adds Var(z_u|x)/32, which alone exceeds 0.01 for a
         unit that ignores x and has unit posterior variance): Var_x z̄_u − mean_x s²_u / 32.
 
-    probe_accuracy (float in [0, 1], or None without labels): a standardized multinomial logistic regression
-        fit on 4 draws z ~ e(z|x) of each of the first `max_train_examples` (default 10,000) examples of
-        train_x, scored on 4 draws of each example of x: how much of the label a linear reader of the code
-        gets. Draws, not posterior means: the means are a deterministic function of x whatever the noise
-        around them, and standardized they read the digit off an encoder that transmits nothing (measured: a
-        PixelCNN-decoder cell of the mnist5k study at R = 0.002 nats, I ≈ 0, no active unit, gave 0.892 on
-        its means); on draws the probe is bound by what z carries (Fano: 90 % on ten digits needs I(z; y) ≥
-        1.8 nats). Needs train_x and train_labels whenever labels is given. None when train_labels hold a
-        single class (nothing to fit).
+    probe_accuracy (float in [0, 1], or None without labels): `LabelProbe`'s accuracy on x's labels. The
+        probe is `probe` when given (the trainer fits one per model and scores every split with it), else one
+        fit here on train_x and train_labels, which are then needed whenever labels is given.
     """
-    if labels is not None and (train_x is None or train_labels is None):
-        raise ValueError("probe_accuracy needs train_x and train_labels when labels are given")
-    for xs, ys in ((x, labels), (train_x, train_labels)):
-        if ys is not None and len(ys) != len(xs):
-            raise ValueError(f"{len(ys)} labels for {len(xs)} examples")
+    if labels is not None and probe is None:
+        if train_x is None or train_labels is None:
+            raise ValueError("probe_accuracy needs train_x and train_labels (or a fitted probe) when labels are given")
+        probe = LabelProbe(model, train_x, train_labels, max_train_examples)
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"{len(labels)} labels for {len(x)} examples")
     x = x[:max_examples]
     encoder = model.encoder
-    devices = [x.device] if x.device.type == "cuda" else []
+    with _fixed_noise(model, x.device):
+        if isinstance(encoder, GaussianEncoder):
+            mean, std = _gaussian(encoder, x)
+            mutual_info = _gaussian_mutual_info(mean, std, MI_SAMPLES)
+            variance = mean.var(0)
+        else:
+            mean, spread = _sampled_mean(encoder, x, MEAN_SAMPLES)
+            mutual_info = None
+            variance = mean.var(0) - spread.mean(0) / MEAN_SAMPLES
+        active_units = int((variance > ACTIVE_THRESHOLD).sum().item())
+    accuracy = probe.accuracy(x, labels[:len(x)]) if labels is not None else None
+    return {"mutual_info": mutual_info, "active_units": active_units, "probe_accuracy": accuracy}
+
+
+class LabelProbe:
+    """How much of a label a linear reader of the code gets: a standardized multinomial logistic regression fit
+    on 4 draws z ~ e(z|x) of each of the first `max_train_examples` (default 10,000) training examples, and
+    scored on 4 draws of each example of a split. Fit once per model; every split is scored with it.
+
+    Draws, not posterior means: the means are a deterministic function of x whatever the noise around them,
+    and standardized they read the digit off an encoder that transmits nothing (measured: a PixelCNN-decoder
+    cell of the mnist5k study at R = 0.002 nats, I ≈ 0, no active unit, gave 0.892 on its means); on draws
+    the probe is bound by what z carries (Fano: 90 % on ten digits needs I(z; y) ≥ 1.8 nats). Its accuracy is
+    None when the training labels hold a single class (nothing to fit). Deterministic, and the caller's random
+    stream does not advance (as `latent_worth`).
+    """
+
+    def __init__(self, model, train_x: torch.Tensor, train_labels: torch.Tensor,
+                 max_train_examples: int | None = MAX_TRAIN_EXAMPLES):
+        if len(train_labels) != len(train_x):
+            raise ValueError(f"{len(train_labels)} labels for {len(train_x)} examples")
+        self.model = model
+        train_x, train_labels = train_x[:max_train_examples], train_labels[:max_train_examples]
+        with _fixed_noise(model, train_x.device):
+            z = _draws(model.encoder, train_x, PROBE_SAMPLES)
+        self.classifier = _fit_probe(z, train_labels.repeat(PROBE_SAMPLES))
+
+    def accuracy(self, x: torch.Tensor, labels: torch.Tensor) -> float | None:
+        if self.classifier is None:
+            return None
+        if len(labels) != len(x):
+            raise ValueError(f"{len(labels)} labels for {len(x)} examples")
+        with _fixed_noise(self.model, x.device):
+            z = _draws(self.model.encoder, x, PROBE_SAMPLES)
+        return float(self.classifier.score(z.cpu().numpy(), labels.repeat(PROBE_SAMPLES).cpu().numpy()))
+
+
+@contextlib.contextmanager
+def _fixed_noise(model, device: torch.device):
+    """Eval mode, no gradients, and z-draws from a fixed seed inside `torch.random.fork_rng`: the same weights
+    give the same numbers, and the caller's random stream and the model's mode are left as they were."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(_NOISE)
-            if isinstance(encoder, GaussianEncoder):
-                mean, std = _gaussian(encoder, x)
-                mutual_info = _gaussian_mutual_info(mean, std, MI_SAMPLES)
-                variance = mean.var(0)
-            else:
-                mean, spread = _sampled_mean(encoder, x, MEAN_SAMPLES)
-                mutual_info = None
-                variance = mean.var(0) - spread.mean(0) / MEAN_SAMPLES
-            active_units = int((variance > ACTIVE_THRESHOLD).sum().item())
-            probe = None
-            if labels is not None:
-                train_x, train_labels = train_x[:max_train_examples], train_labels[:max_train_examples]
-                probe = _probe_accuracy(_draws(encoder, train_x, PROBE_SAMPLES), train_labels.repeat(PROBE_SAMPLES),
-                                        _draws(encoder, x, PROBE_SAMPLES), labels[:len(x)].repeat(PROBE_SAMPLES))
+            yield
     finally:
         model.train(was_training)
-    return {"mutual_info": mutual_info, "active_units": active_units, "probe_accuracy": probe}
 
 
 def _gaussian(encoder: GaussianEncoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,8 +197,8 @@ def _gaussian_mutual_info(mean: torch.Tensor, std: torch.Tensor, samples: int) -
     return total / len(z) + math.log(n)
 
 
-def _probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, features: torch.Tensor,
-                    labels: torch.Tensor) -> float | None:
+def _fit_probe(z: torch.Tensor, labels: torch.Tensor):
+    """The fitted standardized logistic regression of labels on z, or None for a single class."""
     # Imported here: scikit-learn takes about a second to import, and only labelled evaluations need it.
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -174,10 +206,10 @@ def _probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, fe
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
-    y_train = train_labels.cpu().numpy()
-    if len(np.unique(y_train)) < 2:
+    y = labels.cpu().numpy()
+    if len(np.unique(y)) < 2:
         return None
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0))
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0))
     # One BLAS/OpenMP thread: the fit is small (N × d with d = 64), and on a busy CPU the default thread pools
     # spin against torch's and each other (measured on 2 shared cores: 1.5–10 s instead of 0.1 s per fit).
     with warnings.catch_warnings(), threadpool_limits(1):
@@ -185,8 +217,7 @@ def _probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, fe
         # the probe is a slightly weaker classifier, still a valid lower bound on what a linear read-out gets,
         # and a warning in every trial's log would say nothing more.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        probe.fit(train_features.cpu().numpy(), y_train)
-        return float(probe.score(features.cpu().numpy(), labels.cpu().numpy()))
+        return classifier.fit(z.cpu().numpy(), y)
 
 
 # Per-bin quadrature grid in standard units u = (z − μ_x)/σ_x: ±10σ leaves out 1.5e-23 of e(z|x)'s mass, and

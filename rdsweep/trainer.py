@@ -25,7 +25,7 @@ from rdsweep.data import load_dataset
 from rdsweep.errors import UserError
 from rdsweep.evaluate import evaluate, save_image_grids, validate
 from rdsweep.files import atomic_write
-from rdsweep.latent import latent_worth
+from rdsweep.latent import LabelProbe, latent_worth
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 from rdsweep.objectives import Objective, warmup_beta
@@ -192,9 +192,9 @@ def train(
             status, stop_reason = "diverged", "non-finite evaluation"
         else:  # what the latent is worth: I(x; z), active units, a label probe where the data has labels
             labels = dataset.labels or {}
+            probe = LabelProbe(model, dataset.train, labels["train"]) if labels else None
             for s in SPLITS:
-                splits[s].update(latent_worth(model, dataset.split(s), labels=labels.get(s),
-                                              train_x=dataset.train, train_labels=labels.get("train")))
+                splits[s].update(latent_worth(model, dataset.split(s), labels=labels.get(s), probe=probe))
     if images and status != "diverged":
         save_image_grids(model, dataset.test, Path(images))
     # a warm-up ends at the full β, so it aims at the same optimum; free bits changes the objective itself

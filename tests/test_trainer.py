@@ -190,11 +190,12 @@ def test_simple_family_one_epoch_on_mnist5k_is_unconverged():
         assert m["elbo"] == -(m["rate"] + m["distortion"])
     # 784 Bernoulli pixels: an untrained decoder sits near 784·ln 2 ≈ 543 nats; one epoch must improve on it.
     assert result["splits"]["test"]["distortion"] < 543
-    # what its latent is worth: mnist5k has labels, so a probe reads digits off the posterior means far above
-    # chance (0.1) even after one epoch (measured 0.85), while no unit's mean yet varies by Burda's 0.01 (a
-    # threshold on scale, not on information); I(x; z) is capped by log N of the split's examples
+    # what its latent is worth: after one epoch z carries almost nothing about x (measured: I(x; z) = 0.009
+    # nats of R = 0.64, the rest a mismatch with the marginal; no unit's mean varies by Burda's 0.01), so a
+    # probe on draws of z is at chance (0.10 measured). Before 0.4 the probe read the posterior means, which
+    # follow x whether or not z carries it, and said 0.85 here.
     test = result["splits"]["test"]
-    assert test["probe_accuracy"] > 0.5 and 0 <= test["active_units"] <= 64
+    assert test["probe_accuracy"] < 0.2 and 0 <= test["active_units"] <= 64
     assert 0 < test["mutual_info"] <= math.log(500) + 1e-9
 
 
