@@ -112,7 +112,7 @@ def train(
     eval_samples: int = typer.Option(1, help="z-samples per example in the final R, D, ELBO."),
     iwae_k: int = typer.Option(0, help="Importance samples for an IWAE bound per split (0: skip)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda if available)."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model first: pays only for long "
+    compile: bool = typer.Option(False, "--compile", metavar="", help="torch.compile the model first: pays only for long "
                                  "runs (a compile takes ~40 s on a CPU; docs/benchmarks.md)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here."),
     images: Optional[Path] = typer.Option(None, help="Write data/reconstruction/sample grids to this PNG."),
