@@ -184,9 +184,10 @@ def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:
             "overhead_per_trial_s": (ray_s - bare) / n_trials}
 
 
-def sweep_efficiency(spec: Spec, keep: Path | None = None) -> dict:
+def sweep_efficiency(spec: Spec, keep: Path | None = None, progress=lambda line: None) -> dict:
     """`keep`: launch into this new experiment directory and leave it there (for collect, frontier, curves)
-    instead of a temporary one."""
+    instead of a temporary one. `progress` hears the loop's time as soon as it is known: the two halves
+    of this benchmark take an hour each on quick.toml, and the first is worth keeping if the second dies."""
     import contextlib
 
     from rich.console import Console
@@ -202,6 +203,7 @@ def sweep_efficiency(spec: Spec, keep: Path | None = None) -> dict:
     started = time.perf_counter()
     loop = {c.cell_id: trainer.train(c, threads=threads) for c in cells}
     loop_s = time.perf_counter() - started
+    progress(f"in-process loop: {len(cells)} cells in {loop_s:.1f} s on one slot; launching the same cells")
 
     with tempfile.TemporaryDirectory() if keep is None else contextlib.nullcontext(keep) as where:
         experiment = Experiment(Path(where) / "bench" if keep is None else keep)

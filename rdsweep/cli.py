@@ -505,7 +505,8 @@ def bench(
     if sweep is not None:
         from rdsweep.spec import load_spec
 
-        r = benchmarks.sweep_efficiency(load_spec(sweep), keep)  # a bad spec: one line before anything trains
+        say = lambda line: console.print(line, highlight=False)  # noqa: E731
+        r = benchmarks.sweep_efficiency(load_spec(sweep), keep, say)  # a bad spec: one line before anything trains
         console.print(f"sweep {r['spec']}: {r['cells']} cells, {r['slots']} slot(s): in-process loop {r['loop_s']:.1f} s "
                       f"(ideal {r['ideal_s']:.1f} s), launch {r['launch_s']:.1f} s: efficiency {r['efficiency']:.2f}; "
                       f"same numbers in every cell: {'yes' if r['same_numbers'] else 'NO'}", highlight=False)
