@@ -148,3 +148,17 @@ def test_help_texts_show_no_value_after_flags_and_no_stray_spaces(rdsweep):
         assert shown.returncode == 0, shown.stderr
         assert "<bool>" not in shown.stdout, command
         assert not re.search(r"\w \.(\s|$)", shown.stdout), command   # "Folder of experiments ." 
+
+
+def test_bench_mistakes_exit_2_before_anything_runs(rdsweep, tmp_path):
+    """bench --sweep --keep names a new directory: an existing one is refused and left as it was; --compile
+    times image families only; an unknown family is named. Each is one line on stderr and exit status 2."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("a user's file")
+    for args, said in ((["--sweep", "examples/toy.toml", "--keep", kept], "exists"),
+                       (["--compile", "toy"], "image families"),
+                       (["--compile", "no-such-family"], "no-such-family")):
+        done = rdsweep("bench", *args, timeout=120)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, (args, done.stderr)
+    assert [p.name for p in kept.iterdir()] == ["mine.txt"] and (kept / "mine.txt").read_text() == "a user's file"
