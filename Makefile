@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# The main job: 12 families × 3 β on the embedded digits (~20 min on 2 CPU cores), then the table and the
-# RD plot (its 4-epoch cap leaves most cells unconverged: drawn hollow) and the learning curves. Running
+# The main job: 12 families × 2 β on the embedded digits (~15 min on 2 CPU cores), then the table and the
+# RD plot (its 2-epoch cap leaves every cell unconverged: drawn hollow) and the learning curves. Running
 # it again trains nothing: finished cells are skipped.
 demo: $(STAMP)
 	$(BIN)/rdsweep launch examples/quick.toml

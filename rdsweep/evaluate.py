@@ -14,13 +14,19 @@ from rdsweep import twostage
 _VALID_NOISE = 0x5EED
 
 
+def batch_size_for(x: torch.Tensor) -> int:
+    """Examples per forward pass when nothing is trained: 100 on a CPU, where a batch of 500 spills the
+    caches (measured 1.7× slower for the deconv decoder, 2.4× for PixelCNN; docs/benchmarks.md), 500 on a GPU."""
+    return 500 if x.device.type == "cuda" else 100
+
+
 @torch.no_grad()
-def evaluate(model, x: torch.Tensor, batch_size: int = 500, samples: int = 1, iwae_k: int = 0) -> dict:
+def evaluate(model, x: torch.Tensor, batch_size: int | None = None, samples: int = 1, iwae_k: int = 0) -> dict:
     """Mean R, D and ELBO = −(R + D) over the examples of x, averaged over `samples` z-draws per example;
     `iwae` is the mean K-sample importance-weighted bound on log p(x) when iwae_k > 0, else None."""
     model.eval()
     rate = distortion = iwae = 0.0
-    for batch in x.split(batch_size):
+    for batch in x.split(batch_size or batch_size_for(x)):
         for _ in range(samples):
             r, d = model(batch)
             rate += r.double().sum().item()
@@ -40,7 +46,9 @@ def validate(model, x: torch.Tensor, objective, batch_size: int = 500) -> dict:
     """The cell's objective (an objectives.Objective, after any warm-up), R and D on x (the valid split),
     with the same z-draws every time, without advancing the training run's random stream. The objective
     acts on the split's mean rate (per latent where free bits needs it), as training does on a batch's;
-    in stage 1 of two-stage it is the mean importance-sampled −log p(x)."""
+    in stage 1 of two-stage it is the mean importance-sampled −log p(x). The batch stays 500 whatever the
+    device: another batching draws other noise for small latents (the toy's), and so moves earlier runs'
+    stopping decisions."""
     model.eval()
     devices = [x.device] if x.device.type == "cuda" else []
     rate = distortion = nll = 0.0

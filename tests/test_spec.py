@@ -35,7 +35,7 @@ def write(tmp_path, text, name="spec.toml"):
 def test_examples_load_and_expand(tmp_path):
     quick = load_spec(EXAMPLES / "quick.toml")
     assert {c.family for c in quick.cells()} == {f.name for f in IMAGE_FAMILIES}
-    assert len(quick.cells()) == 12 * 3 and quick.base.size == "small"
+    assert len(quick.cells()) == 12 * 2 and quick.base.size == "small"
 
     toy = load_spec(EXAMPLES / "toy.toml")
     assert {c.objective for c in toy.cells()} == {"beta", "target-rate"}
