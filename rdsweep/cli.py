@@ -466,16 +466,22 @@ def curves(
 ) -> None:
     """The valid objective of every cell against epoch: status, best epoch and how it ended, per cell.
     Reads the ledger only (no Ray), so it also works on the finished cells of a running sweep."""
+    import pandas as pd
+
     from rdsweep.curves import curves as read_curves, plot_curves, summary
 
     frame = read_curves(experiments)
-    table = Table(title="learning curves (valid objective, nats)", title_justify="left")
-    for col in ("experiment", "family", "objective", "seed", "status", "epochs", "best epoch", "best", "last"):
-        table.add_column(col, justify="right" if col in ("seed", "epochs", "best epoch", "best", "last") else "left")
-    fmt = lambda v: "" if v is None or v != v else f"{v:.2f}"
+    several = frame["experiment"].nunique() > 1   # one experiment: its name is in the title, not every row
+    table = Table(title=f"learning curves (valid objective, nats){'' if several else ': ' + frame['experiment'].iloc[0]}",
+                  title_justify="left", box=None, padding=(0, 1, 0, 0))   # fits 80 columns
+    for col in ("experiment",) * several + ("family", "objective", "seed", "status", "epochs", "best\nepoch", "best", "last"):
+        numeric = col in ("seed", "epochs", "best\nepoch", "best", "last")
+        # a family's name is what a reader looks for in the row: never cut to "gauss…" on an 80-column terminal
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=True)
+    fmt = lambda v: "" if pd.isna(v) else f"{v:.2f}"   # pd.isna: a failed cell's best epoch is pandas' NA
     for r in summary(frame).itertuples():
-        table.add_row(r.experiment, r.family, r.knob, str(r.seed), r.status, f"{r.epochs_run}/{r.epoch_cap}",
-                      "" if r.best_epoch is None or r.best_epoch != r.best_epoch else str(int(r.best_epoch)),
+        table.add_row(*(r.experiment,) * several, r.family, r.knob, str(r.seed), r.status,
+                      f"{r.epochs_run}/{r.epoch_cap}", "" if pd.isna(r.best_epoch) else str(int(r.best_epoch)),
                       fmt(r.best_valid_objective), fmt(r.last_valid_objective))
     console.print(table)
     if plot is not None:

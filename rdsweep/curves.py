@@ -110,7 +110,7 @@ def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
         knobs = list(dict.fromkeys(fam["knob"]))
         colour = {k: cmap(0.9 * i / max(1, len(knobs) - 1)) for i, k in enumerate(knobs)}
         seeds = fam.groupby("knob")["seed"].nunique()
-        handles, later, plateaus = [], [], []
+        handles, values, plateaus = [], [], []
         for (experiment, _), cell in fam.groupby(["experiment", "cell_id"], sort=False):
             first = cell.iloc[0]
             curve = cell.dropna(subset=["valid_objective"])
@@ -119,7 +119,7 @@ def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
             style = dict(color=colour[first["knob"]], ls="-" if first["objective"] in BETA_OBJECTIVES else "--", lw=1.3)
             ax.plot(curve["epoch"], curve["valid_objective"], **style)
             best = curve[curve["epoch"] == first["best_epoch"]] if pd.notna(first["best_epoch"]) else curve[:0]
-            later += curve["valid_objective"].iloc[1:].tolist()
+            values.append(curve["valid_objective"].tolist())
             plateaus.append(best["valid_objective"].iloc[0] if len(best) else curve["valid_objective"].min())
             marker = {"mfc": style["color"], "mec": "black" if first["status"] != "unconverged" else style["color"],
                       **best_marker.get(first["status"], dict(marker="s", ms=6))}
@@ -127,7 +127,8 @@ def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
             label = first["knob"] + (f" s{first['seed']}" if seeds[first["knob"]] > 1 else "")
             label += f" {first['status']}" + (f" @{first['best_epoch']}" if pd.notna(first["best_epoch"]) else "")
             handles.append(Line2D([], [], **style, **marker, label=(f"{experiment}: " if several else "") + label))
-        _clip_y(ax, later, plateaus)
+        if (span := y_range(values, plateaus)) is not None:
+            ax.set_ylim(*span)
         no_curve = fam.groupby(["experiment", "cell_id"])["valid_objective"].count().eq(0).sum()
         ax.set_title(family_label(family) + (f"  (+{no_curve} cell{'s' if no_curve > 1 else ''} without curve)"
                                               if no_curve else ""), fontsize=9)
@@ -197,17 +198,23 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[order]
 
 
-def _clip_y(ax, later: list[float], plateaus: list[float]) -> None:
+def y_range(curves: list[list[float]], plateaus: list[float]) -> tuple[float, float] | None:
     """A y range for the plateaus: from the lowest best value to the highest, plus a margin as large as
     their spread (at least 10%) so the approach to each plateau shows, but no higher than the highest value
-    after the cells' first evaluation: the first epochs sit far above and would flatten every plateau."""
+    after the cells' first evaluation: the first epochs sit far above and would flatten every plateau.
+    A curve of a few evaluations (a demonstration's cap) is shown whole: without its first there is no curve."""
     plateaus = [v for v in plateaus if math.isfinite(v)]
-    later = [v for v in later if math.isfinite(v)]
+    later = [v for curve in curves if len(curve) > _SHORT for v in curve[1:] if math.isfinite(v)]
+    short = [v for curve in curves if len(curve) <= _SHORT for v in curve if math.isfinite(v)]
     if not plateaus:
-        return
+        return None
     lo, top = min(plateaus), max(plateaus)
     hi = top + max(top - lo, 0.1 * abs(top), 1.0)
     if later:
         hi = max(min(hi, max(later)), top)
+    hi = max([hi, *short])
     pad = 0.04 * (hi - lo) or 0.05 * max(abs(hi), 1.0)
-    ax.set_ylim(lo - pad, hi + pad)
+    return lo - pad, hi + pad
+
+
+_SHORT = 3   # evaluations: a curve this short keeps its first point in range

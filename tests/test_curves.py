@@ -192,3 +192,29 @@ def test_compose_regime_grids_refuses_nothing_or_a_missing_png(tmp_path):
     with pytest.raises(UserError, match="semantic"):
         compose_regime_grids([{"regime": "semantic", "label": "x", "png": tmp_path / "nope.png"}],
                              tmp_path / "out.png")
+
+
+def test_the_y_range_clips_long_curves_first_epochs_but_shows_short_curves_whole():
+    from rdsweep.curves import y_range
+
+    long_curves = [[400.0, 150.0, 120.0, 101.0, 100.0], [380.0, 140.0, 112.0, 110.0, 110.5]]
+    lo, hi = y_range(long_curves, plateaus=[100.0, 110.0])
+    assert lo < 100 and 120 < hi < 150        # the plateaus' approach shows, the first epochs do not
+    lo, hi = y_range([[330.0, 200.0], [310.0, 160.0]], plateaus=[200.0, 160.0])   # a 2-epoch demonstration
+    assert lo < 160 and hi > 330
+    lo, hi = y_range(long_curves + [[330.0, 200.0]], plateaus=[100.0, 110.0, 200.0])
+    assert hi > 330
+
+
+def test_the_curves_table_names_every_family_whole_on_an_80_column_terminal(experiment):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "rdsweep", "curves", str(experiment)], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.splitlines()
+    assert all(len(line) <= 80 for line in rows)
+    assert sum("gauss-deconv-normal" in line for line in rows) == 3 and "unconverged" in done.stdout
+    assert "…" not in done.stdout and "exp" in rows[0]     # one experiment: named once, in the title
