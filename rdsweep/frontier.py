@@ -222,6 +222,23 @@ def family_colours(families: list[str]) -> dict[str, tuple]:
     return colours
 
 
+def crowded_labels(ax, rates, distortions, labels: list[str], char_px: float = 6.0, line_px: float = 8.0
+                   ) -> list[tuple[tuple, str]]:
+    """One label per group of points whose labels would print over each other (a point within a label's
+    width, `char_px` display pixels a character at the plot's 6-point font, and a line's height of the group's
+    first point), their texts joined without repeats ("1, 1.5, 3, 10"): collapsed models sit on one spot."""
+    where = ax.transData.transform(np.column_stack([np.asarray(rates, float), np.asarray(distortions, float)]))
+    groups: list[tuple[np.ndarray, tuple, list[str]]] = []
+    for xy, r, d, label in zip(where, rates, distortions, labels):
+        width = lambda g: char_px * max(len(label), len(g[2][0]), 3)
+        near = next((g for g in groups if abs(xy[0] - g[0][0]) <= width(g) and abs(xy[1] - g[0][1]) <= line_px), None)
+        if near is None:
+            groups.append((xy, (r, d), [label]))
+        elif label not in near[2]:
+            near[2].append(label)
+    return [(at, ", ".join(texts)) for _, at, texts in groups]
+
+
 def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path:
     """The RD plane as a PNG: settings coloured by family (marker by objective, bars = std over seeds),
     family Pareto frontiers as lines, the line D = Ĥ − R with the region below it shaded, β/σ labels."""
@@ -242,6 +259,7 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
     names = {"beta": "β-VAE", "target-rate": "target rate |σ − R|", "squared-target-rate": "target rate (σ − R)²",
              "free-bits": "free bits λ", "warmup": "KL warm-up (W epochs)", "two-stage": "two-stage (LiBI)"}
     plain = set(pts["objective"]) <= {"beta", "target-rate"}   # then a label is the bare β or σ
+    stds = pts["encoder_std"].dropna().unique()
 
     fig, ax = plt.subplots(figsize=(11, 7))
     r_max = max(float(pts["rate"].max()), 0.25 * h) * 1.08
@@ -268,15 +286,6 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
                         fmt=markers.get(objective, "s"), color=colour, ms=6, mec="black" if converged else colour,
                         mew=0.4 if converged else 1.5, mfc=colour if converged else "white",
                         elinewidth=0.8, capsize=2, zorder=3)
-    stds = pts["encoder_std"].dropna().unique()
-    if len(pts) <= label_limit:
-        for p in pts.itertuples():
-            label = point_knob(p).split("=", 1)[1] if plain else point_knob(p)
-            if len(stds) > 1:   # the posterior's std varies: say which
-                label += f" {p.encoder_std}"
-            ax.annotate(label, (p.rate, p.distortion),
-                        xytext=(3, 3), textcoords="offset points", fontsize=6, color="0.25", zorder=4)
-
     handles = [Line2D([], [], color=colours[n], marker="o", mec="black", mew=0.4, lw=1.4,
                       label=family_label(n)) for n in families]
     handles += [Line2D([], [], color="0.4", marker=m, ls="", label=names[o])
@@ -293,6 +302,15 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
         ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
     ax.set_xlim(0, r_max)
     ax.set_ylim(d_min, d_max)
+    if len(pts) <= label_limit:   # labels last: crowding is judged on the final axes
+        labels = []
+        for p in pts.itertuples():
+            label = point_knob(p).split("=", 1)[1] if plain else point_knob(p)
+            if len(stds) > 1:   # the posterior's std varies: say which
+                label += f" {p.encoder_std}"
+            labels.append(label)
+        for (r, d), text in crowded_labels(ax, pts["rate"], pts["distortion"], labels):
+            ax.annotate(text, (r, d), xytext=(3, 3), textcoords="offset points", fontsize=6, color="0.25", zorder=4)
     ax.set_xlabel("rate R (nats)" + (": linear below 1, logarithmic above" if symlog else ""))
     ax.set_ylabel("distortion D (nats)")
     seeds = int(pts["seeds"].max())

@@ -135,3 +135,21 @@ def test_cli_frontier_prints_and_plots(tmp_path, rdsweep):
     assert (tmp_path / "frontier-test.png").exists()
     done = rdsweep("frontier", path, "--plot", tmp_path / "custom.png", "--split", "test")
     assert done.returncode == 0 and (tmp_path / "custom.png").exists()
+
+
+def test_labels_of_points_on_one_spot_are_joined_and_distant_ones_kept_apart():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rdsweep.frontier import crowded_labels
+
+    fig, ax = plt.subplots(figsize=(11, 7))
+    ax.set_xlim(0, 3.3), ax.set_ylim(0, 3.3)
+    # the toy: four collapsed β at R ≈ 0 on one spot, two target rates and a β well apart
+    rates, distortions = [0.0, 0.001, 0.002, 0.01, 0.31, 0.56, 2.81], [3.03, 3.03, 3.03, 3.02, 2.72, 2.47, 0.28]
+    labels = ["10", "3", "1.5", "1", "0.25", "0.5", "0.6"]
+    out = crowded_labels(ax, rates, distortions, labels)
+    plt.close(fig)
+    assert [text for _, text in out] == ["10, 3, 1.5, 1", "0.25", "0.5", "0.6"]
+    assert out[0][0] == (0.0, 3.03) and out[-1][0] == (2.81, 0.28)
