@@ -6,6 +6,8 @@ scored exactly, independently of either training objective.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -76,6 +78,19 @@ def test_importance_sampled_log_likelihood_is_a_bound_that_tightens_to_the_exact
     twostage.log_likelihood(model, x[:100]).mean().backward()
     assert model.decoder.linear.weight.grad is not None
     assert all(p.grad is None for p in model.encoder.parameters())
+
+
+def test_the_linear_decoders_pairwise_scores_are_the_direct_ones():
+    # two-stage's (k, 1, d) latents against a (1, B, D) batch take a matmul path: it must score every pair
+    model, x = linear_model(), load_dataset("lingauss").valid[:300]
+    torch.manual_seed(0)
+    z = 2 * torch.randn(64, 1, model.latent_dim)
+    mean = model.decoder.linear(z)
+    direct = -0.5 * x.shape[-1] * math.log(2 * math.pi * model.decoder.sigma2) \
+        - ((x[None] - mean) ** 2).sum(-1) / (2 * model.decoder.sigma2)
+    pairwise = model.decoder.log_prob(x[None], z)
+    assert pairwise.shape == (64, 300) and torch.allclose(pairwise, direct, rtol=0, atol=1e-4)
+    assert direct.std() > 1                  # the pairs differ: a shape mix-up would not pass unnoticed
 
 
 def test_two_stage_fits_the_generative_model_then_only_the_encoder(two_stage_run):

@@ -74,7 +74,14 @@ class LinearGaussianDecoder(nn.Module):
         self.sigma2 = sigma2
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        sq = ((x - self.linear(z)) ** 2).sum(-1)
+        mean = self.linear(z)
+        if x.dim() == 3 and x.shape[0] == 1 and mean.shape[1] == 1:
+            # two-stage's estimator scores k means (k, 1, D) against a batch (1, B, D): as ‖x‖² − 2x·μ + ‖μ‖²,
+            # one matmul instead of a (k, B, D) tensor and its gradient (~20× faster on a CPU; float32
+            # cancellation costs ~1e-6 of ‖x‖², far below the estimator's noise)
+            sq = (x**2).sum(-1) - 2 * mean[:, 0] @ x[0].T + (mean**2).sum(-1)
+        else:
+            sq = ((x - mean) ** 2).sum(-1)
         return -0.5 * x.shape[-1] * math.log(2 * math.pi * self.sigma2) - sq / (2 * self.sigma2)
 
     @torch.no_grad()
