@@ -25,7 +25,7 @@ ENCODER_STDS = ("learned", "shared")  # or a fixed number: the posterior's std (
 SIZES = ("small", "paper")
 SCHEDULES = ("constant", "paper", "plateau")
 # Evaluation settings: recorded with the cell, but they do not change the trained model, so not in the id.
-EVAL_FIELDS = ("eval_samples", "iwae_k", "images")
+EVAL_FIELDS = ("eval_samples", "iwae_k", "images", "keep_model")
 PLATEAU_FIELDS = ("lr_reductions", "lr_divisor")  # only the plateau schedule reads them
 MAX_COUNT = 2**31 - 1  # counts beyond it are typos, and would overflow the table's and torch's integers
 
@@ -52,6 +52,7 @@ class Cell:
     eval_samples: int = 1                 # z-samples per example in the final R, D, ELBO
     iwae_k: int = 0                       # importance samples for the IWAE bound (0: not computed)
     images: bool = False                  # write data / reconstruction / sample grids (image data only)
+    keep_model: bool = False              # save the evaluated (best-valid) weights (trainer.load_model)
     # Fields added after 0.2 default to None ("not used"), which keeps every earlier cell's id.
     free_bits: float | None = None        # λ, nats per latent: free-bits only
     warmup_epochs: int | None = None      # W, epochs of the β ramp: warmup only
@@ -130,8 +131,9 @@ class Cell:
             if self.epochs // self.eval_every * self.eval_every <= self.warmup_epochs:
                 raise UserError(f"warmup_epochs ({self.warmup_epochs}) leaves no evaluation of the valid objective "
                                 f"within epochs ({self.epochs}): the stopping rule waits for the ramp to end")
-        if not isinstance(self.images, bool):
-            raise UserError(f"images must be true or false, got {self.images!r}")
+        for name in ("images", "keep_model"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.eval_every > self.epochs:
             raise UserError(f"eval_every ({self.eval_every}) must not exceed epochs ({self.epochs}): "
                             "a trial is judged on its valid objective at least once")

@@ -116,6 +116,8 @@ def train(
                                  "runs (a compile takes ~40 s on a CPU; docs/benchmarks.md)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here."),
     images: Optional[Path] = typer.Option(None, help="Write data/reconstruction/sample grids to this PNG."),
+    keep_model: Optional[Path] = typer.Option(
+        None, help="Save the evaluated weights to this new file (rdsweep.trainer.load_model reads them)."),
 ) -> None:
     """Train one model and print its final rate R, distortion D and ELBO = −(R + D) per split (nats)."""
     from rdsweep.cells import BETA_OBJECTIVES, Cell
@@ -143,9 +145,11 @@ def train(
         eval_every=eval_every, patience=patience, min_delta=min_delta, lr_reductions=lr_reductions,
         lr_divisor=lr_divisor, eval_samples=eval_samples, iwae_k=iwae_k,
     ).validated()
-    for path in (json_path, images):
+    for path in (json_path, images, keep_model):
         if path is not None and not path.parent.is_dir():
             raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
+    if keep_model is not None and keep_model.exists():
+        raise UserError(f"--keep-model {keep_model} exists: rdsweep does not overwrite a kept model")
 
     def show_epoch(m: dict, state: dict) -> None:
         valid = (f"  valid {m['valid_objective']:9.3f}" + (" *" if state["rule"]["best_epoch"] == m["epoch"] else "  ")
@@ -156,13 +160,15 @@ def train(
     console.print(f"training {cell.family} on {cell.dataset}: {cell.objective} "
                   f"{cell.beta if cell.beta is not None else cell.target_rate}, seed {cell.seed}, "
                   f"size {cell.size}, {cell.epochs} epoch(s)", highlight=False)
-    result = train_cell(cell, on_epoch=show_epoch, device=device, images=images, compile=compile)
+    result = train_cell(cell, on_epoch=show_epoch, device=device, images=images, keep_model=keep_model,
+                        compile=compile)
     console.print(result_table(result))
     if json_path is not None:
         write_json_atomic(json_path, result)
         console.print(f"wrote {json_path}")
-    if images is not None and result["status"] != "diverged":
-        console.print(f"wrote {images}")
+    for path in (images, keep_model):
+        if path is not None and result["status"] != "diverged":
+            console.print(f"wrote {path}")
     if result["status"] == "unconverged":
         print(f"rdsweep: warning: unconverged: the valid objective was still improving at epoch {cell.epochs}; "
               "raise --epochs", file=sys.stderr)
@@ -381,7 +387,8 @@ def frontier(
     grids: Optional[Path] = typer.Option(
         None, help="Write one PNG with a data / reconstruction / sample row per regime found (needs image grids)."),
 ) -> None:
-    """Print per-family and overall RD frontiers, Ĥ and each point's regime; --plot draws the RD plane.
+    """Per-family and overall RD frontiers, Ĥ and each point's regime; --plot draws the RD plane.
+
     Only converged cells count unless --include-unconverged is given."""
     from rdsweep.frontier import analyse, family_label, plot as plot_frontier, point_knob, read_table
 
@@ -445,9 +452,11 @@ def select(
         False, "--include-unconverged", metavar="", help="Also choose among cells that hit the epoch cap still improving."),
     json_out: bool = typer.Option(False, "--json", metavar="", help="Print JSON (a list of picks, every field) for scripts."),
 ) -> None:
-    """Which cell each model-selection criterion picks, overall and per family, and the ELBO a useful latent
-    costs: does the best-ELBO β give a model whose latent is unused? (docs/selection.md). Ties go to the
-    first cell in collect's row order (experiment, family, objective, β, σ, seed). Writes nothing."""
+    """Which cell each model-selection criterion picks, and the ELBO a useful latent costs.
+
+    Does the best-ELBO β give a model whose latent is unused? (docs/selection.md). Picks are made overall
+    and per family; ties go to the first cell in collect's row order (experiment, family, objective, β, σ,
+    λ, W, seed, cell id). Writes nothing."""
     import json
 
     from rdsweep.select import render, select as select_cells
@@ -464,7 +473,8 @@ def curves(
     experiments: list[Path] = typer.Argument(..., help="Experiment directories, e.g. rdsweep-results/quick."),
     plot: Optional[Path] = typer.Option(None, help="Write the curves, one panel per family, to this PNG."),
 ) -> None:
-    """The valid objective of every cell against epoch: status, best epoch and how it ended, per cell.
+    """The valid objective of every cell against epoch: status, best epoch and how it ended.
+
     Reads the ledger only (no Ray), so it also works on the finished cells of a running sweep."""
     import pandas as pd
 
@@ -504,8 +514,10 @@ def bench(
         help="Instead: eager against torch.compile'd steps of these families (repeat; 'all' for every one), "
              "at the first --size: images/s, the compile's seconds, and the images that repay it."),
 ) -> None:
-    """Benchmarks (docs/benchmarks.md): training images/s per family and size, and the trainer's overhead
-    over a bare loop; or, with --ray-trials / --collect-cells, the sweep machinery's costs."""
+    """Benchmarks: training images/s per family and size, the trainer's overhead, the sweep's costs.
+
+    By default images/s per family and size and the trainer's overhead over a bare loop; with --ray-trials,
+    --collect-cells or --sweep, the sweep machinery's costs (docs/benchmarks.md)."""
     from rdsweep import bench as benchmarks
 
     if sweep is not None:

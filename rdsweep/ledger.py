@@ -8,6 +8,7 @@
         locks/<cell_id>.lock      held by the trial that trains the cell
         launch.lock               held by the running launch (launch.lock.json: who)
         grids/<cell_id>.png       data / reconstruction / sample grids ([evaluation] images = true)
+        models/<cell_id>.pt       the evaluated weights ([evaluation] keep_model = true; trainer.load_model)
         ray/launch-<time>/        Ray Tune's own state, one folder per launch
         launch-<time>.log         what that launch did, one line per event (command, versions, resources,
                                   each cell's start, epochs, retries and end), for auditing a sweep later
@@ -60,6 +61,7 @@ class Experiment:
         self.checkpoints_dir = self.path / "checkpoints"
         self.ray_dir = self.path / "ray"
         self.grids_dir = self.path / "grids"
+        self.models_dir = self.path / "models"
         self.progress_dir = self.path / "progress"
         self.launch_path = self.path / "launch.json"
         self.lock_path = self.path / "launch.lock"
@@ -80,6 +82,9 @@ class Experiment:
 
     def grid_path(self, cell_id: str) -> Path:
         return self.grids_dir / f"{cell_id}.png"
+
+    def model_path(self, cell_id: str) -> Path:
+        return self.models_dir / f"{cell_id}.pt"
 
     def checkpoint_path(self, cell_id: str) -> Path:
         return self.checkpoints_dir / f"{cell_id}.pt"

@@ -8,7 +8,8 @@ A spec is data, in the manner of disentanglement_lib's study files:
     size = "small"
     [budget]      epochs (a cap), batch_size, lr, schedule, eval_every, patience, min_delta,
                   lr_reductions, lr_divisor (the stopping rule: rdsweep/stopping.py)
-    [evaluation]  eval_samples, iwae_k, images (grids per image cell: EXPERIMENT/grids/<cell_id>.png)
+    [evaluation]  eval_samples, iwae_k, images (grids per image cell: EXPERIMENT/grids/<cell_id>.png),
+                  keep_model (the evaluated weights: EXPERIMENT/models/<cell_id>.pt)
     encoder_std = "learned" | "shared" | 0.5 (or a list: an axis; default: each family's own)
     [[objective]] kind = "beta" | "target-rate" | "squared-target-rate" | "free-bits" | "warmup" | "two-stage",
                   values = [...]  (β, or σ for the target rates, or λ for free-bits),
@@ -65,6 +66,7 @@ class EvaluationTable(_Table):
     eval_samples: Optional[int] = None
     iwae_k: Optional[int] = None
     images: Optional[bool] = None
+    keep_model: Optional[bool] = None
 
 
 def _numbers(value):
@@ -166,7 +168,7 @@ class Spec:
     def protocol(self) -> dict:
         """What must stay fixed within one experiment for its points to be comparable. The epoch budget is a
         cap that may be raised (unconverged cells then continue), unless the schedule is 'paper', whose
-        learning rate depends on it."""
+        learning rate depends on it. Keeping the weights changes no number, so it may differ between launches."""
         b = self.base
         budget = {key: getattr(b, key) for key in sorted(BudgetTable.model_fields)}
         if b.schedule != "paper":

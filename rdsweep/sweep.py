@@ -284,9 +284,13 @@ def _trial(config: dict) -> None:
         if cell.images:  # the spec allows it for image data only
             experiment.grids_dir.mkdir(exist_ok=True)
             images = experiment.grid_path(cell.cell_id)
+        keep_model = None
+        if cell.keep_model:
+            experiment.models_dir.mkdir(exist_ok=True)
+            keep_model = experiment.model_path(cell.cell_id)
         return trainer.train(cell, on_epoch=on_epoch, resume_state=resume_state, on_step=progress.step,
                              device=config["device"], threads=config["threads"], images=images,
-                             compile=config["compile"])
+                             keep_model=keep_model, compile=config["compile"])
 
     # One trainer per cell at a time: a worker of a killed launch may still be finishing this cell while a
     # relaunch starts it again; the second waits, then finds the result and leaves it alone.

@@ -70,6 +70,7 @@ def train(
     threads: int | None = None,
     images: str | Path | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    keep_model: str | Path | None = None,
     compile: bool = False,
 ) -> dict:
     """Train `cell` until its stopping rule fires or its epoch budget runs out, then evaluate the best-valid
@@ -80,6 +81,7 @@ def train(
     A non-finite loss ends the trial as 'diverged'.
     `images`: a PNG path for data / reconstruction / sample grids of the trained model (image data only).
     on_step(step, steps) is called after each optimiser step of an epoch: progress inside long epochs.
+    keep_model: a path for the evaluated weights, the reported point's (`load_model` reads them back).
     compile: torch.compile the model's forward (rate and distortion) first; it pays only for long trials
     (docs/benchmarks.md), and its numbers agree with eager ones to float rounding, not bit for bit.
     """
@@ -197,6 +199,11 @@ def train(
                 splits[s].update(latent_worth(model, dataset.split(s), labels=labels.get(s), probe=probe))
     if images and status != "diverged":
         save_image_grids(model, dataset.test, Path(images))
+    if keep_model and status != "diverged":
+        with atomic_write(keep_model) as tmp:
+            torch.save({"cell": cell.to_dict(), "cell_id": cell.cell_id, "info": dataset.info,
+                        "fingerprint": fingerprint, "rdsweep_version": __version__,
+                        "model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
     # a warm-up ends at the full β, so it aims at the same optimum; free bits changes the objective itself
     truth = dataset.truth(cell.beta if cell.objective in ("beta", "warmup") else None)
     return {
@@ -207,6 +214,23 @@ def train(
         "wall_s": sum(h["wall_s"] for h in history) + time.perf_counter() - evaluation_start, "device": device_name(dev),
         "compiled": compile, "rdsweep_version": __version__, "splits": splits, "truth": truth, "history": history,
     }
+
+
+def load_model(path: str | Path, device: str | None = None) -> tuple[Cell, torch.nn.Module]:
+    """A cell and its trained model, as `keep_model` saved them; a UserError for a file that is not one."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        cell = Cell.from_dict(saved["cell"])
+        model = build_model(get_family(cell.family), saved["info"], cell.size, cell.encoder_std)
+        if structure_fingerprint(model) != saved["fingerprint"]:
+            raise UserError(f"{path}: saved for model structure {saved['fingerprint']} by rdsweep "
+                            f"{saved['rdsweep_version']}; this version builds {structure_fingerprint(model)}")
+        model.load_state_dict(saved["model"])
+    except UserError:
+        raise
+    except Exception as e:  # not a file, not a torch file, or a torch file of something else
+        raise UserError(f"{path}: not a model kept by rdsweep ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+    return cell, model.to(pick_device(device)).eval()
 
 
 def train_epoch(model, optimizer, objective: Objective, epoch: int, x: torch.Tensor, batch_order: torch.Generator,

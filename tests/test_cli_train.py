@@ -139,6 +139,13 @@ def test_console_script_end_to_end(tmp_path):
     assert "−ELBO" in done.stdout and (tmp_path / "r.json").exists()
     bad = subprocess.run([*exe, "train", "--beta", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    # A kept model is never overwritten: the second run is refused before it trains, the file unchanged.
+    kept = tmp_path / "toy.pt"
+    kept.write_bytes(b"an earlier model")
+    again = subprocess.run([*exe, "train", "--dataset", "toy", "--epochs", "1", "--keep-model", str(kept)],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "does not overwrite" in again.stderr and again.stderr.count("\n") == 1
+    assert kept.read_bytes() == b"an earlier model" and "training" not in again.stdout
 
 
 def test_help_texts_show_no_value_after_flags_and_no_stray_spaces(rdsweep):

@@ -30,6 +30,7 @@ min_delta = 0.01
 lr_reductions = 1
 [evaluation]
 eval_samples = 2
+keep_model = KEEP
 [[objective]]
 kind = "beta"
 values = BETAS
@@ -43,9 +44,9 @@ max_failures = 1
 """
 
 
-def spec_file(tmp_path, betas="[0.3, 3.0]"):
+def spec_file(tmp_path, betas="[0.3, 3.0]", keep_model=True):
     path = tmp_path / "toy.toml"
-    path.write_text(SPEC.replace("BETAS", betas))
+    path.write_text(SPEC.replace("BETAS", betas).replace("KEEP", str(keep_model).lower()))
     return path
 
 
@@ -77,6 +78,18 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     for cell in load_spec(spec).cells():
         fresh = trainer.train(cell, threads=1)
         assert results[cell.cell_id]["splits"] == fresh["splits"] and results[cell.cell_id]["epochs"] == fresh["epochs"]
+    # Each worker kept the weights of the point it reported: evaluated afresh, they give its numbers.
+    from rdsweep.data import load_dataset
+    from rdsweep.evaluate import evaluate
+    import torch
+    toy = load_dataset("toy")
+    for cell_id, r in results.items():
+        kept_cell, model = trainer.load_model(experiment.model_path(cell_id))
+        assert kept_cell.cell_id == cell_id
+        torch.manual_seed(kept_cell.seed)
+        again = {s: evaluate(model, toy.split(s), samples=kept_cell.eval_samples) for s in ("train", "valid", "test")}
+        assert {s: (m["rate"], m["distortion"]) for s, m in again.items()} == \
+               {s: (r["splits"][s]["rate"], r["splits"][s]["distortion"]) for s in again}
 
     done = rdsweep("collect", experiment.path)
     assert done.returncode == 0, done.stderr
@@ -108,7 +121,7 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
 
     # One extra β trains only that cell; give it a checkpoint after epoch 1, as an interrupted launch
     # leaves, so it resumes from there instead of starting over.
-    bigger = spec_file(tmp_path, "[0.3, 1.0, 3.0]")
+    bigger = spec_file(tmp_path, "[0.3, 1.0, 3.0]", keep_model=False)  # keeping weights changes no number
     new_cell = next(c for c in load_spec(bigger).cells() if c.cell_id not in results)
     write_checkpoint_after_epoch_1(new_cell, experiment)
     done = rdsweep("launch", bigger, "--storage", storage, "--dry-run")
@@ -121,6 +134,7 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     assert {p.name: p.stat().st_mtime_ns for p in experiment.cells_dir.iterdir() if p.name in before} == before
     result = json.loads(experiment.result_path(new_cell.cell_id).read_text())
     assert result["status"] == "converged" and result["resumed_from_epoch"] == 1
+    assert not experiment.model_path(new_cell.cell_id).exists()
     assert [h["epoch"] for h in result["history"]] == list(range(1, result["epochs"] + 1))
 
 
@@ -178,7 +192,7 @@ def write_checkpoint_after_epoch_1(cell, experiment):
 ])
 def test_bad_specs_exit_2_with_one_line(tmp_path, rdsweep, change, message):
     path = tmp_path / "bad.toml"
-    path.write_text(SPEC.replace(*change).replace("BETAS", "[1.0]"))
+    path.write_text(SPEC.replace(*change).replace("BETAS", "[1.0]").replace("KEEP", "false"))
     done = rdsweep("launch", path, "--storage", tmp_path / "results")
     assert done.returncode == 2
     assert done.stderr.startswith("rdsweep: error:") and done.stderr.count("\n") == 1 and message in done.stderr

@@ -13,7 +13,8 @@ from rdsweep.evaluate import evaluate, validate
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 from rdsweep.objectives import Objective
-from rdsweep.trainer import lr_factor, train
+from rdsweep.errors import UserError
+from rdsweep.trainer import load_model, lr_factor, train
 
 # Toy: 20,000 examples over 30 bins; batch 500 and lr 3e-3 with the plateau schedule converge in ~20 epochs
 # (about 2 s); 100 is only a cap.
@@ -99,12 +100,13 @@ def fresh_evaluation(cell, model_state, samples):
     return {s: evaluate(model, dataset.split(s), samples=samples) for s in ("train", "valid", "test")}
 
 
-def test_the_reported_point_is_the_best_valid_state_not_the_last():
+def test_the_reported_point_is_the_best_valid_state_not_the_last(tmp_path):
     # A constant lr of 0.05 is too high for the toy: the valid objective wanders after its best epoch.
     cell = Cell(dataset="toy", family="toy", epochs=12, batch_size=500, lr=0.05, schedule="constant",
                 patience=4, min_delta=0.0, eval_samples=2)
     states = {}
-    result = train(cell, threads=1, on_epoch=lambda m, s: states.update({m["epoch"]: s}))
+    result = train(cell, threads=1, on_epoch=lambda m, s: states.update({m["epoch"]: s}),
+                   keep_model=tmp_path / "kept.pt")
     best, last = result["best_epoch"], result["epochs"]
     assert best < last, "this budget must end after its best epoch for the test to mean anything"
     at_best = fresh_evaluation(cell, states[best]["model"], samples=2)
@@ -112,6 +114,23 @@ def test_the_reported_point_is_the_best_valid_state_not_the_last():
            {s: (m["rate"], m["distortion"]) for s, m in result["splits"].items()}
     at_last = fresh_evaluation(cell, states[last]["model"], samples=2)
     assert at_last["valid"]["distortion"] != result["splits"]["valid"]["distortion"]
+    # The kept model is that best state, whole, with the cell that trained it.
+    kept_cell, kept = load_model(tmp_path / "kept.pt")
+    assert kept_cell == cell.validated()
+    assert kept.state_dict().keys() == states[best]["model"].keys()
+    assert all(torch.equal(t, states[best]["model"][k]) for k, t in kept.state_dict().items())
+
+
+def test_a_file_that_is_not_a_kept_model_is_one_clear_error(tmp_path):
+    not_a_model = tmp_path / "notes.pt"
+    not_a_model.write_text("a user's notes")
+    with pytest.raises(UserError, match="not a model kept by rdsweep"):
+        load_model(not_a_model)
+    state = tmp_path / "state.pt"  # a torch file, but a checkpoint of another structure
+    torch.save({"cell": Cell(**TOY).to_dict(), "info": {"n_bins": 30}, "fingerprint": "0123",
+                "rdsweep_version": "0.1", "model": {}}, state)
+    with pytest.raises(UserError, match="saved for model structure 0123"):
+        load_model(state)
 
 
 def test_validation_noise_is_fixed_and_leaves_training_noise_alone():
