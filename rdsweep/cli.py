@@ -117,7 +117,7 @@ def train(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here."),
     images: Optional[Path] = typer.Option(None, help="Write data/reconstruction/sample grids to this PNG."),
     keep_model: Optional[Path] = typer.Option(
-        None, help="Save the evaluated weights to this new file (rdsweep.trainer.load_model reads them)."),
+        None, help="Save the evaluated (best-valid) weights to this new file; docs/train.md: how to load them."),
 ) -> None:
     """Train one model and print its final rate R, distortion D and ELBO = −(R + D) per split (nats)."""
     from rdsweep.cells import BETA_OBJECTIVES, Cell
