@@ -200,10 +200,7 @@ def train(
     if images and status != "diverged":
         save_image_grids(model, dataset.test, Path(images))
     if keep_model and status != "diverged":
-        with atomic_write(keep_model) as tmp:
-            torch.save({"cell": cell.to_dict(), "cell_id": cell.cell_id, "info": dataset.info,
-                        "fingerprint": fingerprint, "rdsweep_version": __version__,
-                        "model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
+        save_model(keep_model, cell, model, dataset.info)
     # a warm-up ends at the full β, so it aims at the same optimum; free bits changes the objective itself
     truth = dataset.truth(cell.beta if cell.objective in ("beta", "warmup") else None)
     return {
@@ -216,8 +213,16 @@ def train(
     }
 
 
+def save_model(path: str | Path, cell: Cell, model: torch.nn.Module, info: dict) -> None:
+    """The weights with what rebuilds their model (the cell, the dataset's info), atomically."""
+    with atomic_write(path) as tmp:
+        torch.save({"cell": cell.to_dict(), "cell_id": cell.cell_id, "info": info,
+                    "fingerprint": structure_fingerprint(model), "rdsweep_version": __version__,
+                    "model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
+
+
 def load_model(path: str | Path, device: str | None = None) -> tuple[Cell, torch.nn.Module]:
-    """A cell and its trained model, as `keep_model` saved them; a UserError for a file that is not one."""
+    """A cell and its trained model, as `save_model` wrote them; a UserError for a file that is not one."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         cell = Cell.from_dict(saved["cell"])
