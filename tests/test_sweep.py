@@ -30,7 +30,7 @@ min_delta = 0.01
 lr_reductions = 1
 [evaluation]
 eval_samples = 2
-keep_model = KEEP
+keep_model = true
 [[objective]]
 kind = "beta"
 values = BETAS
@@ -46,7 +46,7 @@ max_failures = 1
 
 def spec_file(tmp_path, betas="[0.3, 3.0]", keep_model=True):
     path = tmp_path / "toy.toml"
-    path.write_text(SPEC.replace("BETAS", betas).replace("KEEP", str(keep_model).lower()))
+    path.write_text(SPEC.replace("BETAS", betas).replace("keep_model = true", f"keep_model = {str(keep_model).lower()}"))
     return path
 
 
@@ -192,7 +192,7 @@ def write_checkpoint_after_epoch_1(cell, experiment):
 ])
 def test_bad_specs_exit_2_with_one_line(tmp_path, rdsweep, change, message):
     path = tmp_path / "bad.toml"
-    path.write_text(SPEC.replace(*change).replace("BETAS", "[1.0]").replace("KEEP", "false"))
+    path.write_text(SPEC.replace(*change).replace("BETAS", "[1.0]"))
     done = rdsweep("launch", path, "--storage", tmp_path / "results")
     assert done.returncode == 2
     assert done.stderr.startswith("rdsweep: error:") and done.stderr.count("\n") == 1 and message in done.stderr
