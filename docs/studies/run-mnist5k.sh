@@ -10,7 +10,9 @@ $R launch examples/mnist5k.toml --storage $S          # the cells not yet traine
 $R launch examples/mnist5k-bilbo.toml --storage $S
 # Cells finished before rdsweep 0.4 have no latent columns (before 0.3) or a probe read off the posterior
 # means (0.3, which reads the digit off a collapsed encoder): set their results aside and train them again.
-# A trial is deterministic on CPU, so their R and D must come back the same: a reproducibility check.
+# A trial is deterministic on CPU, so their training must come back the same (stop, best epoch, every epoch's
+# valid objective: docs/studies/retrace.py); the final evaluation only within Monte Carlo noise, since its
+# batches went from 500 to 100 examples on a CPU (docs/benchmarks.md).
 /work/main/.venv/bin/python - <<'PY'
 import json, pathlib
 cells = pathlib.Path("/work/main/docs/studies/mnist5k/cells")

@@ -1,0 +1,42 @@
+"""Did the cells trained again retrace their first run? For each result set aside in cells-before-0.4/ whose
+cell has finished again, compare the training (stop, best epoch, every epoch's training loss and valid
+objective, which validation computes with its own fixed z-draws) and show how far the final test R and D
+moved (the final evaluation's draws depend on its batch, so that is Monte Carlo noise, not a failure).
+
+    python docs/studies/retrace.py docs/studies/mnist5k
+"""
+import json
+import sys
+from pathlib import Path
+
+from rdsweep.cells import knob
+from rdsweep.models.families import get_family
+
+
+def training(result: dict) -> tuple:
+    return (result["stop_reason"], result["best_epoch"],
+            [(h["epoch"], h["loss"], h["valid_objective"]) for h in result["history"]])
+
+
+def main(experiment: Path) -> int:
+    aside, cells = experiment / "cells-before-0.4", experiment / "cells"
+    retraced = differ = 0
+    for old_file in sorted(aside.glob("*.json")):
+        new_file = cells / old_file.name
+        if not new_file.exists():
+            continue
+        old, new = json.loads(old_file.read_text()), json.loads(new_file.read_text())
+        same = training(old) == training(new)
+        retraced, differ = retraced + same, differ + (not same)
+        a, b = old["splits"]["test"], new["splits"]["test"]
+        c = old["cell"]
+        print(f"{get_family(c['family']).code} {knob(c['objective'], c['beta'], c['target_rate']):>5}  "
+              f"{'training retraced' if same else 'TRAINING DIFFERS '}  epochs {len(old['history'])}/"
+              f"{len(new['history'])}  test R {a['rate']:.3f} -> {b['rate']:.3f}  D {a['distortion']:.3f} -> "
+              f"{b['distortion']:.3f}  ({old['rdsweep_version']} -> {new['rdsweep_version']})")
+    print(f"{retraced} retraced bit for bit, {differ} differ")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))
