@@ -148,7 +148,8 @@ def test_validation_noise_is_fixed_and_leaves_training_noise_alone():
 
 def test_the_evaluation_batch_does_not_change_the_numbers():
     # evaluate picks its batch by device (100 on a CPU, for speed); on the 64-dim latents of the image families
-    # the z-draws are the same whatever the batching, so cells evaluated before the change stay comparable
+    # the z-draws are the same whatever the batching with one sample per example (not with several: the
+    # samples' draws then fall on other examples; docs/benchmarks.md)
     dataset = load_dataset("mnist5k")
     model = build_model(get_family("iaf-pixelcnn-maf"), dataset.info, "small")
     x = dataset.valid[:200]
