@@ -16,6 +16,7 @@ DPI = 100
 MARGIN = 12      # px around the figure and between bands
 HEADER = 26      # px of text above each band
 TITLE = 34       # px for the figure title
+LABEL_GAP = 8    # points between a band's regime and its label
 
 
 def compose_regime_grids(rows: list[dict], path: str | Path, title: str | None = None) -> Path:
@@ -38,11 +39,15 @@ def compose_regime_grids(rows: list[dict], path: str | Path, title: str | None =
                             f"train it with [evaluation] images = true")
     images = [mpimg.imread(Path(row["png"])) for row in rows]
 
-    # Lay the bands out in pixels, then convert to figure fractions (matplotlib's y axis points up).
-    width = 2 * MARGIN + max(im.shape[1] for im in images)
+    # Lay the bands out in pixels, then convert to figure fractions (matplotlib's y axis points up). The
+    # figure is as wide as its widest image or line of text, so a long title or label is never cut off.
+    fig = plt.figure(dpi=DPI)
+    texts = [_width(fig, row["regime"], fontsize=11, fontweight="bold") + LABEL_GAP * DPI / 72
+             + _width(fig, row["label"], fontsize=10) for row in rows]
+    width = 2 * MARGIN + round(max(*(im.shape[1] for im in images), *texts, _width(fig, title or "", fontsize=13)))
     top = MARGIN + (TITLE if title else 0)
     height = top + sum(HEADER + im.shape[0] + MARGIN for im in images)
-    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    fig.set_size_inches(width / DPI, height / DPI)
     if title:
         fig.text(0.5, 1 - (MARGIN + TITLE / 2) / height, title, ha="center", va="center", fontsize=13)
     y = top
@@ -55,9 +60,19 @@ def compose_regime_grids(rows: list[dict], path: str | Path, title: str | None =
         # "regime  label" above the band: the label is placed after the bold regime's measured extent
         regime = ax.annotate(row["regime"], xy=(0, 1), xycoords="axes fraction", xytext=(0, 3),
                              textcoords="offset points", va="bottom", fontsize=11, fontweight="bold")
-        ax.annotate(row["label"], xy=(1, 0), xycoords=regime, xytext=(8, 0), textcoords="offset points",
+        ax.annotate(row["label"], xy=(1, 0), xycoords=regime, xytext=(LABEL_GAP, 0), textcoords="offset points",
                     va="bottom", fontsize=10)
         y += h + MARGIN
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def _width(fig, text: str, **font) -> float:
+    """The width in pixels that `text` takes in this figure's renderer."""
+    if not text:
+        return 0.0
+    artist = fig.text(0, 0, text, **font)
+    width = artist.get_window_extent(fig.canvas.get_renderer()).width
+    artist.remove()
+    return width

@@ -186,6 +186,18 @@ def test_compose_regime_grids_stacks_one_band_per_regime(tmp_path):
     assert heights[2] - heights[1] == 2 * (heights[1] - heights[0])     # every band the same height
 
 
+def test_a_long_title_or_label_is_not_cut_off(tmp_path):
+    # the mnist5k study's grids cut both: the figure was as wide as its images only
+    png = _fake_grid(tmp_path / "cell.png")
+    label = "gauss-pixelcnn-normal (-+-) β=1 W=10: R = 1.6, D = 90.1, −ELBO = 91.7 nats" * 2
+    for title, rows in (("x" * 200, [{"regime": "semantic", "label": "short", "png": png}]),
+                        (None, [{"regime": "auto-decoder", "label": label, "png": png}])):
+        image = mpimg.imread(compose_regime_grids(rows, tmp_path / "long.png", title=title))
+        ink = (image[..., :3] < 0.5).any(axis=(0, 2))         # columns with any dark pixel
+        assert not ink[:4].any() and not ink[-4:].any()        # a margin of background on both sides
+        assert image.shape[1] > mpimg.imread(png).shape[1] + 100
+
+
 def test_compose_regime_grids_refuses_nothing_or_a_missing_png(tmp_path):
     with pytest.raises(UserError, match="no regimes"):
         compose_regime_grids([], tmp_path / "out.png")
