@@ -239,6 +239,34 @@ def crowded_labels(ax, rates, distortions, labels: list[str], char_px: float = 6
     return [(at, ", ".join(texts)) for _, at, texts in groups]
 
 
+# Where a label may sit beside its point, in order of preference: (offset in points, alignment).
+_LABEL_SPOTS = [((3, 3), "left", "bottom"), ((3, -3), "left", "top"), ((-3, 3), "right", "bottom"),
+                ((-3, -3), "right", "top")]
+
+
+def marker_boxes(ax, rates, distortions, size_pt: float) -> list:
+    """The display boxes of round markers of `size_pt` points at these (R, D): obstacles for the labels."""
+    from matplotlib.transforms import Bbox
+
+    half = size_pt / 2 * ax.figure.dpi / 72
+    where = ax.transData.transform(np.column_stack([np.asarray(rates, float), np.asarray(distortions, float)]))
+    return [Bbox([[x - half, y - half], [x + half, y + half]]) for x, y in where]
+
+
+def place_label(label, placed: list) -> None:
+    """Move an annotation to the first spot around its point where it overlaps nothing in `placed` (display
+    boxes of markers and earlier labels; its own is added); where every spot is taken it stays up and to
+    the right."""
+    renderer = label.figure.canvas.get_renderer()
+    for offset, ha, va in _LABEL_SPOTS + [_LABEL_SPOTS[0]]:
+        label.xyann = offset
+        label.set_horizontalalignment(ha), label.set_verticalalignment(va)
+        box = label.get_window_extent(renderer).padded(2)     # a little air between labels
+        if not any(box.overlaps(other) for other in placed):
+            break
+    placed.append(box)
+
+
 def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path:
     """The RD plane as a PNG: settings coloured by family (marker by objective, bars = std over seeds),
     family Pareto frontiers as lines, the line D = Ĥ − R with the region below it shaded, β/σ labels."""
@@ -247,6 +275,7 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.patheffects import withStroke
 
     path = Path(path)
     if not path.parent.is_dir():
@@ -302,15 +331,6 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
         ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
     ax.set_xlim(0, r_max)
     ax.set_ylim(d_min, d_max)
-    if len(pts) <= label_limit:   # labels last: crowding is judged on the final axes
-        labels = []
-        for p in pts.itertuples():
-            label = point_knob(p).split("=", 1)[1] if plain else point_knob(p)
-            if len(stds) > 1:   # the posterior's std varies: say which
-                label += f" {p.encoder_std}"
-            labels.append(label)
-        for (r, d), text in crowded_labels(ax, pts["rate"], pts["distortion"], labels):
-            ax.annotate(text, (r, d), xytext=(3, 3), textcoords="offset points", fontsize=6, color="0.25", zorder=4)
     ax.set_xlabel("rate R (nats)" + (": linear below 1, logarithmic above" if symlog else ""))
     ax.set_ylabel("distortion D (nats)")
     seeds = int(pts["seeds"].max())
@@ -318,6 +338,18 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
                  f"({len(pts)} settings, up to {seeds} seed{'s' if seeds > 1 else ''} each, mean ± std)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    if len(pts) <= label_limit:   # labels last: crowding is judged on the final axes
+        labels = []
+        for p in pts.itertuples():
+            label = point_knob(p).split("=", 1)[1] if plain else point_knob(p)
+            if len(stds) > 1:   # the posterior's std varies: say which
+                label += f" {p.encoder_std}"
+            labels.append(label)
+        placed = marker_boxes(ax, pts["rate"], pts["distortion"], size_pt=5)   # a little inside the 6-pt markers
+        for (r, d), text in crowded_labels(ax, pts["rate"], pts["distortion"], labels):
+            label = ax.annotate(text, (r, d), xytext=(3, 3), textcoords="offset points", fontsize=6, color="0.25",
+                                zorder=4, path_effects=[withStroke(linewidth=2, foreground="white")])
+            place_label(label, placed)
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path

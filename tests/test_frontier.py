@@ -153,3 +153,41 @@ def test_labels_of_points_on_one_spot_are_joined_and_distant_ones_kept_apart():
     plt.close(fig)
     assert [text for _, text in out] == ["10, 3, 1.5, 1", "0.25", "0.5", "0.6"]
     assert out[0][0] == (0.0, 3.03) and out[-1][0] == (2.81, 0.28)
+
+
+def test_labels_of_nearby_points_are_moved_apart_not_printed_over_each_other():
+    # the mnist5k study's deconv families at β = 1: points a little more than a line apart (not joined into one
+    # label by crowded_labels), whose labels printed over each other
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rdsweep.frontier import crowded_labels, place_label
+
+    fig, ax = plt.subplots(figsize=(11, 7))
+    ax.set_xlim(0, 100), ax.set_ylim(0, 100)
+    points = ax.transData.inverted().transform([(400, 300 - 9 * i) for i in range(3)])
+    labels = ["σ=20, β=0.1", "β=0.1", "β=1, λ=0.1"]
+    groups = crowded_labels(ax, points[:, 0], points[:, 1], labels)
+    assert len(groups) == 3                                   # three labels to place, not one
+
+    def boxes(place):
+        placed: list = []
+        for (r, d), text in groups:
+            label = ax.annotate(text, (r, d), xytext=(3, 3), textcoords="offset points", fontsize=6)
+            if place:
+                place_label(label, placed)
+            else:
+                placed.append(label.get_window_extent(fig.canvas.get_renderer()))
+        return placed
+
+    def overlapping(bs):
+        return any(a.overlaps(b) for i, a in enumerate(bs) for b in bs[i + 1:])
+
+    assert overlapping(boxes(place=False))                    # all up and to the right: printed over each other
+    placed = boxes(place=True)
+    plt.close(fig)
+    assert not overlapping(placed)
+    for (r, d), box in zip(points, placed):                   # each label still beside its own point
+        x, y = ax.transData.transform((r, d))
+        assert box.x0 - 10 <= x <= box.x1 + 10 and box.y0 - 10 <= y <= box.y1 + 10
