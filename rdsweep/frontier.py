@@ -222,16 +222,20 @@ def family_colours(families: list[str]) -> dict[str, tuple]:
     return colours
 
 
-def crowded_labels(ax, rates, distortions, labels: list[str], char_px: float = 6.0, line_px: float = 8.0
+def crowded_labels(ax, rates, distortions, labels: list[str], near_px: float = 8.0, char_px: float = 6.0
                    ) -> list[tuple[tuple, str]]:
-    """One label per group of points whose labels would print over each other (a point within a label's
-    width, `char_px` display pixels a character at the plot's 6-point font, and a line's height of the group's
-    first point), their texts joined without repeats ("1, 1.5, 3, 10"): collapsed models sit on one spot."""
+    """One label per group of points on one spot (within `near_px` display pixels, about a marker, of the
+    group's first point), their texts joined without repeats ("1, 1.5, 3, 10": collapsed models sit on one
+    spot); a point whose label says what a group's already says joins it from a label's width away (`char_px`
+    a character) and a line's height (three families' β=0.1 side by side print one "β=0.1"). Points further
+    apart keep their own labels, which place_label moves apart."""
     where = ax.transData.transform(np.column_stack([np.asarray(rates, float), np.asarray(distortions, float)]))
     groups: list[tuple[np.ndarray, tuple, list[str]]] = []
     for xy, r, d, label in zip(where, rates, distortions, labels):
-        width = lambda g: char_px * max(len(label), len(g[2][0]), 3)
-        near = next((g for g in groups if abs(xy[0] - g[0][0]) <= width(g) and abs(xy[1] - g[0][1]) <= line_px), None)
+        def joins(g) -> bool:
+            dx, dy = np.abs(xy - g[0])
+            return max(dx, dy) <= near_px or (label in g[2] and dx <= char_px * len(label) and dy <= near_px * 1.5)
+        near = next((g for g in groups if joins(g)), None)
         if near is None:
             groups.append((xy, (r, d), [label]))
         elif label not in near[2]:
@@ -261,10 +265,10 @@ def place_label(label, placed: list) -> None:
     for offset, ha, va in _LABEL_SPOTS + [_LABEL_SPOTS[0]]:
         label.xyann = offset
         label.set_horizontalalignment(ha), label.set_verticalalignment(va)
-        box = label.get_window_extent(renderer).padded(2)     # a little air between labels
+        box = label.get_window_extent(renderer)
         if not any(box.overlaps(other) for other in placed):
             break
-    placed.append(box)
+    placed.append(box.padded(2))      # a little air between labels (not around markers: its own is that near)
 
 
 def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path:

@@ -191,3 +191,20 @@ def test_labels_of_nearby_points_are_moved_apart_not_printed_over_each_other():
     for (r, d), box in zip(points, placed):                   # each label still beside its own point
         x, y = ax.transData.transform((r, d))
         assert box.x0 - 10 <= x <= box.x1 + 10 and box.y0 - 10 <= y <= box.y1 + 10
+
+
+def test_one_label_for_neighbours_that_say_the_same_and_own_labels_for_neighbours_that_do_not():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rdsweep.frontier import crowded_labels
+
+    fig, ax = plt.subplots(figsize=(11, 7))
+    ax.set_xlim(0, 100), ax.set_ylim(0, 100)
+    points = ax.transData.inverted().transform([(400 + 12 * i, 300) for i in range(3)])   # 12 px apart
+    same = crowded_labels(ax, points[:, 0], points[:, 1], ["β=0.1"] * 3)
+    different = crowded_labels(ax, points[:, 0], points[:, 1], ["β=0.1", "β=0.3", "σ=20"])
+    plt.close(fig)
+    assert [text for _, text in same] == ["β=0.1"]
+    assert [text for _, text in different] == ["β=0.1", "β=0.3", "σ=20"]
