@@ -34,7 +34,7 @@ def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: in
     from rdsweep.data import load_dataset
     from rdsweep.models.vae import build_model
     from rdsweep.objectives import Objective
-    from rdsweep.trainer import pick_device
+    from rdsweep.devices import pick_device
 
     device = pick_device()
     x = load_dataset("mnist5k").train[:batch_size].to(device)
@@ -78,7 +78,7 @@ def compile_payoff(size: str = "small", families: list[str] | None = None, batch
     from rdsweep.models.families import get_family
     from rdsweep.models.vae import build_model
     from rdsweep.objectives import Objective
-    from rdsweep.trainer import pick_device
+    from rdsweep.devices import pick_device
 
     device = pick_device()
     x = load_dataset("mnist5k").train[:batch_size].to(device)
@@ -124,12 +124,13 @@ def trainer_overhead(family: str = "---", size: str = "small") -> dict:
 
     from rdsweep import trainer
     from rdsweep.data import load_dataset
+    from rdsweep.devices import pick_device
     from rdsweep.models.families import get_family
     from rdsweep.models.vae import build_model
     from rdsweep.objectives import Objective
 
     cell = Cell(family=family, size=size, epochs=1).validated()
-    device = trainer.pick_device()
+    device = pick_device()
     data = load_dataset(cell.dataset).to(device)
     torch.manual_seed(0)
     model = build_model(get_family(cell.family), data.info, size).to(device)

@@ -52,7 +52,7 @@ class Cell:
     eval_samples: int = 1                 # z-samples per example in the final R, D, ELBO
     iwae_k: int = 0                       # importance samples for the IWAE bound (0: not computed)
     images: bool = False                  # write data / reconstruction / sample grids (image data only)
-    keep_model: bool = False              # save the evaluated (best-valid) weights (trainer.load_model)
+    keep_model: bool = False              # save the evaluated (best-valid) weights (checkpoints.load_model)
     # Fields added after 0.2 default to None ("not used"), which keeps every earlier cell's id.
     free_bits: float | None = None        # λ, nats per latent: free-bits only
     warmup_epochs: int | None = None      # W, epochs of the β ramp: warmup only

@@ -8,7 +8,7 @@
         locks/<cell_id>.lock      held by the trial that trains the cell
         launch.lock               held by the running launch (launch.lock.json: who)
         grids/<cell_id>.png       data / reconstruction / sample grids ([evaluation] images = true)
-        models/<cell_id>.pt       the evaluated weights ([evaluation] keep_model = true; trainer.load_model)
+        models/<cell_id>.pt       the evaluated weights ([evaluation] keep_model = true; checkpoints.load_model)
         ray/launch-<time>/        Ray Tune's own state, one folder per launch
         launch-<time>.log         what that launch did, one line per event (command, versions, resources,
                                   each cell's start, epochs, retries and end), for auditing a sweep later

@@ -253,7 +253,7 @@ def _trial(config: dict) -> None:
     started = time.time()  # before torch's import: part of the trial's time outside its epochs
     from filelock import FileLock
 
-    from rdsweep import trainer  # torch is imported in the worker, not the driver
+    from rdsweep import checkpoints, trainer  # torch is imported in the worker, not the driver
 
     cell = Cell.from_dict(config["cell"])
     experiment = Experiment(config["experiment"])
@@ -272,7 +272,7 @@ def _trial(config: dict) -> None:
             tune.report(report)
         else:
             with tempfile.TemporaryDirectory(dir=experiment.checkpoints_dir) as d:
-                trainer.save_state(state, Path(d) / "state.pt")
+                checkpoints.save_state(state, Path(d) / "state.pt")
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
                 os.replace(Path(d) / "state.pt", ledger_checkpoint)  # same filesystem: a rename, not a copy
             last_saved = time.monotonic()
@@ -304,7 +304,7 @@ def _trial(config: dict) -> None:
         try:
             resume_state = _saved_state(retry, ledger_checkpoint)
             result = train(resume_state)
-        except trainer.IncompatibleCheckpoint as e:
+        except checkpoints.IncompatibleCheckpoint as e:
             if source == ledger_checkpoint:
                 aside = ledger_checkpoint.with_name(f"{ledger_checkpoint.name}.unusable-{time.strftime('%Y%m%d-%H%M%S')}")
                 os.replace(ledger_checkpoint, aside)
@@ -327,12 +327,12 @@ def _trial(config: dict) -> None:
 
 def _saved_state(retry, ledger_checkpoint: Path) -> dict | None:
     """Where to continue from: Ray's checkpoint when Ray retries this trial, else the ledger's, if any."""
-    from rdsweep import trainer
+    from rdsweep.checkpoints import load_state
 
     if retry is not None:
         with retry.as_directory() as d:
-            return trainer.load_state(Path(d) / "state.pt")
-    return trainer.load_state(ledger_checkpoint) if ledger_checkpoint.exists() else None
+            return load_state(Path(d) / "state.pt")
+    return load_state(ledger_checkpoint) if ledger_checkpoint.exists() else None
 
 
 SNAPSHOT_S = 5.0      # the live view rereads the ledger (rdsweep/status.py) at most this often

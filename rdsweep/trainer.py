@@ -10,8 +10,6 @@ evaluation reseeds, so a resumed or continued trial ends exactly like an uninter
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 import time
 from pathlib import Path
@@ -21,20 +19,16 @@ import torch
 
 from rdsweep import __version__
 from rdsweep.cells import SPLITS, Cell
-from rdsweep.data import load_dataset
+from rdsweep.checkpoints import restore, save_model, snapshot
+from rdsweep.data import Dataset, load_dataset
+from rdsweep.devices import device_name, pick_device
 from rdsweep.errors import UserError
 from rdsweep.evaluate import evaluate, save_image_grids, validate
-from rdsweep.files import atomic_write
 from rdsweep.latent import LabelProbe, latent_worth
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 from rdsweep.objectives import Objective, warmup_beta
 from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule
-
-
-class IncompatibleCheckpoint(Exception):
-    """A saved training state that cannot continue this cell: unreadable, incomplete, or for another model
-    structure (e.g. after a code change). The sweep moves it aside and restarts the cell."""
 
 
 def lr_factor(cell: Cell, epoch: int, reductions: int = 0) -> float:
@@ -46,19 +40,6 @@ def lr_factor(cell: Cell, epoch: int, reductions: int = 0) -> float:
     if cell.schedule == "plateau":
         return cell.lr_divisor ** -reductions
     return 1.0
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """The requested device, or CUDA when present; a UserError for a device this machine does not have."""
-    try:
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise UserError(f"device {device!r} is not available on this machine")
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"unsupported device {device!r}: use cpu, cuda or cuda:N")
-    return dev
 
 
 def train(
@@ -76,12 +57,12 @@ def train(
     """Train `cell` until its stopping rule fires or its epoch budget runs out, then evaluate the best-valid
     state on every split. Returns status, stop_reason, best_epoch, epochs, wall time, R, D, ELBO per split.
 
-    on_epoch(metrics, state) is called after each epoch; `state` can be saved (`save_state`) and passed
+    on_epoch(metrics, state) is called after each epoch; `state` can be saved (`checkpoints.save_state`) and passed
     back as `resume_state` to continue after that epoch, also with a larger `epochs` than it was saved with.
     A non-finite loss ends the trial as 'diverged'.
     `images`: a PNG path for data / reconstruction / sample grids of the trained model (image data only).
     on_step(step, steps) is called after each optimiser step of an epoch: progress inside long epochs.
-    keep_model: a path for the evaluated weights, the reported point's (`load_model` reads them back).
+    keep_model: a path for the evaluated weights, the reported point's (`checkpoints.load_model` reads them back).
     compile: torch.compile the model's forward (rate and distortion) first; it pays only for long trials
     (docs/benchmarks.md), and its numbers agree with eager ones to float rounding, not bit for bit.
     """
@@ -110,24 +91,8 @@ def train(
     rule = StoppingRule.for_cell(cell)
     best = None                                  # {"model", "optimizer"} at rule.best_epoch
     first_epoch, history, stop_reason = 1, [], None
-    fingerprint = structure_fingerprint(model)
     if resume_state is not None:
-        recorded = resume_state.get("fingerprint", fingerprint)  # checkpoints before 0.2 carry none
-        if recorded != fingerprint:
-            raise IncompatibleCheckpoint(f"saved for model structure {recorded}, this model is {fingerprint} "
-                                         f"(saved by rdsweep {resume_state.get('rdsweep_version', '?')})")
-        try:
-            model.load_state_dict(resume_state["model"])
-            optimizer.load_state_dict(resume_state["optimizer"])
-            batch_order.set_state(resume_state["batch_order"])
-            torch.set_rng_state(resume_state["torch_rng"])
-            if dev.type == "cuda" and resume_state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(resume_state["cuda_rng"], dev)  # z-samples on a GPU: its own RNG
-            first_epoch, history = resume_state["epoch"] + 1, list(resume_state["history"])
-            rule, best = StoppingRule.from_state(resume_state["rule"]), resume_state["best"]
-            stop_reason = resume_state["stop_reason"]  # set if the trial stopped but died before its result
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise IncompatibleCheckpoint(f"does not fit this model: {' '.join(str(e).split())[:200]}") from None
+        first_epoch, history, rule, best, stop_reason = restore(resume_state, model, optimizer, batch_order, dev)
 
     for epoch in range(first_epoch, cell.epochs + 1):
         if stop_reason is not None:
@@ -171,15 +136,8 @@ def train(
         metrics["wall_s"] = time.perf_counter() - epoch_start
         history.append(metrics)
         if on_epoch is not None:
-            # A snapshot, not views of the live parameters, so a kept state stays at this epoch. `best` is
-            # already one (replaced whole, never changed in place): shared, not copied again every epoch.
-            on_epoch(metrics, {**copy.deepcopy({
-                "epoch": epoch, "history": history, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "batch_order": batch_order.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-            }), "rule": rule.state(), "best": best, "stop_reason": stop_reason,
-                "stage": objective.stage, "fingerprint": fingerprint, "rdsweep_version": __version__})
+            on_epoch(metrics, snapshot(epoch, history, model, optimizer, batch_order, dev, rule, best, stop_reason,
+                                       objective.stage))
 
     evaluation_start = time.perf_counter()
     status = {None: "unconverged", "plateau": "converged", "non-finite loss": "diverged"}[stop_reason]
@@ -187,16 +145,9 @@ def train(
     if status != "diverged":
         if best is not None:  # None only when the cap came right after two-stage's switch to its encoder
             model.load_state_dict(best["model"])   # the reported point is the best-valid state, not the last
-        torch.manual_seed(cell.seed)
-        splits = {s: evaluate(model, dataset.split(s), samples=cell.eval_samples, iwae_k=cell.iwae_k)
-                  for s in SPLITS}
-        if not all(math.isfinite(v) for m in splits.values() for v in (m["rate"], m["distortion"])):
+        splits, finite = final_evaluation(cell, model, dataset)
+        if not finite:
             status, stop_reason = "diverged", "non-finite evaluation"
-        else:  # what the latent is worth: I(x; z), active units, a label probe where the data has labels
-            labels = dataset.labels or {}
-            probe = LabelProbe(model, dataset.train, labels["train"]) if labels else None
-            for s in SPLITS:
-                splits[s].update(latent_worth(model, dataset.split(s), labels=labels.get(s), probe=probe))
     if images and status != "diverged":
         save_image_grids(model, dataset.test, Path(images))
     if keep_model and status != "diverged":
@@ -213,29 +164,19 @@ def train(
     }
 
 
-def save_model(path: str | Path, cell: Cell, model: torch.nn.Module, info: dict) -> None:
-    """The weights with what rebuilds their model (the cell, the dataset's info), atomically."""
-    with atomic_write(path) as tmp:
-        torch.save({"cell": cell.to_dict(), "cell_id": cell.cell_id, "info": info,
-                    "fingerprint": structure_fingerprint(model), "rdsweep_version": __version__,
-                    "model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
-
-
-def load_model(path: str | Path, device: str | None = None) -> tuple[Cell, torch.nn.Module]:
-    """A cell and its trained model, as `save_model` wrote them; a UserError for a file that is not one."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        cell = Cell.from_dict(saved["cell"])
-        model = build_model(get_family(cell.family), saved["info"], cell.size, cell.encoder_std)
-        if structure_fingerprint(model) != saved["fingerprint"]:
-            raise UserError(f"{path}: saved for model structure {saved['fingerprint']} by rdsweep "
-                            f"{saved['rdsweep_version']}; this version builds {structure_fingerprint(model)}")
-        model.load_state_dict(saved["model"])
-    except UserError:
-        raise
-    except Exception as e:  # not a file, not a torch file, or a torch file of something else
-        raise UserError(f"{path}: not a model kept by rdsweep ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
-    return cell, model.to(pick_device(device)).eval()
+def final_evaluation(cell: Cell, model, dataset: Dataset) -> tuple[dict, bool]:
+    """R, D, ELBO (and IWAE) of the model on every split, from the cell's own seed, and whether they are
+    finite; when they are, what the latent is worth: I(x; z), active units, a label probe where the data
+    has labels."""
+    torch.manual_seed(cell.seed)
+    splits = {s: evaluate(model, dataset.split(s), samples=cell.eval_samples, iwae_k=cell.iwae_k) for s in SPLITS}
+    if not all(math.isfinite(v) for m in splits.values() for v in (m["rate"], m["distortion"])):
+        return splits, False
+    labels = dataset.labels or {}
+    probe = LabelProbe(model, dataset.train, labels["train"]) if labels else None
+    for s in SPLITS:
+        splits[s].update(latent_worth(model, dataset.split(s), labels=labels.get(s), probe=probe))
+    return splits, True
 
 
 def train_epoch(model, optimizer, objective: Objective, epoch: int, x: torch.Tensor, batch_order: torch.Generator,
@@ -262,33 +203,3 @@ def train_epoch(model, optimizer, objective: Objective, epoch: int, x: torch.Ten
     return {"loss": mean_loss, "rate": mean_rate, "distortion": mean_distortion,
             "elbo": -(mean_rate + mean_distortion)}
 
-
-def device_name(dev: torch.device) -> str:
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-
-
-def structure_fingerprint(model: torch.nn.Module) -> str:
-    """A short hash of the model's parameter and buffer names, shapes and dtypes: a checkpoint of another
-    structure cannot continue this cell, whatever its file says."""
-    layout = [(name, list(t.shape), str(t.dtype)) for name, t in model.state_dict().items()]
-    return hashlib.sha256(json.dumps(layout).encode()).hexdigest()[:16]
-
-
-def save_state(state: dict, path: str | Path) -> None:
-    """Write a training state atomically (a crash mid-write leaves the previous checkpoint intact)."""
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
-
-
-_STATE_KEYS = {"epoch", "history", "model", "optimizer", "batch_order", "torch_rng", "rule", "best", "stop_reason"}
-
-
-def load_state(path: str | Path) -> dict:
-    """A saved training state; IncompatibleCheckpoint for a file that is not a whole one."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file fails in pickle, zipfile or torch, with many types
-        raise IncompatibleCheckpoint(f"cannot be read: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
-    if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
-        raise IncompatibleCheckpoint("is not an rdsweep training state (keys missing)")
-    return state

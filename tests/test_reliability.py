@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rdsweep import trainer
+from rdsweep import checkpoints, trainer
 from rdsweep.ledger import Experiment
 from rdsweep.spec import load_spec
 
@@ -64,7 +64,7 @@ def test_lock_interrupt_and_resume(tmp_path, rdsweep, ray_address):
     assert "interrupted: 1 cell(s) unfinished" in err
     assert experiment.checkpoint_path(cell.cell_id).exists() and experiment.results() == []
 
-    saved = trainer.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"]
+    saved = checkpoints.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"]
     cap = ("--epochs", saved + 2)
     done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, *cap)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -90,7 +90,7 @@ def test_a_failed_cell_exits_1_and_an_unusable_checkpoint_is_moved_aside(tmp_pat
 
     launch = start("launch", spec, "--storage", storage, "--address", ray_address)   # continues it
     try:
-        wait_for(lambda: trainer.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"] > 2,
+        wait_for(lambda: checkpoints.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"] > 2,
                  "an epoch of the continuation", launch)
         (worker,) = trial_workers(RAY_ENV["RAY_AUTH_TOKEN"])
         os.kill(worker, signal.SIGKILL)                          # no retries left: the continuation fails
@@ -104,7 +104,7 @@ def test_a_failed_cell_exits_1_and_an_unusable_checkpoint_is_moved_aside(tmp_pat
     # The kept checkpoint is damaged (a disk filled up, a code change): the cell restarts instead of failing
     # on every launch, and the damaged file is kept and named.
     checkpoint = experiment.checkpoint_path(cell.cell_id)
-    cap = ("--epochs", trainer.load_state(checkpoint)["epoch"] + 2)
+    cap = ("--epochs", checkpoints.load_state(checkpoint)["epoch"] + 2)
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, *cap)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -126,13 +126,13 @@ def test_a_checkpoint_of_another_model_structure_is_refused(tmp_path):
     trainer.train(cell, on_epoch=lambda metrics, state: states.append(state))
     state = states[-1]
     state["model"] = {k: v[..., :1] for k, v in state["model"].items()}  # other shapes, same fingerprint
-    with pytest.raises(trainer.IncompatibleCheckpoint, match="does not fit"):
+    with pytest.raises(checkpoints.IncompatibleCheckpoint, match="does not fit"):
         trainer.train(replace(cell, epochs=2), resume_state=state)
-    with pytest.raises(trainer.IncompatibleCheckpoint, match="model structure"):
+    with pytest.raises(checkpoints.IncompatibleCheckpoint, match="model structure"):
         trainer.train(replace(cell, epochs=2), resume_state={**states[-1], "fingerprint": "0" * 16})
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(trainer.IncompatibleCheckpoint, match="cannot be read"):
-        trainer.load_state(tmp_path / "junk.pt")
+    with pytest.raises(checkpoints.IncompatibleCheckpoint, match="cannot be read"):
+        checkpoints.load_state(tmp_path / "junk.pt")
 
 
 def test_a_killed_launcher_loses_nothing_and_trains_nothing_twice(tmp_path, rdsweep, ray_address):

@@ -74,7 +74,7 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     pids = {json.loads(line)["pid"] for trial in launches(experiment)[0].iterdir() if trial.is_dir()
             for line in (trial / "result.json").read_text().splitlines()}
     assert len(pids) < len(results)
-    from rdsweep import trainer
+    from rdsweep import checkpoints, trainer
     for cell in load_spec(spec).cells():
         fresh = trainer.train(cell, threads=1)
         assert results[cell.cell_id]["splits"] == fresh["splits"] and results[cell.cell_id]["epochs"] == fresh["epochs"]
@@ -84,7 +84,7 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     import torch
     toy = load_dataset("toy")
     for cell_id, r in results.items():
-        kept_cell, model = trainer.load_model(experiment.model_path(cell_id))
+        kept_cell, model = checkpoints.load_model(experiment.model_path(cell_id))
         assert kept_cell.cell_id == cell_id
         torch.manual_seed(kept_cell.seed)
         again = {s: evaluate(model, toy.split(s), samples=kept_cell.eval_samples) for s in ("train", "valid", "test")}
@@ -176,12 +176,12 @@ def test_raising_the_cap_continues_unconverged_cells(tmp_path, rdsweep, ray_addr
 
 
 def write_checkpoint_after_epoch_1(cell, experiment):
-    from rdsweep import trainer
+    from rdsweep import checkpoints, trainer
 
     states = []
     trainer.train(replace(cell, epochs=1), on_epoch=lambda metrics, state: states.append(state))
     experiment.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    trainer.save_state(states[-1], experiment.checkpoint_path(cell.cell_id))
+    checkpoints.save_state(states[-1], experiment.checkpoint_path(cell.cell_id))
 
 
 @pytest.mark.parametrize("change, message", [

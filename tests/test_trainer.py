@@ -14,7 +14,8 @@ from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 from rdsweep.objectives import Objective
 from rdsweep.errors import UserError
-from rdsweep.trainer import load_model, lr_factor, train
+from rdsweep.checkpoints import load_model
+from rdsweep.trainer import lr_factor, train
 
 # Toy: 20,000 examples over 30 bins; batch 500 and lr 3e-3 with the plateau schedule converge in ~20 epochs
 # (about 2 s); 100 is only a cap.
