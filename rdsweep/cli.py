@@ -5,6 +5,7 @@ stderr and exit status 2; `main` is where that happens.
 """
 from __future__ import annotations
 
+import inspect
 import sys
 
 import typer
@@ -28,7 +29,13 @@ class _NoHelpMetavar:
 
 
 class _Command(_NoHelpMetavar, typer.core.TyperCommand):
-    pass
+    """Docstrings are wrapped for the source; rich keeps those breaks inside its own wrapping to the terminal
+    ("failed with their error,⏎never started"), so each paragraph is joined into one line first."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.help:
+            self.help = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(self.help).split("\n\n"))
 
 
 class _Group(_NoHelpMetavar, typer.core.TyperGroup):

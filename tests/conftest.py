@@ -110,10 +110,10 @@ def _stop(head: subprocess.Popen) -> None:
 def rdsweep():
     """Run the installed `rdsweep` console script in a subprocess (as users do, so exit statuses are real);
     returns the CompletedProcess."""
-    def run(*args, cwd=None, timeout=300):
+    def run(*args, cwd=None, timeout=300, env=None):
         return subprocess.run([str(BIN / "rdsweep"), *map(str, args)], cwd=cwd,
                               capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **RAY_ENV, "COLUMNS": "200"})
+                              env={**os.environ, **RAY_ENV, "COLUMNS": "200", **(env or {})})
     return run
 
 

@@ -1,5 +1,6 @@
 """`rdsweep train` as a user runs it: the result table and JSON, and one clear line + exit 2 per mistake."""
 import json
+import inspect
 import re
 import subprocess
 import sys
@@ -155,6 +156,18 @@ def test_help_texts_show_no_value_after_flags_and_no_stray_spaces(rdsweep):
         assert shown.returncode == 0, shown.stderr
         assert "<bool>" not in shown.stdout, command
         assert not re.search(r"\w \.(\s|$)", shown.stdout), command   # "Folder of experiments ." 
+
+
+def test_a_help_paragraph_prints_as_one_line_on_a_wide_terminal(rdsweep):
+    # the docstrings' own line breaks showed inside rich's wrapping ("failed with their error," then a break)
+    from rdsweep import cli
+
+    for name in ("launch", "status", "select", "bench", "frontier", "curves"):
+        shown = rdsweep(name, "--help", env={"COLUMNS": "1000"})
+        paragraphs = inspect.cleandoc(getattr(cli, name).__doc__).split("\n\n")
+        lines = {" ".join(line.strip(" │").split()) for line in shown.stdout.splitlines()}
+        for paragraph in paragraphs:
+            assert " ".join(paragraph.split()) in lines, (name, paragraph)
 
 
 def test_bench_mistakes_exit_2_before_anything_runs(rdsweep, tmp_path):
