@@ -258,15 +258,17 @@ def marker_boxes(ax, rates, distortions, size_pt: float) -> list:
 
 
 def place_label(label, placed: list) -> None:
-    """Move an annotation to the first spot around its point where it overlaps nothing in `placed` (display
-    boxes of markers and earlier labels; its own is added); where every spot is taken it stays up and to
-    the right."""
+    """Move an annotation to the first spot around its point that stays inside the axes and overlaps nothing
+    in `placed` (display boxes of markers and earlier labels; its own is added); where every spot is taken
+    it stays up and to the right."""
     renderer = label.figure.canvas.get_renderer()
+    inside = label.axes.get_window_extent(renderer)
     for offset, ha, va in _LABEL_SPOTS + [_LABEL_SPOTS[0]]:
         label.xyann = offset
         label.set_horizontalalignment(ha), label.set_verticalalignment(va)
         box = label.get_window_extent(renderer)
-        if not any(box.overlaps(other) for other in placed):
+        if (inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+                and not any(box.overlaps(other) for other in placed)):
             break
     placed.append(box.padded(2))      # a little air between labels (not around markers: its own is that near)
 

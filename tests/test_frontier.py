@@ -156,38 +156,44 @@ def test_labels_of_points_on_one_spot_are_joined_and_distant_ones_kept_apart():
 
 
 def test_labels_of_nearby_points_are_moved_apart_not_printed_over_each_other():
-    # the mnist5k study's deconv families at β = 1: points a little more than a line apart (not joined into one
-    # label by crowded_labels), whose labels printed over each other
+    # the mnist5k study's PixelCNN families at β = 0.1 and σ = 20: neighbours a label's width apart with other
+    # settings (not joined by crowded_labels), whose labels printed over each other and over the markers
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rdsweep.frontier import crowded_labels, place_label
+    from rdsweep.frontier import crowded_labels, marker_boxes, place_label
 
     fig, ax = plt.subplots(figsize=(11, 7))
     ax.set_xlim(0, 100), ax.set_ylim(0, 100)
-    points = ax.transData.inverted().transform([(400, 300 - 9 * i) for i in range(3)])
-    labels = ["σ=20, β=0.1", "β=0.1", "β=1, λ=0.1"]
+    points = ax.transData.inverted().transform([(400 + 16 * i, 300 - 3 * i) for i in range(3)] + [(975, 300)])
+    labels = ["σ=20, β=0.1", "β=0.3", "σ=5", "β=0.1"]    # the last at the axes' right edge
     groups = crowded_labels(ax, points[:, 0], points[:, 1], labels)
-    assert len(groups) == 3                                   # three labels to place, not one
+    assert len(groups) == 4                                   # four labels to place, not fewer
+    markers = marker_boxes(ax, points[:, 0], points[:, 1], size_pt=5)
+    renderer = fig.canvas.get_renderer()
 
     def boxes(place):
-        placed: list = []
+        placed = list(markers)
         for (r, d), text in groups:
             label = ax.annotate(text, (r, d), xytext=(3, 3), textcoords="offset points", fontsize=6)
             if place:
                 place_label(label, placed)
             else:
-                placed.append(label.get_window_extent(fig.canvas.get_renderer()))
-        return placed
+                placed.append(label.get_window_extent(renderer))
+        return placed[len(markers):]
 
-    def overlapping(bs):
-        return any(a.overlaps(b) for i, a in enumerate(bs) for b in bs[i + 1:])
+    def clashes(labels_):
+        overlap = lambda a, b: max(0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
+        return sum(overlap(a, b) for i, a in enumerate(labels_) for b in [*labels_[i + 1:], *markers]
+                   if not (b in markers and markers.index(b) == labels_.index(a)))
 
-    assert overlapping(boxes(place=False))                    # all up and to the right: printed over each other
+    assert clashes(boxes(place=False)) > 50                   # all up and to the right: square pixels of overlap
     placed = boxes(place=True)
     plt.close(fig)
-    assert not overlapping(placed)
+    assert clashes([b.padded(-2) for b in placed]) == 0       # (placed boxes carry 2 px of air)
+    inside = ax.get_window_extent(renderer)
+    assert all(inside.x0 <= b.x0 + 2 and b.x1 - 2 <= inside.x1 for b in placed)   # the edge label moved left
     for (r, d), box in zip(points, placed):                   # each label still beside its own point
         x, y = ax.transData.transform((r, d))
         assert box.x0 - 10 <= x <= box.x1 + 10 and box.y0 - 10 <= y <= box.y1 + 10

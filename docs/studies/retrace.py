@@ -15,7 +15,7 @@ from rdsweep.models.families import get_family
 
 def training(result: dict) -> tuple:
     return (result["stop_reason"], result["best_epoch"],
-            [(h["epoch"], h["loss"], h["valid_objective"]) for h in result["history"]])
+            [(h["epoch"], h["loss"], h.get("valid_objective")) for h in result["history"]])
 
 
 def main(experiment: Path) -> int:
@@ -30,7 +30,8 @@ def main(experiment: Path) -> int:
         retraced, differ = retraced + same, differ + (not same)
         a, b = old["splits"]["test"], new["splits"]["test"]
         c = old["cell"]
-        print(f"{get_family(c['family']).code} {knob(c['objective'], c['beta'], c['target_rate']):>5}  "
+        setting = knob(c["objective"], c["beta"], c["target_rate"], c.get("free_bits"), c.get("warmup_epochs"))
+        print(f"{get_family(c['family']).code or c['family']} {setting:>8}  "
               f"{'training retraced' if same else 'TRAINING DIFFERS '}  epochs {len(old['history'])}/"
               f"{len(new['history'])}  test R {a['rate']:.3f} -> {b['rate']:.3f}  D {a['distortion']:.3f} -> "
               f"{b['distortion']:.3f}  ({old['rdsweep_version']} -> {new['rdsweep_version']})")
