@@ -196,21 +196,20 @@ def render(selection: Selection) -> Group:
                 f"the {s.judged_on} split; R, D, ELBO (nats) and the latent's numbers are on the {s.reported_on} "
                 "split; AU: active units; cost: the ELBO given up against the valid-elbo pick.")
     parts = [head, Text(""), _table(s, [p for p in s.picks if p["scope"] == OVERALL], per_family=False)]
-    if len(s.families) > 1:
-        for family in s.families:   # one small table per family, titled by it
-            parts += [Text(""), _table(s, [p for p in s.picks if p["scope"] == family], per_family=True)]
+    if len(s.families) > 1:   # one table, a family's rows together under its paper code: a study fits a screen
+        parts += [Text(""), _table(s, [p for f in s.families for p in s.picks if p["scope"] == f], per_family=True)]
     parts += [Text("")] + [Text(line) for line in cost_lines(s)]
     return Group(*parts)
 
 
 def _table(s: Selection, picks: list[dict], per_family: bool) -> Table:
-    title = (f"{family_label(picks[0]['scope'])}: each criterion's pick" if per_family
+    title = ("per family (paper code): each criterion's pick among the family's cells" if per_family
              else f"overall: each criterion's pick among all {s.cells} cells")
     # No vertical rules, the model by paper code, and no column that is empty for every pick: the comparison
     # fits 80 columns (each criterion's own score is in --json).
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, padding=0)  # the box's blank divider is the gap
-    columns = ["criterion", "setting"] if per_family else ["criterion", "model"]
+    columns = ["code", "criterion", "setting"] if per_family else ["criterion", "model"]
     columns += (["seed"] if s.seeds > 1 else []) + ["R", "D", "ELBO", "IWAE", "regime", "I(x;z)", "AU",
                                                     "probe", "cost"]
     empty = {column for column, key in (("IWAE", "iwae"), ("I(x;z)", "mutual_info"), ("probe", "probe_accuracy"))
@@ -219,11 +218,13 @@ def _table(s: Selection, picks: list[dict], per_family: bool) -> Table:
     numeric = {"seed", "R", "D", "ELBO", "IWAE", "I(x;z)", "AU", "probe", "cost"}
     for column in columns:
         table.add_column(column, justify="right" if column in numeric else "left", no_wrap=True)
-    for p in picks:
+    for i, p in enumerate(picks):
         picked = p["cell_id"] is not None
+        first_of_family = i == 0 or picks[i - 1]["scope"] != p["scope"]
         # Marked as `rdsweep frontier` marks them: a model still improving at its epoch cap.
         setting = (p["setting"] + (" ~" if p["status"] == "unconverged" else "")) if picked else "none"
         cells = {
+            "code": (FAMILIES[p["scope"]].code or p["scope"]) if per_family and first_of_family else "",
             "criterion": Criterion(p["criterion"], p["min_rate"]).label, "setting": setting,
             "model": f"{FAMILIES[p['family']].code or p['family']} {setting}" if picked else setting,
             "seed": _fmt(p["seed"], "d"),

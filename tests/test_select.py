@@ -106,7 +106,11 @@ def test_best_elbo_picks_the_collapsed_model_and_the_probe_prices_a_useful_laten
     assert found[("valid-elbo", None, "gauss-deconv-normal")]["beta"] == 1.0
 
     assert "A useful latent costs 11.90 nats of valid ELBO: the probe-accuracy pick" in text
-    assert "auto-decoder" in text and "gauss-pixelcnn-normal (-+-): each criterion" in text
+    assert "auto-decoder" in text
+    # per family: one table, each family's rows under its paper code, named once
+    per_family = text.split("per family (paper code): each criterion's pick")[1].split("A useful latent")[0]
+    assert per_family.count("-+- ") == per_family.count("--- ") == 1
+    assert "-+- valid-elbo β=1 " in per_family and "probe-accuracy σ=20 " in per_family
 
 
 def test_unconverged_cells_are_ignored_unless_asked_for(table, default_json, rdsweep):
