@@ -453,6 +453,9 @@ def select(
     rate: Optional[list[float]] = typer.Option(
         None, "--rate", metavar="SIGMA", help="Also pick the best-ELBO cell whose rate on the judging split is at "
         "least SIGMA nats: the cheapest latent of that rate. Repeatable."),
+    probe: Optional[list[float]] = typer.Option(
+        None, "--probe", metavar="P", help="Also pick the best-ELBO cell whose probe accuracy on the judging split "
+        "is at least P (e.g. 0.8): the cheapest latent that names the label that often. Repeatable."),
     split: str = typer.Option("valid", help="The split the criteria judge on: train, valid or test."),
     report_split: str = typer.Option("test", help="The split whose R, D, ELBO and latent numbers are shown."),
     include_unconverged: bool = typer.Option(
@@ -468,7 +471,7 @@ def select(
 
     from rdsweep.select import render, select as select_cells
 
-    selection = select_cells(table, by, rate, split, report_split, include_unconverged)
+    selection = select_cells(table, by, rate, split, report_split, include_unconverged, probe)
     if json_out:
         print(json.dumps(selection.picks, indent=1))
         return

@@ -10,6 +10,8 @@ criteria, over all families and per family:
     probe-accuracy   the highest accuracy of a linear probe on draws z ~ e(z|x) (labelled data)
     rate ≥ σ         (--rate σ) the highest ELBO among the cells whose rate on the judging split is at least
                      σ nats: the cheapest latent of at least that rate, priced in ELBO
+    probe ≥ p        (--probe p) the highest ELBO among the cells whose probe accuracy on the judging split
+                     is at least p: the cheapest latent that names the label that often
 
 Candidates are cells, i.e. single trained models (seeds are not averaged: a user keeps one model), converged
 ones only unless unconverged ones are asked for. The criteria judge on one split (valid by default) and the
@@ -20,8 +22,8 @@ depend on how the file happens to be sorted.
 
 A pick's regime is frontier.py's rule applied to the pick's own R and D on the report split, with Ĥ and its
 family's best-ELBO setting from the same rows `rdsweep frontier --split` reads. The cost of a useful latent
-is the ELBO (report split) given up by taking the probe-accuracy (or rate ≥ σ) pick instead of the
-valid-elbo pick.
+is the ELBO (report split) given up by taking the probe-accuracy (or rate ≥ σ, or probe ≥ p) pick instead of
+the valid-elbo pick.
 """
 from __future__ import annotations
 
@@ -40,10 +42,10 @@ from rdsweep.errors import UserError
 from rdsweep.frontier import analyse, family_label, point_knob, read_table, regime
 from rdsweep.models.families import FAMILIES
 
-CRITERIA = ("valid-elbo", "iwae", "probe-accuracy")   # plus one rate criterion per --rate σ
+CRITERIA = ("valid-elbo", "iwae", "probe-accuracy")   # plus one rate criterion per --rate σ, probe per --probe p
 OVERALL = "overall"
 # The column each criterion maximises on the judging split (rate ≥ σ: the ELBO of the cells that reach σ).
-SCORE = {"valid-elbo": "elbo", "iwae": "iwae", "probe-accuracy": "probe_accuracy", "rate": "elbo"}
+SCORE = {"valid-elbo": "elbo", "iwae": "iwae", "probe-accuracy": "probe_accuracy", "rate": "elbo", "probe": "elbo"}
 # Why a criterion cannot be answered by the whole table (an error when it is asked for), and by one family.
 _MISSING = {
     "iwae": "has an IWAE bound (set iwae_k > 0 under [evaluation] in the spec and launch again)",
@@ -58,12 +60,19 @@ _REPORTED = ["rate", "distortion", "elbo", "iwae", "mutual_info", "marginal_kl",
 
 @dataclass(frozen=True)
 class Criterion:
-    name: str                         # valid-elbo | iwae | probe-accuracy | rate
+    name: str                         # valid-elbo | iwae | probe-accuracy | rate | probe
     min_rate: float | None = None     # σ of the rate criterion, nats
+    min_probe: float | None = None    # p of the probe criterion, a fraction of the examples
 
     @property
     def label(self) -> str:
-        return f"rate ≥ {self.min_rate:g}" if self.name == "rate" else self.name
+        if self.name == "rate":
+            return f"rate ≥ {self.min_rate:g}"
+        return f"probe ≥ {self.min_probe:g}" if self.name == "probe" else self.name
+
+    @classmethod
+    def of(cls, pick: dict) -> "Criterion":
+        return cls(pick["criterion"], pick["min_rate"], pick["min_probe"])
 
 
 @dataclass(frozen=True)
@@ -83,14 +92,16 @@ class Selection:
 
 
 def select(path: str | Path, by: list[str] | None = None, rates: list[float] | None = None,
-           split: str = "valid", report_split: str = "test", include_unconverged: bool = False) -> Selection:
+           split: str = "valid", report_split: str = "test", include_unconverged: bool = False,
+           probes: list[float] | None = None) -> Selection:
     """Each criterion's pick among the table's cells, overall and per family (module docstring).
-    `by` None: every criterion the table can answer; `rates`: one rate criterion per σ (nats)."""
+    `by` None: every criterion the table can answer; `rates`: one rate criterion per σ (nats); `probes`: one
+    probe criterion per p (a probe accuracy)."""
     path = Path(path)
     judged_rows = read_table(path, split, include_unconverged)
     reported_rows = judged_rows if report_split == split else read_table(path, report_split, include_unconverged)
     cells = _records(judged_rows)
-    criteria = _criteria(path, cells, by, rates or [], split)
+    criteria = _criteria(path, cells, by, rates or [], probes or [], split)
 
     # Regimes as `rdsweep frontier --split REPORT` labels them: Ĥ and each family's best-ELBO setting.
     frontier = analyse(reported_rows.dropna(subset=["rate", "distortion"]), report_split)
@@ -115,7 +126,8 @@ def select(path: str | Path, by: list[str] | None = None, rates: list[float] | N
             reference = {**ref, "setting": point_knob(ref)}
         for criterion in criteria:
             cell, n = _best(among, criterion)
-            pick = {"criterion": criterion.name, "min_rate": criterion.min_rate, "scope": scope, "candidates": n,
+            pick = {"criterion": criterion.name, "min_rate": criterion.min_rate, "min_probe": criterion.min_probe,
+                    "scope": scope, "candidates": n,
                     "note": None if cell else _why_none(criterion, among, split),
                     **{k: (cell or {}).get(k) for k in _IDENTITY},
                     "setting": point_knob(cell) if cell else None,
@@ -151,14 +163,21 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _criteria(path: Path, cells: list[dict], by: list[str] | None, rates: list[float], split: str) -> list[Criterion]:
+def _criteria(path: Path, cells: list[dict], by: list[str] | None, rates: list[float], probes: list[float],
+              split: str) -> list[Criterion]:
     for name in by or []:
         if name not in CRITERIA:
-            raise UserError(f"unknown criterion {name!r}: use {', '.join(CRITERIA)} (a target rate is --rate SIGMA)")
+            raise UserError(f"unknown criterion {name!r}: use {', '.join(CRITERIA)} (a target rate is --rate SIGMA, "
+                            "a probe accuracy to reach --probe P)")
     for sigma in rates:
         if not math.isfinite(sigma) or sigma < 0:
             raise UserError(f"--rate must be a finite number of nats ≥ 0, got {sigma:g}")
+    for p in probes:
+        if not 0 <= p <= 1:
+            raise UserError(f"--probe must be an accuracy between 0 and 1, got {p:g}")
     answerable = [name for name in CRITERIA if any(c[SCORE[name]] is not None for c in cells)]
+    if probes and "probe-accuracy" not in answerable:
+        raise UserError(f"--probe: no cell of {path} on the {split!r} split {_MISSING['probe-accuracy']}")
     if by:
         for name in dict.fromkeys(by):
             if name not in answerable:
@@ -166,14 +185,16 @@ def _criteria(path: Path, cells: list[dict], by: list[str] | None, rates: list[f
         names = [name for name in CRITERIA if name in by]
     else:
         names = answerable
-    return [Criterion(name) for name in names] + [Criterion("rate", float(s)) for s in dict.fromkeys(rates)]
+    return ([Criterion(name) for name in names] + [Criterion("rate", float(s)) for s in dict.fromkeys(rates)]
+            + [Criterion("probe", min_probe=float(p)) for p in dict.fromkeys(probes)])
 
 
 def _best(cells: list[dict], criterion: Criterion) -> tuple[dict | None, int]:
     """The criterion's pick (None if no cell qualifies) and the number of cells it chose among."""
     score = SCORE[criterion.name]
     pool = [c for c in cells if c[score] is not None
-            and (criterion.name != "rate" or c["rate"] >= criterion.min_rate)]
+            and (criterion.name != "rate" or c["rate"] >= criterion.min_rate)
+            and (criterion.name != "probe" or (c["probe_accuracy"] or 0) >= criterion.min_probe)]
     # max() keeps the first of equal maxima, and the cells are in the tie order.
     return (max(pool, key=lambda c: c[score]) if pool else None), len(pool)
 
@@ -182,6 +203,10 @@ def _why_none(criterion: Criterion, cells: list[dict], split: str) -> str:
     if criterion.name == "rate":
         return (f"no cell reaches R ≥ {criterion.min_rate:g} nats on the {split} split "
                 f"(the highest is {max(c['rate'] for c in cells):.2f})")
+    if criterion.name == "probe":
+        accuracies = [c["probe_accuracy"] for c in cells if c["probe_accuracy"] is not None]
+        return (f"no cell's probe accuracy reaches {criterion.min_probe:g} on the {split} split "
+                + (f"(the highest is {max(accuracies):.3f})" if accuracies else "(none has one)"))
     return _NO_VALUES[criterion.name]
 
 
@@ -225,7 +250,7 @@ def _table(s: Selection, picks: list[dict], per_family: bool) -> Table:
         setting = (p["setting"] + (" ~" if p["status"] == "unconverged" else "")) if picked else "none"
         cells = {
             "code": (FAMILIES[p["scope"]].code or p["scope"]) if per_family and first_of_family else "",
-            "criterion": Criterion(p["criterion"], p["min_rate"]).label, "setting": setting,
+            "criterion": Criterion.of(p).label, "setting": setting,
             "model": f"{FAMILIES[p['family']].code or p['family']} {setting}" if picked else setting,
             "seed": _fmt(p["seed"], "d"),
             "score": _fmt(p["score"], ".3f" if p["criterion"] == "probe-accuracy" else ".2f"),
@@ -248,10 +273,12 @@ def cost_lines(s: Selection) -> list[str]:
     ref, report = s.reference, s.reported_on
     lines = []
     for p in s.picks:
-        if p["scope"] != OVERALL or p["criterion"] not in ("probe-accuracy", "rate"):
+        if p["scope"] != OVERALL or p["criterion"] not in ("probe-accuracy", "rate", "probe"):
             continue
-        name = Criterion(p["criterion"], p["min_rate"]).label
-        what = "a useful latent" if p["criterion"] == "probe-accuracy" else f"a latent of at least {p['min_rate']:g} nats"
+        name = Criterion.of(p).label
+        what = ("a useful latent" if p["criterion"] == "probe-accuracy" else
+                f"a latent of at least {p['min_rate']:g} nats" if p["criterion"] == "rate" else
+                f"a latent whose probe names the label at least {p['min_probe']:g} of the time")
         if p["cell_id"] is None:
             lines.append(f"{name}: {p['note']}; {what} is not on offer in this table.")
         elif (p["experiment"], p["cell_id"]) == (ref["experiment"], ref["cell_id"]):
@@ -264,7 +291,7 @@ def cost_lines(s: Selection) -> list[str]:
                      f"{s.judged_on} split)")
             lines.append(f"{what[0].upper()}{what[1:]} {price}: the {name} pick ({_describe(p)}) against the "
                          f"valid-elbo pick ({_describe(ref)}).")
-    if not any(c.name in ("probe-accuracy", "rate") for c in s.criteria):
+    if not any(c.name in ("probe-accuracy", "rate", "probe") for c in s.criteria):
         hint = ("--by probe-accuracy or --rate SIGMA" if s.has_probe
                 else "--rate SIGMA (this table has no probe accuracy)")
         lines.append(f"To price a useful latent in ELBO, add {hint}.")

@@ -137,6 +137,22 @@ def test_target_rate_picks_the_best_elbo_at_or_above_it_on_the_judging_split(tab
     assert "The valid-elbo pick is also the rate ≥ 0 pick" in text
 
 
+def test_a_probe_to_reach_picks_the_best_elbo_among_the_cells_that_reach_it(table, rdsweep):
+    # probe ≥ 0.92 on valid admits σ = 20 (0.93, ELBO −86.5), --- β = 1 (0.92, −87.0) and --- β = 0.3 (0.95,
+    # −92.0): the cheapest such latent is σ = 20, at 6.4 nats of test ELBO, where the highest probe costs 11.9
+    done = rdsweep("select", table, "--json", "--probe", "0.92", "--by", "valid-elbo")
+    found = {(p["criterion"], p["min_probe"], p["scope"]): p for p in picks(done).values()}
+    pick = found[("probe", 0.92, "overall")]
+    assert (pick["objective"], pick["target_rate"], pick["candidates"]) == ("target-rate", 20.0, 3)
+    assert pick["score"] == pytest.approx(-86.5) and pick["elbo_given_up"] == pytest.approx(6.4)
+    assert found[("probe", 0.92, "gauss-deconv-normal")]["beta"] == 1.0     # 0.92 itself qualifies
+    done = rdsweep("select", table, "--probe", "0.96", "--probe", "0.92")
+    text = " ".join(done.stdout.split())
+    assert done.returncode == 0, done.stderr
+    assert "A latent whose probe names the label at least 0.92 of the time costs 6.40 nats of test ELBO" in text
+    assert "probe ≥ 0.96: no cell's probe accuracy reaches 0.96 on the valid split (the highest is 0.950)" in text
+
+
 def test_ties_go_to_the_first_cell_in_collects_order(tmp_path):
     cells = [("gauss-deconv-normal", "beta", b, "converged", v, v)
              for b, v in ((2.0, (2.0, 79.0, 0.5)), (0.5, (1.0, 80.0, 0.6)), (1.0, (3.0, 79.0, 0.6)))]
@@ -152,6 +168,8 @@ def test_ties_go_to_the_first_cell_in_collects_order(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--by", "probe-accuracy"], "--by probe-accuracy: no cell of .* has a probe accuracy .*no labels"),
     (["--by", "best"], "unknown criterion 'best': use valid-elbo, iwae, probe-accuracy"),
+    (["--probe", "0.8"], "--probe: no cell of .* has a probe accuracy"),
+    (["--probe", "80"], "--probe must be an accuracy between 0 and 1, got 80"),
     (["missing"], "frontier table .*missing.parquet does not exist"),
 ])
 def test_user_mistakes_exit_2_with_one_line(tmp_path, rdsweep, args, message):
