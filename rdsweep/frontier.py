@@ -243,6 +243,7 @@ def crowded_labels(ax, rates, distortions, labels: list[str], near_px: float = 8
     return [(at, ", ".join(texts)) for _, at, texts in groups]
 
 
+MARKER_PT = 6   # the points' marker size; labels keep clear of a box a little inside it
 # Where a label may sit beside its point, in order of preference: (offset in points, alignment).
 _LABEL_SPOTS = [((3, 3), "left", "bottom"), ((3, -3), "left", "top"), ((-3, 3), "right", "bottom"),
                 ((-3, -3), "right", "top")]
@@ -318,7 +319,8 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
         ax.plot(r, np.interp(r, front["rate"], front["distortion"]), color=colour, lw=1.4, zorder=2)
         for (objective, converged), sub in fam.groupby(["objective", "converged"]):
             ax.errorbar(sub["rate"], sub["distortion"], xerr=sub["rate_std"], yerr=sub["distortion_std"],
-                        fmt=markers.get(objective, "s"), color=colour, ms=6, mec="black" if converged else colour,
+                        fmt=markers.get(objective, "s"), color=colour, ms=MARKER_PT,
+                        mec="black" if converged else colour,
                         mew=0.4 if converged else 1.5, mfc=colour if converged else "white",
                         elinewidth=0.8, capsize=2, zorder=3)
     handles = [Line2D([], [], color=colours[n], marker="o", mec="black", mew=0.4, lw=1.4,
@@ -351,10 +353,10 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
             if len(stds) > 1:   # the posterior's std varies: say which
                 label += f" {p.encoder_std}"
             labels.append(label)
-        placed = marker_boxes(ax, pts["rate"], pts["distortion"], size_pt=5)   # a little inside the 6-pt markers
+        placed = marker_boxes(ax, pts["rate"], pts["distortion"], size_pt=MARKER_PT - 1)
         for (r, d), text in crowded_labels(ax, pts["rate"], pts["distortion"], labels):
-            label = ax.annotate(text, (r, d), xytext=(3, 3), textcoords="offset points", fontsize=6, color="0.25",
-                                zorder=4, path_effects=[withStroke(linewidth=2, foreground="white")])
+            label = ax.annotate(text, (r, d), xytext=_LABEL_SPOTS[0][0], textcoords="offset points", fontsize=6,
+                                color="0.25", zorder=4, path_effects=[withStroke(linewidth=2, foreground="white")])
             place_label(label, placed)
     fig.savefig(path, dpi=150)
     plt.close(fig)

@@ -17,6 +17,10 @@ MARGIN = 12      # px around the figure and between bands
 HEADER = 26      # px of text above each band
 TITLE = 34       # px for the figure title
 LABEL_GAP = 8    # points between a band's regime and its label
+# The texts' fonts: the same for measuring the figure's width as for drawing.
+TITLE_FONT = {"fontsize": 13}
+REGIME_FONT = {"fontsize": 11, "fontweight": "bold"}
+LABEL_FONT = {"fontsize": 10}
 
 
 def compose_regime_grids(rows: list[dict], path: str | Path, title: str | None = None) -> Path:
@@ -42,14 +46,14 @@ def compose_regime_grids(rows: list[dict], path: str | Path, title: str | None =
     # Lay the bands out in pixels, then convert to figure fractions (matplotlib's y axis points up). The
     # figure is as wide as its widest image or line of text, so a long title or label is never cut off.
     fig = plt.figure(dpi=DPI)
-    texts = [_width(fig, row["regime"], fontsize=11, fontweight="bold") + LABEL_GAP * DPI / 72
-             + _width(fig, row["label"], fontsize=10) for row in rows]
-    width = 2 * MARGIN + round(max(*(im.shape[1] for im in images), *texts, _width(fig, title or "", fontsize=13)))
+    texts = [_width(fig, row["regime"], **REGIME_FONT) + LABEL_GAP * DPI / 72 + _width(fig, row["label"], **LABEL_FONT)
+             for row in rows]
+    width = 2 * MARGIN + round(max(*(im.shape[1] for im in images), *texts, _width(fig, title or "", **TITLE_FONT)))
     top = MARGIN + (TITLE if title else 0)
     height = top + sum(HEADER + im.shape[0] + MARGIN for im in images)
     fig.set_size_inches(width / DPI, height / DPI)
     if title:
-        fig.text(0.5, 1 - (MARGIN + TITLE / 2) / height, title, ha="center", va="center", fontsize=13)
+        fig.text(0.5, 1 - (MARGIN + TITLE / 2) / height, title, ha="center", va="center", **TITLE_FONT)
     y = top
     for row, image in zip(rows, images):
         y += HEADER
@@ -59,9 +63,9 @@ def compose_regime_grids(rows: list[dict], path: str | Path, title: str | None =
         ax.set_axis_off()
         # "regime  label" above the band: the label is placed after the bold regime's measured extent
         regime = ax.annotate(row["regime"], xy=(0, 1), xycoords="axes fraction", xytext=(0, 3),
-                             textcoords="offset points", va="bottom", fontsize=11, fontweight="bold")
+                             textcoords="offset points", va="bottom", **REGIME_FONT)
         ax.annotate(row["label"], xy=(1, 0), xycoords=regime, xytext=(LABEL_GAP, 0), textcoords="offset points",
-                    va="bottom", fontsize=10)
+                    va="bottom", **LABEL_FONT)
         y += h + MARGIN
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

@@ -44,6 +44,8 @@ from rdsweep.models.families import FAMILIES
 
 CRITERIA = ("valid-elbo", "iwae", "probe-accuracy")   # plus one rate criterion per --rate σ, probe per --probe p
 OVERALL = "overall"
+# The criteria that price a useful latent against the valid-elbo pick (the closing lines).
+_PRICED = ("probe-accuracy", "rate", "probe")
 # The column each criterion maximises on the judging split (rate ≥ σ: the ELBO of the cells that reach σ).
 SCORE = {"valid-elbo": "elbo", "iwae": "iwae", "probe-accuracy": "probe_accuracy", "rate": "elbo", "probe": "elbo"}
 # Why a criterion cannot be answered by the whole table (an error when it is asked for), and by one family.
@@ -273,7 +275,7 @@ def cost_lines(s: Selection) -> list[str]:
     ref, report = s.reference, s.reported_on
     lines = []
     for p in s.picks:
-        if p["scope"] != OVERALL or p["criterion"] not in ("probe-accuracy", "rate", "probe"):
+        if p["scope"] != OVERALL or p["criterion"] not in _PRICED:
             continue
         name = Criterion.of(p).label
         what = ("a useful latent" if p["criterion"] == "probe-accuracy" else
@@ -291,7 +293,7 @@ def cost_lines(s: Selection) -> list[str]:
                      f"{s.judged_on} split)")
             lines.append(f"{what[0].upper()}{what[1:]} {price}: the {name} pick ({_describe(p)}) against the "
                          f"valid-elbo pick ({_describe(ref)}).")
-    if not any(c.name in ("probe-accuracy", "rate", "probe") for c in s.criteria):
+    if not any(c.name in _PRICED for c in s.criteria):
         hint = ("--by probe-accuracy or --rate SIGMA" if s.has_probe
                 else "--rate SIGMA (this table has no probe accuracy)")
         lines.append(f"To price a useful latent in ELBO, add {hint}.")
