@@ -131,6 +131,7 @@ def train(
     from rdsweep.data import load_dataset
     from rdsweep.ledger import write_json_atomic
     from rdsweep.models.families import DEFAULT_FAMILY
+    from rdsweep.stopping import blowups, epoch_ranges
     from rdsweep.trainer import train as train_cell
 
     needs = {Objective.target_rate: ("--target-rate SIGMA", target_rate),
@@ -176,6 +177,9 @@ def train(
     for path in (images, keep_model):
         if path is not None and result["status"] != "diverged":
             console.print(f"wrote {path}")
+    if (blown := blowups(result)) and result["status"] != "diverged":
+        print(f"rdsweep: warning: the valid objective blew up at epoch {epoch_ranges(blown)} and recovered; "
+              "look at the history before trusting the point, or lower --lr", file=sys.stderr)
     if result["status"] == "unconverged":
         print(f"rdsweep: warning: unconverged: the valid objective was still improving at epoch {cell.epochs}; "
               "raise --epochs", file=sys.stderr)
@@ -301,7 +305,7 @@ def launch(
         _warn(f"{summary.unconverged} cell(s) reached the epoch cap still improving; raise --epochs and launch "
               "again to continue them")
     if summary.diverged:
-        _warn(f"{summary.diverged} cell(s) diverged (non-finite loss); their rows have no R or D "
+        _warn(f"{summary.diverged} cell(s) diverged (a non-finite loss, or a blow-up); their rows have no R or D "
               "(`rdsweep curves` shows where)")
     if summary.unfinished:  # Tune returns before every trial ended only when it was interrupted
         print(f"rdsweep: interrupted: {summary.unfinished} cell(s) unfinished, their checkpoints kept; run the "
@@ -489,6 +493,7 @@ def curves(
     import pandas as pd
 
     from rdsweep.curves import curves as read_curves, plot_curves, summary
+    from rdsweep.stopping import epoch_ranges
 
     frame = read_curves(experiments)
     several = frame["experiment"].nunique() > 1   # one experiment: its name is in the title, not every row
@@ -499,11 +504,19 @@ def curves(
         # a family's name is what a reader looks for in the row: never cut to "gauss…" on an 80-column terminal
         table.add_column(col, justify="right" if numeric else "left", no_wrap=True)
     fmt = lambda v: "" if pd.isna(v) else f"{v:.2f}"   # pd.isna: a failed cell's best epoch is pandas' NA
-    for r in summary(frame).itertuples():
+    cells = summary(frame)
+    for r in cells.itertuples():
         table.add_row(*(r.experiment,) * several, r.family, r.knob, str(r.seed), r.status,
                       f"{r.epochs_run}/{r.epoch_cap}", "" if pd.isna(r.best_epoch) else str(int(r.best_epoch)),
                       fmt(r.best_valid_objective), fmt(r.last_valid_objective))
     console.print(table)
+    blown = [r for r in cells.itertuples() if r.blowups]
+    if blown:   # far above the plot's range: name them, or a reader would take the curve for a smooth one
+        console.print("the valid objective blew up (far above its best; docs/convergence.md):", highlight=False)
+        for r in blown:
+            console.print(f"  {r.experiment + ' ' if several else ''}{r.family} {r.knob} seed {r.seed}: epoch "
+                          f"{epoch_ranges(r.blowups)}, {'diverged' if r.status == 'diverged' else 'recovered, ' + r.status}",
+                          highlight=False)
     if plot is not None:
         if not plot.parent.is_dir():
             raise UserError(f"cannot write {plot}: directory {plot.parent} does not exist")

@@ -19,6 +19,7 @@ from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
 from rdsweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES, get_family
+from rdsweep.stopping import blowups
 
 TABLE_NAME = "frontier.parquet"
 
@@ -57,7 +58,9 @@ SCHEMA = pa.schema([
     ("max_epochs", pa.int64()),           # the cap it ran under
     ("best_epoch", pa.int64()),           # the epoch of the best valid objective: the reported state
     ("best_valid_objective", pa.float64()),  # the cell's own objective on valid at best_epoch (fixed noise)
-    ("stop_reason", pa.string()),         # plateau | max epochs | non-finite loss | ... | error
+    ("stop_reason", pa.string()),         # plateau | max epochs | blow-up | non-finite loss | ... | error
+    ("blowups", pa.int64()),              # evaluations whose valid objective blew up (rdsweep/stopping.py),
+                                          # recovered from or not; null when none was evaluated
     ("batch_size", pa.int64()),
     ("lr", pa.float64()),
     ("schedule", pa.string()),
@@ -155,6 +158,8 @@ def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[
     splits = result.get("splits") or {}
     evaluated = result["status"] in ("converged", "unconverged")
     plateau = cell.get("schedule") == "plateau"
+    evaluations = any(h.get("valid_objective") is not None for h in result.get("history") or [])
+    blowup_count = len(blowups(result)) if evaluations else None
     rows = []
     for split in SPLITS:
         metrics = splits.get(split) or {}
@@ -179,6 +184,7 @@ def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[
             "epochs": result.get("epochs"), "max_epochs": cell["epochs"], "best_epoch": result.get("best_epoch"),
             "best_valid_objective": _finite(result.get("best_valid_objective")),
             "stop_reason": result.get("stop_reason") or ("error" if result["status"] == "failed" else None),
+            "blowups": blowup_count,
             "batch_size": cell["batch_size"], "lr": cell["lr"], "schedule": cell["schedule"],
             "eval_every": cell.get("eval_every"), "patience": cell.get("patience"),
             "min_delta": cell.get("min_delta"), "lr_reductions": cell.get("lr_reductions") if plateau else None,

@@ -7,7 +7,8 @@ needs no Ray and works on a sweep that is still running.
 
     curves(dirs)             one row per cell × evaluated epoch (plus one row, epoch NaN, per cell that
                              never reached an evaluation, e.g. a failed one), so summary() still sees it
-    summary(frame)           one row per cell: status, epochs run, best epoch, best and last valid objective
+    summary(frame)           one row per cell: status, epochs run, best epoch, best and last valid objective,
+                             the epochs whose evaluation blew up (rdsweep/stopping.py)
     plot_curves(frame, path) one panel per family, one line per cell coloured by its β or σ
 """
 from __future__ import annotations
@@ -20,10 +21,11 @@ import pandas as pd
 from rdsweep.cells import BETA_OBJECTIVES, cell_knob
 from rdsweep.errors import UserError
 from rdsweep.ledger import Experiment
+from rdsweep.stopping import blowups
 
 COLUMNS = ["experiment", "cell_id", "family", "objective", "beta", "target_rate", "knob", "seed", "status",
            "best_epoch", "epochs_run", "epoch_cap", "stop_reason", "epoch", "valid_objective", "valid_rate",
-           "valid_distortion", "lr"]
+           "valid_distortion", "lr", "blew_up"]
 VALID = ("valid_objective", "valid_rate", "valid_distortion")
 
 
@@ -62,6 +64,7 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
             "best_valid_objective": at_best["valid_objective"].iloc[0] if len(at_best) else math.nan,
             "last_valid_objective": evaluated["valid_objective"].iloc[-1] if len(evaluated) else math.nan,
             "stop_reason": first["stop_reason"],
+            "blowups": [int(e) for e in cell.loc[cell["blew_up"], "epoch"]],
         })
     table = pd.DataFrame(out)
     for column in ("epochs_run", "epoch_cap", "best_epoch"):
@@ -72,7 +75,8 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
 def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
     """A PNG with one panel per family (up to 4 columns): valid objective against epoch, one line per cell,
     β cells solid and σ cells dashed, coloured from low rate (large β, small σ) to high rate; the best epoch
-    marked (star: converged, hollow circle: unconverged, cross: diverged), the status in the legend."""
+    marked (star: converged, hollow circle: unconverged, cross: diverged), the status in the legend; an
+    evaluation that blew up (rdsweep/stopping.py), far above the range, as a triangle on the top edge."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,6 +108,7 @@ def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
     best_marker = {"converged": dict(marker="*", ms=11, mew=0.5),
                    "unconverged": dict(marker="o", ms=6.5, mfc="white", mew=1.6),
                    "diverged": dict(marker="X", ms=8, mew=0.5)}
+    blowup_marker = dict(marker="^", ms=6, mec="black", mew=0.5)
 
     for ax, family in zip(axes.flat, families):
         fam = frame[frame["family"] == family]
@@ -118,6 +123,10 @@ def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
                 continue          # failed before its first evaluation: counted in the panel title
             style = dict(color=colour[first["knob"]], ls="-" if first["objective"] in BETA_OBJECTIVES else "--", lw=1.3)
             ax.plot(curve["epoch"], curve["valid_objective"], **style)
+            if curve["blew_up"].any():   # far above the range: marked on the top edge, where the curve leaves
+                ax.plot(curve.loc[curve["blew_up"], "epoch"], [1.0] * int(curve["blew_up"].sum()), ls="",
+                        transform=ax.get_xaxis_transform(), clip_on=False, zorder=4, **blowup_marker,
+                        mfc=style["color"])
             best = curve[curve["epoch"] == first["best_epoch"]] if pd.notna(first["best_epoch"]) else curve[:0]
             values.append(curve["valid_objective"].tolist())
             plateaus.append(best["valid_objective"].iloc[0] if len(best) else curve["valid_objective"].min())
@@ -151,7 +160,9 @@ def plot_curves(frame: pd.DataFrame, path: str | Path) -> Path:
            Line2D([], [], ls="", color="0.5", mec="0.5", label="unconverged (still improving)",
                   **best_marker["unconverged"]),
            Line2D([], [], ls="", color="0.5", mec="black", label="diverged", **best_marker["diverged"])]
-    # five keys fit in one line under three or more panels; narrower figures wrap them
+    if frame["blew_up"].any():
+        key.append(Line2D([], [], ls="", mfc="0.5", label="blew up (on the top edge)", **blowup_marker))
+    # up to six keys fit in one line under three or more panels; narrower figures wrap them
     fig.legend(handles=key, loc="outside lower center", ncol={1: 2, 2: 3}.get(columns, len(key)), fontsize=8,
                frameon=False)
     fig.suptitle(f"learning curves: {', '.join(experiments)}", fontsize=11)
@@ -175,9 +186,11 @@ def _rows(experiment: str, result: dict) -> list[dict]:
         # a failed cell has no stop reason, only the last line of its error
         "stop_reason": result.get("stop_reason") or result.get("error"),
     }
-    rows = [{**base, "epoch": h.get("epoch"), "lr": h.get("lr"), **{k: h.get(k) for k in VALID}}
+    blew_up = set(blowups(result))
+    rows = [{**base, "epoch": h.get("epoch"), "lr": h.get("lr"), **{k: h.get(k) for k in VALID},
+             "blew_up": h.get("epoch") in blew_up}
             for h in history if h.get("valid_objective") is not None]
-    return rows or [{**base, "epoch": math.nan, "lr": math.nan, **{k: math.nan for k in VALID}}]
+    return rows or [{**base, "epoch": math.nan, "lr": math.nan, **{k: math.nan for k in VALID}, "blew_up": False}]
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:

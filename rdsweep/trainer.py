@@ -59,7 +59,8 @@ def train(
 
     on_epoch(metrics, state) is called after each epoch; `state` can be saved (`checkpoints.save_state`) and passed
     back as `resume_state` to continue after that epoch, also with a larger `epochs` than it was saved with.
-    A non-finite loss ends the trial as 'diverged'.
+    A non-finite loss ends the trial as 'diverged', and so does a plateau reached while the valid objective
+    had blown up (stopping.py).
     `images`: a PNG path for data / reconstruction / sample grids of the trained model (image data only).
     on_step(step, steps) is called after each optimiser step of an epoch: progress inside long epochs.
     keep_model: a path for the evaluated weights, the reported point's (`checkpoints.load_model` reads them back).
@@ -132,7 +133,7 @@ def train(
                 optimizer = torch.optim.Adam(objective.parameters(model), lr=cell.lr)
                 rule, best = StoppingRule.for_cell(cell), None
             elif action == STOP:
-                stop_reason = "plateau"
+                stop_reason = "plateau" if rule.calm else "blow-up"
         metrics["wall_s"] = time.perf_counter() - epoch_start
         history.append(metrics)
         if on_epoch is not None:
@@ -140,7 +141,7 @@ def train(
                                        objective.stage))
 
     evaluation_start = time.perf_counter()
-    status = {None: "unconverged", "plateau": "converged", "non-finite loss": "diverged"}[stop_reason]
+    status = {None: "unconverged", "plateau": "converged", "non-finite loss": "diverged", "blow-up": "diverged"}[stop_reason]
     splits = {s: {"rate": None, "distortion": None, "elbo": None, "iwae": None} for s in SPLITS}
     if status != "diverged":
         if best is not None:  # None only when the cap came right after two-stage's switch to its encoder

@@ -1,5 +1,5 @@
 """The stopping rule on its own: patience, min_delta (accumulated), learning-rate reductions, then a stop."""
-from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule
+from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule, blowups, epoch_ranges
 
 
 def run(rule, values):
@@ -31,3 +31,56 @@ def test_state_round_trips():
     run(rule, [3.0, 2.0, 2.5])
     again = StoppingRule.from_state(rule.state())
     assert again == rule and again.update(4, 2.6) == rule.update(4, 2.6) == REDUCE
+
+
+def test_a_plateau_that_waited_through_a_blowup_is_not_calm():
+    # the mnist5k -++ σ=20 episode in small: 95 → 10¹⁵ (finite), then back near the best but no better
+    rule = StoppingRule(patience=3, min_delta=0.1)
+    assert run(rule, [100.0, 95.0, 1e15, 96.0, 97.0]) == [CONTINUE] * 4 + [STOP]
+    assert rule.blowups == [3] and not rule.calm and rule.best_epoch == 2
+    quiet = StoppingRule(patience=3, min_delta=0.1)
+    assert run(quiet, [100.0, 95.0, 96.0, 97.0, 96.5]) == [CONTINUE] * 4 + [STOP]
+    assert quiet.blowups == [] and quiet.calm
+
+
+def test_a_reduction_after_a_blowup_starts_a_calm_wait():
+    # the plateau schedule restores the best state at the reduction: the wait after it is judged afresh
+    rule = StoppingRule(patience=2, min_delta=0.0, lr_reductions=1)
+    assert run(rule, [100.0, 95.0, 1e15, 1e16, 95.5, 95.2]) == [CONTINUE, CONTINUE, CONTINUE, REDUCE, CONTINUE, STOP]
+    assert rule.blowups == [3, 4] and rule.calm
+    again = StoppingRule(patience=2, min_delta=0.0, lr_reductions=1)
+    assert run(again, [100.0, 95.0, 96.0, 96.0, 1e9, 95.5]) == [CONTINUE, CONTINUE, CONTINUE, REDUCE, CONTINUE, STOP]
+    assert again.blowups == [5] and not again.calm
+
+
+def test_a_blowup_is_judged_against_the_best_s_size_and_at_least_one_nat():
+    def found(values):
+        rule = StoppingRule(patience=9, min_delta=0.0)
+        run(rule, values)
+        return rule.blowups
+    # near zero and below it (continuous data): 1 nat is the least loss that counts
+    assert found([0.2, 1.1, 1.3]) == [3]
+    assert found([-5.0, -6.0, -1.0, 0.5]) == [4]
+    # a doubling of a positive objective is not yet one; a little more is
+    assert found([50.0, 100.0, 100.1]) == [3]
+
+
+def test_readers_find_the_blowups_the_rule_found():
+    # a warm-up's ramp is not judged, and two-stage's second stage starts from a new best
+    values = [500.0, 3000.0, 90.0, 85.0, 400.0, 84.0, 2e6, 83.0]
+    rule = StoppingRule(patience=9, min_delta=0.0, start_after=2)
+    run(rule, values)
+    history = [{"epoch": e, "valid_objective": v} for e, v in enumerate(values, start=1)]
+    assert blowups({"cell": {"warmup_epochs": 2}, "history": history}) == rule.blowups == [5, 7]
+    staged = [{**h, "stage": 1 if h["epoch"] <= 4 else 2} for h in history]
+    # stage 2 starts at 400 (its first evaluation, no best yet): 2e6 blows up from 84, nothing else does
+    assert blowups({"cell": {"warmup_epochs": None}, "history": staged}) == [2, 7]
+    assert epoch_ranges([16, 17, 18, 19, 20, 31, 33, 34]) == "16–20, 31, 33–34"
+
+
+def test_state_without_the_blowup_fields_still_loads():
+    # a checkpoint written before the rule watched for blow-ups resumes with none recorded
+    old = {k: v for k, v in StoppingRule(patience=2, min_delta=0.0).state().items()
+           if k not in ("blowups", "waiting_since")}
+    rule = StoppingRule.from_state(old)
+    assert rule.blowups == [] and rule.calm

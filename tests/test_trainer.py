@@ -15,6 +15,8 @@ from rdsweep.models.vae import build_model
 from rdsweep.objectives import Objective
 from rdsweep.errors import UserError
 from rdsweep.checkpoints import load_model
+from rdsweep.collect import collect
+from rdsweep.ledger import Experiment
 from rdsweep.trainer import lr_factor, train
 
 # Toy: 20,000 examples over 30 bins; batch 500 and lr 3e-3 with the plateau schedule converge in ~20 epochs
@@ -205,6 +207,48 @@ def test_non_finite_loss_ends_as_diverged():
     result = train(cell, threads=1)
     assert result["status"] == "diverged"
     assert all(v is None for m in result["splits"].values() for v in m.values())
+
+
+# Adam at lr 100 on lingauss: the valid objective goes 1.4·10⁶ → 4.1·10⁷ at epoch 2 and stays finite
+# (measured), a blow-up like the mnist5k study's -++ σ=20 one.
+BLOWUP = dict(dataset="lingauss", family="linear", epochs=5, batch_size=100, lr=100.0, min_delta=0.0, patience=1)
+
+
+def test_a_plateau_during_a_blowup_ends_diverged_not_converged():
+    result = train(Cell(**BLOWUP, schedule="constant"), threads=1)
+    assert math.isfinite(result["history"][1]["valid_objective"])
+    assert result["history"][1]["valid_objective"] > 10 * result["history"][0]["valid_objective"]
+    # before the rule watched for blow-ups this was "converged" (plateau) at epoch 1's state
+    assert (result["status"], result["stop_reason"], result["epochs"]) == ("diverged", "blow-up", 2)
+
+
+def test_a_recovered_blowup_is_kept_in_the_table_and_named_by_curves(tmp_path, rdsweep):
+    # with the plateau schedule the same blow-up triggers a restore of epoch 1 and a lower rate: training goes on
+    recovered = train(Cell(**BLOWUP, schedule="plateau", lr_reductions=1, lr_divisor=100.0), threads=1)
+    assert recovered["status"] == "unconverged" and recovered["epochs"] == 5
+    diverged = train(Cell(**BLOWUP, schedule="constant"), threads=1)
+    experiment = Experiment(tmp_path / "blowup")
+    for result in (recovered, diverged):
+        experiment.write_result(result)
+    _, table = collect([experiment.path])
+    rows = {r["schedule"]: r for r in table.to_pylist() if r["split"] == "test"}
+    assert rows["plateau"]["blowups"] == 1 and math.isfinite(rows["plateau"]["rate"])
+    assert rows["constant"]["blowups"] == 1 and rows["constant"]["rate"] is None
+
+    shown = rdsweep("curves", experiment.path, "--plot", tmp_path / "curves.png")
+    assert shown.returncode == 0, shown.stderr
+    assert "linear β=1 seed 0: epoch 2, recovered, unconverged" in shown.stdout
+    assert "linear β=1 seed 0: epoch 2, diverged" in shown.stdout
+
+    trained = rdsweep("train", *_flags(BLOWUP), "--schedule", "plateau", "--lr-reductions", "1", "--lr-divisor", "100")
+    assert trained.returncode == 0 and "blew up at epoch 2 and recovered" in trained.stderr
+    stopped = rdsweep("train", *_flags(BLOWUP), "--schedule", "constant")
+    assert stopped.returncode == 1 and stopped.stderr.strip() == ("rdsweep: error: diverged (blow-up): lower --lr "
+                                                                   "or raise --batch-size")
+
+
+def _flags(settings: dict) -> list[str]:
+    return [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
 
 
 def test_paper_schedule_is_constant_then_decays_to_zero():
