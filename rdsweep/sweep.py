@@ -6,7 +6,7 @@ restores from when it retries a failed trial, and into the ledger, which a later
 an interrupted one, or continues from when an unconverged cell is given more epochs (Ray's own restore
 cannot add or drop trials, so rdsweep does not use it).
 
-A launch can be watched three ways: its live view (Progress), its log (EXPERIMENT/launch-<time>.log, one
+A launch can be watched three ways: its live view (rdsweep/live.py), its log (EXPERIMENT/launch-<time>.log, one
 line per event) and, from any shell, `rdsweep status`, which reads the ledger: the launch's record
 (launch.json) and each trial's progress record, rewritten every few seconds while the trial lives.
 """
@@ -30,21 +30,15 @@ from typing import IO, Iterator
 
 import ray
 from ray import tune
-from rich import box
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
 
 from rdsweep import __version__
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
-from rdsweep.ledger import Experiment, PlannedCell, is_final
-from rdsweep.schema import RESULT_STATUSES
-from rdsweep.spec import Spec
 from rdsweep.heartbeat import TrialProgress
-from rdsweep.status import ExperimentStatus, cell_label, duration, eta_text, experiment_status
+from rdsweep.ledger import Experiment, PlannedCell, is_final
+from rdsweep.live import LaunchView
+from rdsweep.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -214,7 +208,7 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
         "compile": spec.resources.compile,
         "launch": name,
     }
-    progress = Progress(todo, experiment, console, log, name)
+    view = LaunchView(todo, experiment, console, log)
     tuner = tune.Tuner(
         tune.with_resources(_trial, resources),
         param_space=config,
@@ -231,16 +225,16 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
             storage_path=str(experiment.ray_dir),
             failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[progress],
+            callbacks=[Progress(view, experiment, name)],
             verbose=0,
         ),
     )
-    with progress.live():
+    with view.live():
         try:
             tuner.fit()
         finally:  # also on a second Ctrl-C, which Tune lets through as KeyboardInterrupt
-            progress.close()
-    return {cid: state for cid, state in progress.state.items() if state in (*RESULT_STATUSES, "failed")}
+            view.close()
+    return view.ended_cells()
 
 
 def _trial_dirname(trial) -> str:
@@ -335,67 +329,27 @@ def _saved_state(retry, ledger_checkpoint: Path) -> dict | None:
     return load_state(ledger_checkpoint) if ledger_checkpoint.exists() else None
 
 
-SNAPSHOT_S = 5.0      # the live view rereads the ledger (rdsweep/status.py) at most this often
-LONG_EPOCH_S = 20.0   # a family's epochs at least this long (or not timed yet) show the step under way
-WIDE = 120            # from this many columns, the live view also names each running cell's family
-
-
 class Progress(tune.Callback):
-    """What a launch shows as it runs. In a terminal: a bar of this launch's cells done, with elapsed time and
-    ETA (rdsweep/status.py's, from the ledger), and a row per running cell: its time, epoch of the cap, the
-    step of a long epoch under way, latest R, D, valid objective and best epoch. Otherwise one line per
-    start, retry and end of a cell. Every event, each epoch included, also goes to the launch log."""
+    """Tune's trial events, by cell id, to the launch's view (rdsweep/live.py); a trial out of retries is
+    recorded as failed in the ledger here."""
 
-    def __init__(self, todo: list[PlannedCell], experiment: Experiment, console: Console, log: IO[str],
-                 launch: str):
-        self.launch = launch   # the results this launch's trials write carry its name
-        self.cells = {p.cell.cell_id: p.cell for p in todo}
-        self.actions = {p.cell.cell_id: p.action for p in todo}
-        self.labels = {cell_id: cell_label(cell.to_dict()) for cell_id, cell in self.cells.items()}
+    def __init__(self, view: LaunchView, experiment: Experiment, launch: str):
+        self.view = view
         self.experiment = experiment
-        self.console = console
-        self.log = log
-        self.state = {cid: "pending" for cid in self.cells}
-        self.latest: dict[str, dict] = {}
-        self.started: dict[str, float] = {}
-        self.errors: dict[str, str] = {}
-        self.began = time.time()
-        self._snapshot: ExperimentStatus | None = None
-        self._snapshot_at = 0.0
-
-    def __getstate__(self) -> dict:
-        # Tune pickles its callbacks into the experiment state; the terminal and the log are not part of it.
-        return {k: v for k, v in self.__dict__.items() if k not in ("console", "log", "_snapshot")}
-
-    def live(self) -> Live:
-        return Live(console=self.console, get_renderable=self._view, refresh_per_second=2,
-                    transient=not self.console.is_terminal)
+        self.launch = launch   # the results this launch's trials write carry its name
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        cell_id = self._set(trial, "running")
-        self.started[cell_id] = time.time()
-        how = {"resume": ", from its checkpoint", "continue": ", continuing to the raised cap"}.get(
-            self.actions[cell_id], "")
-        self._event(f"start {self.labels[cell_id]} (cell {cell_id}{how})")
+        self.view.started(_trial_dirname(trial))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        cell_id = self._set(trial, "retrying")
-        error = _last_line(trial.error_file)
-        self._event(f"retry {self.labels[cell_id]} from its last checkpoint, after: {error}")
+        self.view.retrying(_trial_dirname(trial), _last_line(trial.error_file))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        cell_id = self._set(trial, "running")
-        self.latest[cell_id] = result
-        valid = (f", valid {result['valid_objective']:.3f} (best epoch {result['best_epoch']})"
-                 if "valid_objective" in result else "")
-        self._event(f"epoch {result['epoch']}/{self.cells[cell_id].epochs} {self.labels[cell_id]}: R "
-                    f"{result['rate']:.3f}, D {result['distortion']:.3f}{valid}, {result['wall_s']:.1f}s",
-                    console=False)
+        self.view.reported(_trial_dirname(trial), result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         cell_id = _trial_dirname(trial)
-        self._set(trial, self.experiment.status(cell_id) or "failed")
-        self._ended(cell_id)
+        self.view.ended(cell_id, self.experiment.status(cell_id) or "failed")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         # Out of retries: record the failure in the ledger (collect shows it; a relaunch runs it again).
@@ -405,121 +359,18 @@ class Progress(tune.Callback):
         except UserError:
             earlier = None
         if earlier is not None and earlier.get("launch") == self.launch:  # written, then the worker died
-            self._set(trial, earlier["status"])
-            self._ended(cell_id)
+            self.view.ended(cell_id, earlier["status"])
             return
-        cell = self.cells[cell_id]
+        cell = self.view.cells[cell_id]
         error = _last_line(trial.error_file)
         if earlier is None or earlier["status"] == "failed":
             self.experiment.write_result({
                 "cell": cell.to_dict(), "cell_id": cell_id, "status": "failed", "error": error,
-                "epochs": self.latest.get(cell_id, {}).get("epoch"), "experiment": self.experiment.name,
+                "epochs": self.view.latest.get(cell_id, {}).get("epoch"), "experiment": self.experiment.name,
                 "rdsweep_version": __version__, "launch": self.launch})
         # else an earlier launch's result (e.g. unconverged, being continued) stays: its numbers are still
         # true; the failure is this launch's (exit 1, the log and stderr say it), and a relaunch retries it.
-        self._set(trial, "failed")
-        self.errors[cell_id] = error
-        self._ended(cell_id)
-
-    def close(self) -> None:
-        """The log's last line: what this launch ended, and what it leaves to the next one."""
-        counts = Counter(self.state.values())
-        ended = ", ".join(f"{counts[s]} {s}" for s in (*RESULT_STATUSES, "failed") if counts[s]) or "no cell ended"
-        left = counts["pending"] + counts["running"] + counts["retrying"]
-        self._event(f"end after {duration(time.time() - self.began)}: {ended}" + (
-            f"; {left} unfinished (stopped before they ended): run the same command again to resume them"
-            if left else ""), console=False)
-
-    def _set(self, trial, state: str) -> str:
-        cell_id = _trial_dirname(trial)
-        self.state[cell_id] = state
-        return cell_id
-
-    def _done(self) -> int:
-        return sum(s in (*RESULT_STATUSES, "failed") for s in self.state.values())
-
-    def _ended(self, cell_id: str) -> None:
-        epoch = self.latest.get(cell_id, {}).get("epoch")
-        took = duration(time.time() - self.started.get(cell_id, self.began))
-        detail = self.errors.get(cell_id) or (
-            f"at epoch {epoch}/{self.cells[cell_id].epochs} after {took}" if epoch else f"after {took}")
-        self._event(f"[{self._done()}/{len(self.cells)}] {self.state[cell_id]} {self.labels[cell_id]}: {detail}; "
-                    f"{self._eta(self._status(force=True))}")
-
-    def _event(self, text: str, console: bool = True) -> None:
-        """One line in the launch log and, when the output is not a terminal (CI, nohup), on the console."""
-        now = time.localtime()
-        self.log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', now)} {text}\n")
-        if console and not self.console.is_terminal:
-            self.console.print(f"{time.strftime('%H:%M:%S', now)} {text}", highlight=False, markup=False,
-                               soft_wrap=True)
-
-    def _status(self, force: bool = False) -> ExperimentStatus | None:
-        now = time.time()
-        if force or now - self._snapshot_at >= SNAPSHOT_S:
-            self._snapshot_at = now
-            try:
-                self._snapshot = experiment_status(self.experiment, now)
-            except Exception:  # a damaged ledger file, or a bug in the view: the sweep itself must go on
-                pass
-        return self._snapshot
-
-    def _eta(self, status: ExperimentStatus | None) -> str:
-        return eta_text(status, running=True) if status else "ETA: after the first epoch"
-
-    def _view(self) -> Group:
-        status, now = self._status(), time.time()
-        total, done = len(self.cells), self._done()
-        head = Table.grid(expand=True, padding=(0, 1))
-        head.add_column(no_wrap=True)
-        head.add_column(ratio=1)
-        head.add_column(no_wrap=True)
-        head.add_row(f"{done}/{total} cells", ProgressBar(total=total, completed=done),
-                     f"{duration(now - self.began)} elapsed")
-        counts = Counter(self.state.values())
-        states = ("running", "retrying", "pending", *RESULT_STATUSES, "failed")
-        parts = [head, Text(", ".join(f"{counts[s]} {s}" for s in states if counts[s]) + f"; {self._eta(status)}")]
-        rows = [cid for cid, s in self.state.items() if s in ("running", "retrying")]
-        if rows:
-            parts.append(self._table(rows, status, now))
-        parts += [Text(f"failed {self.labels[cid]}: {error}", no_wrap=True, overflow="ellipsis")
-                  for cid, error in list(self.errors.items())[-3:]]
-        return Group(*parts)
-
-    def _table(self, rows: list[str], status: ExperimentStatus | None, now: float) -> Table:
-        ledger = {c.cell_id: c for c in status.cells} if status else {}
-        families = status.families if status else {}
-        steps = {}
-        for cid in rows:
-            c, timing = ledger.get(cid), families.get(self.cells[cid].family)
-            if c is None or c.state != "running" or not c.steps:
-                continue
-            per_epoch = timing and timing.seconds_per_epoch
-            long_epochs = per_epoch is None or per_epoch >= LONG_EPOCH_S
-            if long_epochs and c.epoch == self.latest.get(cid, {}).get("epoch", c.epoch):  # else the step is stale
-                steps[cid] = f"{c.step}/{c.steps}"
-        columns = (["cell"] + (["family"] if self.console.width >= WIDE else []) + ["epoch"]
-                   + (["step"] if steps else []) + ["time", "R", "D", "valid", "best"]
-                   + (["state"] if any(self.state[cid] != "running" for cid in rows) else []))
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in columns:
-            table.add_column(column, no_wrap=column in ("cell", "family"),
-                             justify="left" if column in ("cell", "family", "state") else "right")
-        for cid in rows:
-            latest = self.latest.get(cid, {})
-            epoch = latest.get("epoch", ledger[cid].epoch if cid in ledger else None)
-            values = {
-                "cell": self.labels[cid], "family": self.cells[cid].family,
-                "epoch": f"{'' if epoch is None else epoch}/{self.cells[cid].epochs}", "step": steps.get(cid, ""),
-                "time": duration(now - self.started.get(cid, now)), "R": _num(latest.get("rate")),
-                "D": _num(latest.get("distortion")), "valid": _num(latest.get("valid_objective")),
-                "best": str(latest.get("best_epoch") or ""), "state": self.state[cid]}
-            table.add_row(*(values[column] for column in columns))
-        return table
-
-
-def _num(value) -> str:
-    return "" if value is None else f"{value:.2f}"
+        self.view.ended(cell_id, "failed", error)
 
 
 def _last_line(path) -> str:
