@@ -479,7 +479,8 @@ def select(
     if json_out:
         print(json.dumps(selection.picks, indent=1))
         return
-    console.print(render(selection))
+    # the tables need 80 columns: on a narrower terminal its lines wrap rather than lose columns
+    Console(width=max(console.width, 80)).print(render(selection))
 
 
 @app.command(cls=_Command)

@@ -55,6 +55,9 @@ _MISSING = {
                       "rdsweep measured the latent)",
 }
 _NO_VALUES = {"iwae": "no cell has an IWAE bound", "probe-accuracy": "no cell has a probe accuracy"}
+# What the per-family table's short names stand for (Criterion.short), kind by kind.
+_SHORT = {"valid-elbo": "elbo=valid-elbo", "probe-accuracy": "probe=probe-accuracy", "rate": "R≥σ=rate≥σ",
+          "probe": "p≥P=probe≥P"}
 _IDENTITY = ["cell_id", "experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate",
              "free_bits", "warmup_epochs", "encoder_std", "seed", "status"]
 _REPORTED = ["rate", "distortion", "elbo", "iwae", "mutual_info", "marginal_kl", "active_units", "probe_accuracy"]
@@ -71,6 +74,15 @@ class Criterion:
         if self.name == "rate":
             return f"rate ≥ {self.min_rate:g}"
         return f"probe ≥ {self.min_probe:g}" if self.name == "probe" else self.name
+
+    @property
+    def short(self) -> str:
+        """The per-family table's name for it, where the criteria that pick one cell share its row."""
+        if self.name == "rate":
+            return f"R≥{self.min_rate:g}"
+        if self.name == "probe":
+            return f"p≥{self.min_probe:g}"
+        return {"valid-elbo": "elbo", "probe-accuracy": "probe"}.get(self.name, self.name)
 
     @classmethod
     def of(cls, pick: dict) -> "Criterion":
@@ -222,46 +234,70 @@ def render(selection: Selection) -> Group:
                 f"famil{'y' if len(s.families) == 1 else 'ies'} in {s.path}. Each criterion picks by its score on "
                 f"the {s.judged_on} split; R, D, ELBO (nats) and the latent's numbers are on the {s.reported_on} "
                 "split; AU: active units; cost: the ELBO given up against the valid-elbo pick.")
-    parts = [head, Text(""), _table(s, [p for p in s.picks if p["scope"] == OVERALL], per_family=False)]
+    overall = [([p], p) for p in s.picks if p["scope"] == OVERALL]
+    parts = [head, Text(""), _table(s, overall, per_family=False)]
     if len(s.families) > 1:   # one table, a family's rows together under its paper code: a study fits a screen
-        parts += [Text(""), _table(s, [p for f in s.families for p in s.picks if p["scope"] == f], per_family=True)]
+        parts += [Text(""), _table(s, [row for f in s.families for row in _folded(s, f)], per_family=True)]
     parts += [Text("")] + [Text(line) for line in cost_lines(s)]
     return Group(*parts)
 
 
-def _table(s: Selection, picks: list[dict], per_family: bool) -> Table:
-    title = ("per family (paper code): each criterion's pick among the family's cells" if per_family
-             else f"overall: each criterion's pick among all {s.cells} cells")
+def _folded(s: Selection, family: str) -> list[tuple[list[dict], dict]]:
+    """A family's picks, one row per cell picked (and one for the criteria that pick none), in the order of
+    the criteria: the criteria that agree share a row."""
+    rows: dict[tuple, list[dict]] = {}
+    for p in s.picks:
+        if p["scope"] == family:
+            rows.setdefault((p["experiment"], p["cell_id"]), []).append(p)
+    return [(picks, picks[0]) for picks in rows.values()]
+
+
+def _table(s: Selection, rows: list[tuple[list[dict], dict]], per_family: bool) -> Table:
+    """Overall: a row per criterion. Per family: a row per cell picked, named by the criteria that pick it
+    (short names, explained in the title), without D (−ELBO − R) so that it fits 80 columns."""
+    if per_family:
+        names = ", ".join(dict.fromkeys(_SHORT[c.name] for c in s.criteria if c.name in _SHORT))
+        title = ("per family (paper code): the cells the criteria pick among the family's cells"
+                 + (f" ({names})" if names else ""))
+    else:
+        title = f"overall: each criterion's pick among all {s.cells} cells"
     # No vertical rules, the model by paper code, and no column that is empty for every pick: the comparison
     # fits 80 columns (each criterion's own score is in --json).
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, padding=0)  # the box's blank divider is the gap
-    columns = ["code", "criterion", "setting"] if per_family else ["criterion", "model"]
-    columns += (["seed"] if s.seeds > 1 else []) + ["R", "D", "ELBO", "IWAE", "regime", "I(x;z)", "AU",
-                                                    "probe", "cost"]
+    columns = ["code", "picked by", "setting"] if per_family else ["criterion", "model"]
+    columns += (["seed"] if s.seeds > 1 else []) + ["R"] + ([] if per_family else ["D"]) + [
+        "ELBO", "IWAE", "regime", "I(x;z)", "AU", "probe", "cost"]
+    picks = [p for _, p in rows]
     empty = {column for column, key in (("IWAE", "iwae"), ("I(x;z)", "mutual_info"), ("probe", "probe_accuracy"))
              if all(p[key] is None for p in picks)}
     columns = [c for c in columns if c not in empty]
     numeric = {"seed", "R", "D", "ELBO", "IWAE", "I(x;z)", "AU", "probe", "cost"}
-    for column in columns:
-        table.add_column(column, justify="right" if column in numeric else "left", no_wrap=True)
-    for i, p in enumerate(picks):
+    lines = []
+    for i, (criteria, p) in enumerate(rows):
         picked = p["cell_id"] is not None
-        first_of_family = i == 0 or picks[i - 1]["scope"] != p["scope"]
+        first_of_family = i == 0 or rows[i - 1][1]["scope"] != p["scope"]
         # Marked as `rdsweep frontier` marks them: a model still improving at its epoch cap.
         setting = (p["setting"] + (" ~" if p["status"] == "unconverged" else "")) if picked else "none"
         cells = {
             "code": (FAMILIES[p["scope"]].code or p["scope"]) if per_family and first_of_family else "",
-            "criterion": Criterion.of(p).label, "setting": setting,
+            "criterion": Criterion.of(p).label, "picked by": " ".join(Criterion.of(c).short for c in criteria),
+            "setting": setting,
             "model": f"{FAMILIES[p['family']].code or p['family']} {setting}" if picked else setting,
             "seed": _fmt(p["seed"], "d"),
-            "score": _fmt(p["score"], ".3f" if p["criterion"] == "probe-accuracy" else ".2f"),
             "R": _fmt(p["rate"]), "D": _fmt(p["distortion"]), "ELBO": _fmt(p["elbo"]), "IWAE": _fmt(p["iwae"]),
             "regime": p["regime"] or "", "I(x;z)": _fmt(p["mutual_info"]), "AU": _fmt(p["active_units"], "d"),
             "probe": _fmt(p["probe_accuracy"], ".3f"),
-            "cost": "" if p["criterion"] == "valid-elbo" else _fmt(p["elbo_given_up"]),
+            "cost": "" if any(c["criterion"] == "valid-elbo" for c in criteria) else _fmt(p["elbo_given_up"]),
         }
-        table.add_row(*[cells[c] for c in columns])
+        lines.append([cells[c] for c in columns])
+    for j, column in enumerate(columns):
+        # Numbers are never cut short: on a narrow terminal the criteria's names wrap instead.
+        widest = max([len(column)] + [len(line[j]) for line in lines])
+        table.add_column(column, justify="right" if column in numeric else "left",
+                         no_wrap=column != "picked by", min_width=None if column == "picked by" else widest)
+    for line in lines:
+        table.add_row(*line)
     return table
 
 

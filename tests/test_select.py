@@ -107,10 +107,24 @@ def test_best_elbo_picks_the_collapsed_model_and_the_probe_prices_a_useful_laten
 
     assert "A useful latent costs 11.90 nats of valid ELBO: the probe-accuracy pick" in text
     assert "auto-decoder" in text
-    # per family: one table, each family's rows under its paper code, named once
-    per_family = text.split("per family (paper code): each criterion's pick")[1].split("A useful latent")[0]
+    # per family: one table, each family's rows under its paper code, named once; the criteria that pick one
+    # cell share its row (valid-elbo and rate ≥ 0 here), and those that pick none share a "none" row
+    per_family = text.split("per family (paper code): the cells the criteria pick")[1].split("A useful latent")[0]
     assert per_family.count("-+- ") == per_family.count("--- ") == 1
-    assert "-+- valid-elbo β=1 " in per_family and "probe-accuracy σ=20 " in per_family
+    assert "(elbo=valid-elbo, probe=probe-accuracy, R≥σ=rate≥σ)" in per_family
+    assert "-+- elbo R≥0 β=1 0.10 -80.10 auto-decoder" in per_family
+    assert "probe σ=20 20.50 -86.50 syntactic 6.20 10 0.930 6.40" in per_family
+    assert per_family.count("R≥100 none") == 2
+
+
+def test_on_a_narrow_terminal_names_wrap_and_numbers_stay_whole(table, rdsweep):
+    done = rdsweep("select", table, "--rate", "100", "--rate", "0", "--probe", "0.5", env={"COLUMNS": "60"})
+    assert done.returncode == 0, done.stderr
+    # rendered 80 wide (the terminal wraps the lines), not squeezed: every column is there, every number whole
+    assert "…" not in done.stdout and max(len(line) for line in done.stdout.splitlines()) <= 80
+    assert done.stdout.count("I(x;z) AU probe") == 2 and "code picked by" in done.stdout
+    assert "probe-accuracy --- β=0.3 40.30 52.20 -92.50 syntactic 6.20 20 0.960 11.90" in " ".join(done.stdout.split())
+    assert "probe σ=20 20.40 -87.00 syntactic 6.20 10 0.920 6.40" in " ".join(done.stdout.split())
 
 
 def test_unconverged_cells_are_ignored_unless_asked_for(table, default_json, rdsweep):
