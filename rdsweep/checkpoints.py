@@ -22,7 +22,7 @@ from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
-from rdsweep.stopping import StoppingRule
+from rdsweep.stopping import StoppingRule, replay
 
 
 class IncompatibleCheckpoint(Exception):
@@ -49,7 +49,7 @@ def snapshot(epoch: int, history: list, model, optimizer, batch_order: torch.Gen
         "fingerprint": structure_fingerprint(model), "rdsweep_version": __version__}
 
 
-def restore(state: dict, model, optimizer, batch_order: torch.Generator, dev: torch.device
+def restore(state: dict, cell: Cell, model, optimizer, batch_order: torch.Generator, dev: torch.device
             ) -> tuple[int, list, StoppingRule, dict | None, str | None]:
     """Load a snapshot into the model, optimiser and random streams; returns what the training loop carries
     on with: the next epoch, the history, the stopping rule, the best state and a stop reason (set when the
@@ -66,10 +66,18 @@ def restore(state: dict, model, optimizer, batch_order: torch.Generator, dev: to
         torch.set_rng_state(state["torch_rng"])
         if dev.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], dev)  # z-samples on a GPU: its own RNG
-        return (state["epoch"] + 1, list(state["history"]), StoppingRule.from_state(state["rule"]),
-                state["best"], state["stop_reason"])
+        return (state["epoch"] + 1, list(state["history"]), _rule(state, cell), state["best"], state["stop_reason"])
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         raise IncompatibleCheckpoint(f"does not fit this model: {' '.join(str(e).split())[:200]}") from None
+
+
+def _rule(state: dict, cell: Cell) -> StoppingRule:
+    """The saved stopping rule; one saved before the rule watched for blow-ups is rebuilt from
+    the history of the stage under way, so that blow-ups before the checkpoint count in its stop."""
+    if "blowups" in state["rule"]:
+        return StoppingRule.from_state(state["rule"])
+    rules = replay(cell, [h for h in state["history"] if h.get("stage") == state.get("stage")])
+    return rules[-1] if rules else StoppingRule.from_state(state["rule"])
 
 
 def save_state(state: dict, path: str | Path) -> None:

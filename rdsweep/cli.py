@@ -178,7 +178,9 @@ def train(
         if path is not None and result["status"] != "diverged":
             console.print(f"wrote {path}")
     if (blown := blowups(result)) and result["status"] != "diverged":
-        print(f"rdsweep: warning: the valid objective blew up at epoch {epoch_ranges(blown)} and recovered; "
+        evaluated = [h["epoch"] for h in result["history"] if h.get("valid_objective") is not None]
+        how = "and had not recovered at the last evaluation" if evaluated[-1] in blown else "and recovered"
+        print(f"rdsweep: warning: the valid objective blew up at epoch {epoch_ranges(blown)} {how}; "
               "look at the history before trusting the point, or lower --lr", file=sys.stderr)
     if result["status"] == "unconverged":
         print(f"rdsweep: warning: unconverged: the valid objective was still improving at epoch {cell.epochs}; "
@@ -473,14 +475,19 @@ def select(
     λ, W, seed, cell id). Writes nothing."""
     import json
 
+    from rich.measure import Measurement
+
     from rdsweep.select import render, select as select_cells
 
     selection = select_cells(table, by, rate, split, report_split, include_unconverged, probe)
     if json_out:
         print(json.dumps(selection.picks, indent=1))
         return
-    # the tables need 80 columns: on a narrower terminal its lines wrap rather than lose columns
-    Console(width=max(console.width, 80)).print(render(selection))
+    # Drawn as wide as its tables need (80 columns, more with seeds or IWAE), never squeezed: on a narrower
+    # terminal the lines wrap rather than lose columns or cut numbers.
+    output = render(selection)
+    width = Measurement.get(console, console.options.update_width(1000), output).minimum
+    Console(width=max(console.width, 80, width)).print(output)
 
 
 @app.command(cls=_Command)
@@ -516,7 +523,7 @@ def curves(
         console.print("the valid objective blew up (far above its best; docs/convergence.md):", highlight=False)
         for r in blown:
             console.print(f"  {r.experiment + ' ' if several else ''}{r.family} {r.knob} seed {r.seed}: epoch "
-                          f"{epoch_ranges(r.blowups)}, {'diverged' if r.status == 'diverged' else 'recovered, ' + r.status}",
+                          f"{epoch_ranges(r.blowups)}, {'recovered, ' if r.recovered else ''}{r.status}",
                           highlight=False)
     if plot is not None:
         if not plot.parent.is_dir():

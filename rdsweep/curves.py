@@ -8,7 +8,8 @@ needs no Ray and works on a sweep that is still running.
     curves(dirs)             one row per cell × evaluated epoch (plus one row, epoch NaN, per cell that
                              never reached an evaluation, e.g. a failed one), so summary() still sees it
     summary(frame)           one row per cell: status, epochs run, best epoch, best and last valid objective,
-                             the epochs whose evaluation blew up (rdsweep/stopping.py)
+                             the epochs whose evaluation blew up (rdsweep/stopping.py), and whether the last
+                             evaluation was back within bounds
     plot_curves(frame, path) one panel per family, one line per cell coloured by its β or σ
 """
 from __future__ import annotations
@@ -65,6 +66,8 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
             "last_valid_objective": evaluated["valid_objective"].iloc[-1] if len(evaluated) else math.nan,
             "stop_reason": first["stop_reason"],
             "blowups": [int(e) for e in cell.loc[cell["blew_up"], "epoch"]],
+            # back within the margin by the last evaluation (a trial can end unconverged mid-blow-up)
+            "recovered": bool(len(evaluated)) and not evaluated["blew_up"].iloc[-1],
         })
     table = pd.DataFrame(out)
     for column in ("epochs_run", "epoch_cap", "best_epoch"):

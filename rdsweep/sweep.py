@@ -149,7 +149,7 @@ def _launch_log(experiment: Experiment, name: str, spec: Spec, planned: list[Pla
                 todo: list[PlannedCell], resources: dict, slots: int, address: str | None) -> Iterator[IO[str]]:
     """Open EXPERIMENT/<name>.log, the launch's audit trail, and record the launch in launch.json (which
     `rdsweep status` reads for the cells never started and the trial slots). The log starts with what decides
-    the run (command, versions, resources); Progress adds one line per event, flushed as it goes, so a killed
+    the run (command, versions, resources); the live view (rdsweep/live.py) adds one line per event, flushed as it goes, so a killed
     launch leaves its log up to the moment it died."""
     cluster = ray.cluster_resources()
     actions = Counter(p.action for p in planned)

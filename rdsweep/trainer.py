@@ -93,7 +93,7 @@ def train(
     best = None                                  # {"model", "optimizer"} at rule.best_epoch
     first_epoch, history, stop_reason = 1, [], None
     if resume_state is not None:
-        first_epoch, history, rule, best, stop_reason = restore(resume_state, model, optimizer, batch_order, dev)
+        first_epoch, history, rule, best, stop_reason = restore(resume_state, cell, model, optimizer, batch_order, dev)
 
     for epoch in range(first_epoch, cell.epochs + 1):
         if stop_reason is not None:
@@ -128,6 +128,7 @@ def train(
                 optimizer.load_state_dict(copy.deepcopy(best["optimizer"]))
             elif action == STOP and objective.stage == 1:
                 # two-stage: the generative model has converged; from its best state, fit the encoder to it
+                # (a restore, like a reduction's: a blow-up in stage 1 is recovered from, not a stop)
                 model.load_state_dict(best["model"])
                 objective.stage = 2
                 optimizer = torch.optim.Adam(objective.parameters(model), lr=cell.lr)

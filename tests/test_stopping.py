@@ -1,5 +1,5 @@
 """The stopping rule on its own: patience, min_delta (accumulated), learning-rate reductions, then a stop."""
-from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule, blowups, epoch_ranges
+from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule, blowups, epoch_ranges, replay
 
 
 def run(rule, values):
@@ -66,21 +66,27 @@ def test_a_blowup_is_judged_against_the_best_s_size_and_at_least_one_nat():
 
 
 def test_readers_find_the_blowups_the_rule_found():
-    # a warm-up's ramp is not judged, and two-stage's second stage starts from a new best
+    # a warm-up's ramp is not judged, and two-stage's second stage starts a new rule (a new best)
     values = [500.0, 3000.0, 90.0, 85.0, 400.0, 84.0, 2e6, 83.0]
-    rule = StoppingRule(patience=9, min_delta=0.0, start_after=2)
+    cell = {"schedule": "constant", "patience": 9, "min_delta": 0.0, "lr_reductions": 0, "warmup_epochs": 2}
+    rule = StoppingRule.for_cell(cell)
     run(rule, values)
     history = [{"epoch": e, "valid_objective": v} for e, v in enumerate(values, start=1)]
-    assert blowups({"cell": {"warmup_epochs": 2}, "history": history}) == rule.blowups == [5, 7]
+    assert blowups({"cell": cell, "history": history}) == rule.blowups == [5, 7]
+    assert replay(cell, history) == [rule]
     staged = [{**h, "stage": 1 if h["epoch"] <= 4 else 2} for h in history]
     # stage 2 starts at 400 (its first evaluation, no best yet): 2e6 blows up from 84, nothing else does
-    assert blowups({"cell": {"warmup_epochs": None}, "history": staged}) == [2, 7]
+    assert blowups({"cell": {**cell, "warmup_epochs": None}, "history": staged}) == [2, 7]
     assert epoch_ranges([16, 17, 18, 19, 20, 31, 33, 34]) == "16–20, 31, 33–34"
 
 
-def test_state_without_the_blowup_fields_still_loads():
-    # a checkpoint written before the rule watched for blow-ups resumes with none recorded
-    old = {k: v for k, v in StoppingRule(patience=2, min_delta=0.0).state().items()
-           if k not in ("blowups", "waiting_since")}
-    rule = StoppingRule.from_state(old)
-    assert rule.blowups == [] and rule.calm
+def test_a_replayed_rule_sees_the_blowup_an_older_rule_did_not_record():
+    # a rule saved before it watched for blow-ups (no blowups, no waiting_since) would stop this wait calm
+    cell = {"schedule": "constant", "patience": 3, "min_delta": 0.1, "lr_reductions": 0, "warmup_epochs": None}
+    history = [{"epoch": e, "valid_objective": v} for e, v in enumerate([100.0, 95.0, 1e15, 96.0], start=1)]
+    old = StoppingRule.for_cell(cell)
+    run(old, [h["valid_objective"] for h in history])
+    old = StoppingRule.from_state({k: v for k, v in old.state().items() if k not in ("blowups", "waiting_since")})
+    assert old.update(5, 97.0) == STOP and old.calm
+    rebuilt = replay(cell, history)[-1]
+    assert rebuilt.update(5, 97.0) == STOP and not rebuilt.calm

@@ -17,6 +17,7 @@ from rdsweep.errors import UserError
 from rdsweep.checkpoints import load_model
 from rdsweep.collect import collect
 from rdsweep.ledger import Experiment
+from rdsweep.stopping import StoppingRule, replay
 from rdsweep.trainer import lr_factor, train
 
 # Toy: 20,000 examples over 30 bins; batch 500 and lr 3e-3 with the plateau schedule converge in ~20 epochs
@@ -200,6 +201,22 @@ def test_same_seed_same_result_and_resume_is_seamless():
     resumed = train(cell, threads=1, resume_state=states[1])  # as if the trial died after epoch 2
     assert resumed["splits"] == whole["splits"]
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+
+
+def test_the_stopping_rule_replays_from_the_history_and_an_older_checkpoint_resumes_with_it():
+    # readers (collect, curves) and older checkpoints rebuild the rule from the history: it must come out
+    # exactly as the trainer kept it, through a plateau's reductions to the stop
+    cell = Cell(**TOY)
+    states = []
+    result = train(cell, threads=1, on_epoch=lambda m, s: states.append(s))
+    assert result["status"] == "converged" and states[-1]["rule"]["reductions"] == cell.lr_reductions
+    for state in states:
+        assert replay(cell.to_dict(), state["history"]) == [StoppingRule.from_state(state["rule"])]
+    # a checkpoint from before the rule watched for blow-ups: its rule lacks the fields, and is rebuilt
+    middle = states[len(states) // 2]
+    older = {**middle, "rule": {k: v for k, v in middle["rule"].items() if k not in ("blowups", "waiting_since")}}
+    resumed = train(cell, threads=1, resume_state=older)
+    assert resumed["splits"] == result["splits"] and resumed["best_epoch"] == result["best_epoch"]
 
 
 def test_non_finite_loss_ends_as_diverged():
