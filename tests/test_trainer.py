@@ -231,19 +231,15 @@ def test_non_finite_loss_ends_as_diverged():
 BLOWUP = dict(dataset="lingauss", family="linear", epochs=5, batch_size=100, lr=100.0, min_delta=0.0, patience=1)
 
 
-def test_a_plateau_during_a_blowup_ends_diverged_not_converged():
-    result = train(Cell(**BLOWUP, schedule="constant"), threads=1)
-    assert math.isfinite(result["history"][1]["valid_objective"])
-    assert result["history"][1]["valid_objective"] > 10 * result["history"][0]["valid_objective"]
+def test_a_plateau_during_a_blowup_ends_diverged_and_a_recovered_one_is_reported(tmp_path, rdsweep):
+    diverged = train(Cell(**BLOWUP, schedule="constant"), threads=1)
+    assert math.isfinite(diverged["history"][1]["valid_objective"])
+    assert diverged["history"][1]["valid_objective"] > 10 * diverged["history"][0]["valid_objective"]
     # before the rule watched for blow-ups this was "converged" (plateau) at epoch 1's state
-    assert (result["status"], result["stop_reason"], result["epochs"]) == ("diverged", "blow-up", 2)
-
-
-def test_a_recovered_blowup_is_kept_in_the_table_and_named_by_curves(tmp_path, rdsweep):
+    assert (diverged["status"], diverged["stop_reason"], diverged["epochs"]) == ("diverged", "blow-up", 2)
     # with the plateau schedule the same blow-up triggers a restore of epoch 1 and a lower rate: training goes on
     recovered = train(Cell(**BLOWUP, schedule="plateau", lr_reductions=1, lr_divisor=100.0), threads=1)
     assert recovered["status"] == "unconverged" and recovered["epochs"] == 5
-    diverged = train(Cell(**BLOWUP, schedule="constant"), threads=1)
     experiment = Experiment(tmp_path / "blowup")
     for result in (recovered, diverged):
         experiment.write_result(result)
@@ -259,9 +255,6 @@ def test_a_recovered_blowup_is_kept_in_the_table_and_named_by_curves(tmp_path, r
 
     trained = rdsweep("train", *_flags(BLOWUP), "--schedule", "plateau", "--lr-reductions", "1", "--lr-divisor", "100")
     assert trained.returncode == 0 and "blew up at epoch 2 and recovered" in trained.stderr
-    stopped = rdsweep("train", *_flags(BLOWUP), "--schedule", "constant")
-    assert stopped.returncode == 1 and stopped.stderr.strip() == ("rdsweep: error: diverged (blow-up): lower --lr "
-                                                                   "or raise --batch-size")
 
 
 def _flags(settings: dict) -> list[str]:
