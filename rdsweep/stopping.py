@@ -17,7 +17,9 @@ recovers from them), but a plateau that waited through one is not evidence of co
 and the trainer ends such a stop as `diverged` (stop reason `blow-up`), not `converged`.
 
 During a KL warm-up the objective changes every epoch, so the rule starts watching once the ramp has ended.
-Pure bookkeeping: no torch, so the rule can be read and tested on its own.
+Pure bookkeeping: no torch, so the rule can be read and tested on its own. A rule is a function of the
+objectives it was handed, so `replay` rebuilds it from a trial's history: how collect and curves find
+blow-ups in any result, and how a checkpoint saved before the rule watched for them resumes.
 """
 from __future__ import annotations
 
