@@ -131,7 +131,7 @@ def train(
     from rdsweep.data import load_dataset
     from rdsweep.ledger import write_json_atomic
     from rdsweep.models.families import DEFAULT_FAMILY
-    from rdsweep.stopping import blowups, epoch_ranges
+    from rdsweep.stopping import blowups, epoch_ranges, recovered
     from rdsweep.trainer import train as train_cell
 
     needs = {Objective.target_rate: ("--target-rate SIGMA", target_rate),
@@ -178,8 +178,7 @@ def train(
         if path is not None and result["status"] != "diverged":
             console.print(f"wrote {path}")
     if (blown := blowups(result)) and result["status"] != "diverged":
-        evaluated = [h["epoch"] for h in result["history"] if h.get("valid_objective") is not None]
-        how = "and had not recovered at the last evaluation" if evaluated[-1] in blown else "and recovered"
+        how = "and recovered" if recovered(result, blown) else "and had not recovered at the last evaluation"
         print(f"rdsweep: warning: the valid objective blew up at epoch {epoch_ranges(blown)} {how}; "
               "look at the history before trusting the point, or lower --lr", file=sys.stderr)
     if result["status"] == "unconverged":

@@ -22,11 +22,11 @@ import pandas as pd
 from rdsweep.cells import BETA_OBJECTIVES, cell_knob
 from rdsweep.errors import UserError
 from rdsweep.ledger import Experiment
-from rdsweep.stopping import blowups
+from rdsweep.stopping import blowups, recovered
 
 COLUMNS = ["experiment", "cell_id", "family", "objective", "beta", "target_rate", "knob", "seed", "status",
-           "best_epoch", "epochs_run", "epoch_cap", "stop_reason", "epoch", "valid_objective", "valid_rate",
-           "valid_distortion", "lr", "blew_up"]
+           "best_epoch", "epochs_run", "epoch_cap", "stop_reason", "recovered", "epoch", "valid_objective",
+           "valid_rate", "valid_distortion", "lr", "blew_up"]
 VALID = ("valid_objective", "valid_rate", "valid_distortion")
 
 
@@ -66,8 +66,7 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
             "last_valid_objective": evaluated["valid_objective"].iloc[-1] if len(evaluated) else math.nan,
             "stop_reason": first["stop_reason"],
             "blowups": [int(e) for e in cell.loc[cell["blew_up"], "epoch"]],
-            # back within the margin by the last evaluation (a trial can end unconverged mid-blow-up)
-            "recovered": bool(len(evaluated)) and not evaluated["blew_up"].iloc[-1],
+            "recovered": first["recovered"],
         })
     table = pd.DataFrame(out)
     for column in ("epochs_run", "epoch_cap", "best_epoch"):
@@ -180,6 +179,7 @@ def _rows(experiment: str, result: dict) -> list[dict]:
     objective, beta, target_rate = cell.get("objective"), cell.get("beta"), cell.get("target_rate")
     value = target_rate if beta is None else beta
     history = result.get("history") or []
+    blown = blowups(result)
     base = {
         "experiment": experiment, "cell_id": result.get("cell_id"), "family": cell.get("family"),
         "objective": objective, "beta": beta, "target_rate": target_rate,
@@ -188,10 +188,10 @@ def _rows(experiment: str, result: dict) -> list[dict]:
         "epochs_run": len(history), "epoch_cap": cell.get("epochs"),
         # a failed cell has no stop reason, only the last line of its error
         "stop_reason": result.get("stop_reason") or result.get("error"),
+        "recovered": recovered(result, blown),
     }
-    blew_up = set(blowups(result))
     rows = [{**base, "epoch": h.get("epoch"), "lr": h.get("lr"), **{k: h.get(k) for k in VALID},
-             "blew_up": h.get("epoch") in blew_up}
+             "blew_up": h.get("epoch") in blown}
             for h in history if h.get("valid_objective") is not None]
     return rows or [{**base, "epoch": math.nan, "lr": math.nan, **{k: math.nan for k in VALID}, "blew_up": False}]
 

@@ -234,7 +234,7 @@ def render(selection: Selection) -> Group:
                 f"famil{'y' if len(s.families) == 1 else 'ies'} in {s.path}. Each criterion picks by its score on "
                 f"the {s.judged_on} split; R, D, ELBO (nats) and the latent's numbers are on the {s.reported_on} "
                 "split; AU: active units; cost: the ELBO given up against the valid-elbo pick.")
-    overall = [([p], p) for p in s.picks if p["scope"] == OVERALL]
+    overall = [[p] for p in s.picks if p["scope"] == OVERALL]
     parts = [head, Text(""), _table(s, overall, per_family=False)]
     if len(s.families) > 1:   # one table, a family's rows together under its paper code: a study fits a screen
         parts += [Text(""), _table(s, [row for f in s.families for row in _folded(s, f)], per_family=True)]
@@ -242,18 +242,18 @@ def render(selection: Selection) -> Group:
     return Group(*parts)
 
 
-def _folded(s: Selection, family: str) -> list[tuple[list[dict], dict]]:
+def _folded(s: Selection, family: str) -> list[list[dict]]:
     """A family's picks, one row per cell picked (and one for the criteria that pick none), in the order of
     the criteria: the criteria that agree share a row."""
     rows: dict[tuple, list[dict]] = {}
     for p in s.picks:
         if p["scope"] == family:
             rows.setdefault((p["experiment"], p["cell_id"]), []).append(p)
-    return [(picks, picks[0]) for picks in rows.values()]
+    return list(rows.values())
 
 
-def _table(s: Selection, rows: list[tuple[list[dict], dict]], per_family: bool) -> Table:
-    """Overall: a row per criterion. Per family: a row per cell picked, named by the criteria that pick it
+def _table(s: Selection, rows: list[list[dict]], per_family: bool) -> Table:
+    """Each row: the picks of one cell, by the criteria that pick it. Overall: a row per criterion. Per family: a row per cell picked, named by the criteria that pick it
     (short names, explained in the title), without D (−ELBO − R) so that it fits 80 columns."""
     if per_family:
         names = ", ".join(dict.fromkeys(_SHORT[c.name] for c in s.criteria if c.name in _SHORT))
@@ -268,15 +268,15 @@ def _table(s: Selection, rows: list[tuple[list[dict], dict]], per_family: bool) 
     columns = ["code", "picked by", "setting"] if per_family else ["criterion", "model"]
     columns += (["seed"] if s.seeds > 1 else []) + ["R"] + ([] if per_family else ["D"]) + [
         "ELBO", "IWAE", "regime", "I(x;z)", "AU", "probe", "cost"]
-    picks = [p for _, p in rows]
+    picks = [criteria[0] for criteria in rows]
     empty = {column for column, key in (("IWAE", "iwae"), ("I(x;z)", "mutual_info"), ("probe", "probe_accuracy"))
              if all(p[key] is None for p in picks)}
     columns = [c for c in columns if c not in empty]
     numeric = {"seed", "R", "D", "ELBO", "IWAE", "I(x;z)", "AU", "probe", "cost"}
     lines = []
-    for i, (criteria, p) in enumerate(rows):
+    for i, (criteria, p) in enumerate(zip(rows, picks)):
         picked = p["cell_id"] is not None
-        first_of_family = i == 0 or rows[i - 1][1]["scope"] != p["scope"]
+        first_of_family = i == 0 or picks[i - 1]["scope"] != p["scope"]
         # Marked as `rdsweep frontier` marks them: a model still improving at its epoch cap.
         setting = (p["setting"] + (" ~" if p["status"] == "unconverged" else "")) if picked else "none"
         cells = {

@@ -118,6 +118,13 @@ def blowups(result: dict) -> list[int]:
     return [epoch for rule in replay(result["cell"], result.get("history") or []) for epoch in rule.blowups]
 
 
+def recovered(result: dict, blown: list[int]) -> bool:
+    """Whether the trial's last evaluation was back within bounds after its blow-ups `blown` (a trial can
+    reach its epoch cap mid-blow-up)."""
+    evaluated = [h["epoch"] for h in result.get("history") or [] if h.get("valid_objective") is not None]
+    return not evaluated or evaluated[-1] not in blown
+
+
 def epoch_ranges(epochs: list[int]) -> str:
     """[16, 17, 18, 19, 20, 31] → '16–20, 31': blow-ups come in runs."""
     runs: list[list[int]] = []
