@@ -402,7 +402,9 @@ def frontier(
     """Per-family and overall RD frontiers, Ĥ and each point's regime; --plot draws the RD plane.
 
     Only converged cells count unless --include-unconverged is given."""
-    from rdsweep.frontier import analyse, family_label, plot as plot_frontier, point_knob, read_table
+    import pandas as pd
+
+    from rdsweep.frontier import analyse, family_label, plot as plot_frontier, point_knob, read_table, regime_rule
 
     result = analyse(read_table(table, split, include_unconverged), split)
     pts = result.points
@@ -413,11 +415,13 @@ def frontier(
                   + f"; {what} = {result.h_hat:.3f} nats", highlight=False)
 
     stds = len(pts["encoder_std"].dropna().unique()) > 1   # the posterior's std varies: say which
+    probes = pts["probe"].notna().any()
 
     def frontier_table(title: str, rows, with_family: bool) -> Table:
         t = Table(title=title, title_justify="left")
-        for col in (["family"] if with_family else []) + ["objective", "seeds", "R", "D", "−ELBO", "convex", "regime"]:
-            t.add_column(col, justify="right" if col in ("seeds", "R", "D", "−ELBO") else "left")
+        for col in ((["family"] if with_family else []) + ["objective", "seeds", "R", "D", "−ELBO"]
+                    + (["probe"] if probes else []) + ["convex", "regime"]):
+            t.add_column(col, justify="right" if col in ("seeds", "R", "D", "−ELBO", "probe") else "left")
         for p in rows.sort_values("rate").itertuples():
             sd = lambda v: f" ± {v:.2f}" if p.seeds > 1 else ""
             hull = p.overall_hull if with_family else p.hull
@@ -425,8 +429,9 @@ def frontier(
                       point_knob(p) + (f" {p.encoder_std}" if stds else "") + ("" if p.converged else " ~"),
                       str(p.seeds),
                       f"{p.rate:.2f}{sd(p.rate_std)}",
-                      f"{p.distortion:.2f}{sd(p.distortion_std)}", f"{p.neg_elbo:.2f}", "✓" if hull else "",
-                      p.regime)
+                      f"{p.distortion:.2f}{sd(p.distortion_std)}", f"{p.neg_elbo:.2f}",
+                      *([("" if pd.isna(p.probe) else f"{p.probe:.3f}")] if probes else []),
+                      "✓" if hull else "", p.regime)
         return t
 
     for name, fam in pts.groupby("family", sort=False):
@@ -435,6 +440,7 @@ def frontier(
         console.print(frontier_table(title, front, with_family=False))
     overall = pts[pts["overall_pareto"]]
     console.print(frontier_table(f"overall: {len(overall)} of {len(pts)} settings on the frontier", overall, True))
+    console.print(regime_rule(result), highlight=False)
     if plot or plot_path is not None:
         out = plot_frontier(result, plot_path or table.parent / f"frontier-{split}.png")
         console.print(f"wrote {out}")

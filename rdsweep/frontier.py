@@ -12,11 +12,14 @@ ones are asked for (they are then drawn hollow: a point whose model was still im
 - Regime of a point, in the paper's order of increasing rate (its four example models: an auto-decoder at
   β = 1.1, a semantic encoder at β = 1, a syntactic encoder at β = 0.15, an auto-encoder at β = 0.1):
   auto-decoder if R < 2% of Ĥ (the latent is essentially unused); auto-encoder if D < 10% of Ĥ
-  (near-lossless reconstructions); otherwise semantic or syntactic, split at a measured point rather
-  than a share of Ĥ: the family's best-ELBO setting. Up to its rate, every extra nat of rate bought at
-  least a nat of distortion (the frontier is at least as steep as −1, β ≥ 1: a compressed code that keeps
-  what matters most); beyond it, rate buys less distortion than it costs in ELBO (β < 1: the code spends
-  nats on how the example is drawn). Semantic up to and including the best-ELBO point, syntactic beyond.
+  (near-lossless reconstructions); otherwise semantic up to a measured rate of its family, syntactic
+  beyond. Where the table has labels (a probe accuracy), that rate is the lowest at which the family's
+  code identifies the label, i.e. its probe reaches 80% of the best probe in the table (an auto-decoder's
+  never does): a code that keeps what the example is, at the fewest nats; rate beyond it goes to how the
+  example is drawn. Where no point of the family identifies the label (no labels, or codes that never carry
+  them), it is the rate of the family's best-ELBO setting: up to it every extra nat of rate bought at least
+  a nat of distortion (β ≥ 1: a compressed code that keeps what matters most), beyond it rate costs ELBO
+  (β < 1).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from rdsweep.models.families import FAMILIES, IMAGE_FAMILIES
 
 AUTO_DECODER_RATE = 0.02
 AUTO_ENCODER_DISTORTION = 0.10
+IDENTIFIES = 0.8   # a code identifies the label when its probe reaches this share of the table's best probe
 REGIMES = ("auto-decoder", "semantic", "syntactic", "auto-encoder")   # by increasing rate
 INCLUDED = {False: ("converged",), True: ("converged", "unconverged")}
 _SETTING = ["experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate", "free_bits",
@@ -47,7 +51,9 @@ class Frontier:
     split: str
     h_hat: float
     h_exact: bool             # True: the dataset's exact entropy; False: the best −ELBO seen
-    points: pd.DataFrame      # one row per setting: means, stds, seeds, pareto, hull, overall_*, regime
+    points: pd.DataFrame      # one row per setting: means, stds, seeds, probe, identifies, pareto, hull,
+                              # overall_*, regime
+    bounds: dict              # family → SemanticBound
 
 
 def read_table(path: str | Path, split: str = "test", include_unconverged: bool = False) -> pd.DataFrame:
@@ -110,21 +116,46 @@ def analyse(rows: pd.DataFrame, split: str = "test") -> Frontier:
         points.loc[group.index, "hull"] = hull_mask(group["rate"], group["distortion"])
     points["overall_pareto"] = pareto_mask(points["rate"], points["distortion"])
     points["overall_hull"] = hull_mask(points["rate"], points["distortion"])
-    best_elbo_rate = points.loc[points.groupby("family", sort=False)["neg_elbo"].idxmin()].set_index("family")["rate"]
-    points["regime"] = [regime(r, d, h_hat, best_elbo_rate[f])
+    points["identifies"] = identifies(points, h_hat)
+    bounds = semantic_bounds(points)
+    points["regime"] = [regime(r, d, h_hat, bounds[f].rate)
                         for r, d, f in zip(points["rate"], points["distortion"], points["family"])]
-    return Frontier(str(rows["dataset"].iloc[0]), split, h_hat, exact, points)
+    return Frontier(str(rows["dataset"].iloc[0]), split, h_hat, exact, points, bounds)
+
+
+@dataclass(frozen=True)
+class SemanticBound:
+    rate: float       # a point of the family is semantic up to this rate, syntactic beyond
+    basis: str        # "probe": the lowest rate whose code identifies the label; "best-elbo": no such code
+
+
+def identifies(points: pd.DataFrame, h_hat: float) -> pd.Series:
+    """Whether each point's code identifies the label (module docstring); NA without a probe. An auto-decoder's
+    never does, whatever the others' probes (in a table of collapsed codes the best probe is chance)."""
+    probe = points["probe"]
+    named = (probe >= IDENTIFIES * probe.max(skipna=True)) & (points["rate"] >= AUTO_DECODER_RATE * h_hat)
+    return named.astype("boolean").where(probe.notna())
+
+
+def semantic_bounds(points: pd.DataFrame) -> dict[str, SemanticBound]:
+    """Per family, the rate that splits its semantic from its syntactic points (module docstring)."""
+    bounds = {}
+    for family, fam in points.groupby("family", sort=False):
+        named = fam[fam["identifies"].fillna(False).astype(bool)]
+        bounds[family] = (SemanticBound(float(named["rate"].min()), "probe") if len(named) else
+                          SemanticBound(float(fam.loc[fam["neg_elbo"].idxmin(), "rate"]), "best-elbo"))
+    return bounds
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds of each setting (std 0 for a single seed), in the table's family order."""
-    rows = rows.astype({"rate": float, "distortion": float}).assign(
+    rows = rows.astype({"rate": float, "distortion": float, "probe_accuracy": "Float64"}).assign(
         neg_elbo=lambda r: r["rate"] + r["distortion"],
         beta=rows["beta"].astype(float), target_rate=rows["target_rate"].astype(float))
     grouped = rows.groupby(_SETTING, dropna=False, sort=False)
     points = grouped.agg(seeds=("seed", "nunique"), rate=("rate", "mean"), rate_std=("rate", "std"),
                          distortion=("distortion", "mean"), distortion_std=("distortion", "std"),
-                         neg_elbo=("neg_elbo", "mean"),
+                         neg_elbo=("neg_elbo", "mean"), probe=("probe_accuracy", "mean"),
                          converged=("status", lambda s: bool((s == "converged").all())),
                          grid=("grid", "first")).reset_index()
     points[["rate_std", "distortion_std"]] = points[["rate_std", "distortion_std"]].fillna(0.0)
@@ -172,18 +203,34 @@ def _cross(o: int, a: int, b: int, r, d) -> float:
     return (r[a] - r[o]) * (d[b] - d[o]) - (d[a] - d[o]) * (r[b] - r[o])
 
 
-def regime(rate: float, distortion: float, h_hat: float, best_elbo_rate: float) -> str:
-    """The point's regime (module docstring); best_elbo_rate is the rate of its family's best-ELBO setting."""
+def regime(rate: float, distortion: float, h_hat: float, semantic_rate: float) -> str:
+    """The point's regime (module docstring); semantic_rate is its family's SemanticBound.rate."""
     if rate < AUTO_DECODER_RATE * h_hat:
         return "auto-decoder"
     if distortion < AUTO_ENCODER_DISTORTION * h_hat:
         return "auto-encoder"
-    return "semantic" if rate <= best_elbo_rate else "syntactic"
+    return "semantic" if rate <= semantic_rate else "syntactic"
+
+
+def regime_rule(frontier: Frontier) -> str:
+    """One line: where each family's semantic points end, and on what basis (docs/frontier.md)."""
+    by_basis = {basis: [FAMILIES[f].code or f for f, b in frontier.bounds.items() if b.basis == basis]
+                for basis in ("probe", "best-elbo")}
+    best = frontier.points["probe"].max(skipna=True)
+    parts = []
+    if by_basis["probe"]:
+        parts.append(f"up to the lowest rate whose code identifies the label (probe ≥ {IDENTIFIES * best:.3f}, "
+                     f"{IDENTIFIES:.0%} of the best, {best:.3f}) in {', '.join(by_basis['probe'])}")
+    if by_basis["best-elbo"]:
+        why = "no probe accuracy" if pd.isna(best) else "no code that identifies the label"
+        parts.append(f"up to the best-ELBO rate in {', '.join(by_basis['best-elbo'])} ({why})")
+    return f"regimes: semantic {'; '.join(parts)}; syntactic beyond (docs/frontier.md)"
 
 
 def regime_examples(frontier: Frontier, table_dir: Path) -> list[dict]:
     """One example model per regime found, in the paper's order: of that regime's settings with an image
-    grid, the one with the best ELBO (an example of the regime at its best, not a half-trained one)."""
+    grid, the one with the best ELBO (an example of the regime at its best, not a half-trained one), among
+    those whose code identifies the label where some do (a semantic example that keeps what the digit is)."""
     pts = frontier.points.dropna(subset=["grid"])
     if pts.empty:
         raise UserError("no cell of this table has image grids: set `images = true` under [evaluation] "
@@ -193,9 +240,12 @@ def regime_examples(frontier: Frontier, table_dir: Path) -> list[dict]:
         found = pts[pts["regime"] == name]
         if found.empty:
             continue
+        named = found[found["identifies"].fillna(False).astype(bool)]
+        found = named if len(named) else found
         p = found.loc[found["neg_elbo"].idxmin()]
         label = (f"{family_label(p['family'])} {point_knob(p)}: "
-                 f"R = {p['rate']:.1f}, D = {p['distortion']:.1f}, −ELBO = {p['neg_elbo']:.1f} nats")
+                 f"R = {p['rate']:.1f}, D = {p['distortion']:.1f}, −ELBO = {p['neg_elbo']:.1f} nats"
+                 + ("" if pd.isna(p["probe"]) else f", probe {p['probe']:.2f}"))
         rows.append({"regime": name, "label": label, "png": table_dir / p["grid"]})
     return rows
 

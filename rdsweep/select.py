@@ -21,7 +21,7 @@ experiment, family (in `rdsweep families` order), objective, β, σ, λ, W, seed
 depend on how the file happens to be sorted.
 
 A pick's regime is frontier.py's rule applied to the pick's own R and D on the report split, with Ĥ and its
-family's best-ELBO setting from the same rows `rdsweep frontier --split` reads. The cost of a useful latent
+family's semantic bound from the same rows `rdsweep frontier --split` reads. The cost of a useful latent
 is the ELBO (report split) given up by taking the probe-accuracy (or rate ≥ σ, or probe ≥ p) pick instead of
 the valid-elbo pick.
 """
@@ -117,17 +117,15 @@ def select(path: str | Path, by: list[str] | None = None, rates: list[float] | N
     cells = _records(judged_rows)
     criteria = _criteria(path, cells, by, rates or [], probes or [], split)
 
-    # Regimes as `rdsweep frontier --split REPORT` labels them: Ĥ and each family's best-ELBO setting.
+    # Regimes as `rdsweep frontier --split REPORT` labels them: Ĥ and each family's semantic bound.
     frontier = analyse(reported_rows.dropna(subset=["rate", "distortion"]), report_split)
-    points = frontier.points
-    best_elbo_rate = points.loc[points.groupby("family", sort=False)["neg_elbo"].idxmin()].set_index("family")["rate"]
     reported = {(r["experiment"], r["cell_id"]): r for r in _records(reported_rows)}
 
     def numbers(cell: dict) -> dict:
         row = reported.get((cell["experiment"], cell["cell_id"]), {})
         out = {name: row.get(name) for name in _REPORTED}
         out["regime"] = (None if out["rate"] is None else
-                         regime(out["rate"], out["distortion"], frontier.h_hat, float(best_elbo_rate[cell["family"]])))
+                         regime(out["rate"], out["distortion"], frontier.h_hat, frontier.bounds[cell["family"]].rate))
         return out
 
     families = list(dict.fromkeys(c["family"] for c in cells))

@@ -6,7 +6,8 @@ import pytest
 
 from rdsweep.collect import SCHEMA
 from rdsweep.errors import UserError
-from rdsweep.frontier import analyse, hull_mask, pareto_mask, plot, read_table, regime
+from rdsweep.frontier import (SemanticBound, analyse, hull_mask, pareto_mask, plot, read_table, regime,
+                              regime_examples)
 
 
 def test_pareto_keeps_only_points_nobody_beats_in_both():
@@ -27,13 +28,13 @@ def test_hull_drops_pareto_points_no_beta_selects():
 
 @pytest.mark.parametrize("rate, distortion, expected", [
     (0.5, 80.0, "auto-decoder"),     # R < 2% of Ĥ = 80
-    (6.0, 76.0, "semantic"),         # at or below the rate of the family's best-ELBO setting (8 nats)
+    (6.0, 76.0, "semantic"),         # at or below the family's semantic bound (8 nats)
     (8.0, 74.0, "semantic"),
     (30.0, 56.0, "syntactic"),       # beyond it: rate bought at an ELBO cost
     (90.0, 5.0, "auto-encoder"),     # D < 10% of Ĥ
 ])
 def test_regimes_in_the_papers_order(rate, distortion, expected):
-    assert regime(rate, distortion, 80.0, best_elbo_rate=8.0) == expected
+    assert regime(rate, distortion, 80.0, semantic_rate=8.0) == expected
 
 
 def test_regimes_split_at_each_familys_best_elbo(tmp_path):
@@ -44,6 +45,50 @@ def test_regimes_split_at_each_familys_best_elbo(tmp_path):
     pts = analyse(read_table(write_table(tmp_path / "t.parquet", table_rows(points))), "test").points
     assert pts.set_index("beta")["regime"].to_dict() == {
         3.0: "auto-decoder", 1.0: "semantic", 0.3: "syntactic", 0.1: "auto-encoder"}
+
+
+def test_with_labels_the_semantic_bound_is_the_lowest_rate_that_identifies_the_label(tmp_path, rdsweep):
+    # A PixelCNN-like family whose best ELBO is a near-collapsed code (β = 1, probe at chance): by its ELBO
+    # alone only that point would be semantic. Its β = 0.3 code names the digit (0.84 ≥ 80% of the best,
+    # 0.93): semantic up to it, syntactic beyond. A deconv family without probes keeps the best-ELBO bound.
+    pixel = [("gauss-pixelcnn-vamp", "-+v", b, 0, r, d, p) for b, r, d, p in (
+        (1.0, 1.0, 91.0, 0.12), (0.5, 5.0, 87.5, 0.60), (0.3, 9.0, 84.0, 0.84), (0.1, 24.0, 80.0, 0.93))]
+    deconv = [("gauss-deconv-normal", "---", b, 0, r, d, None) for b, r, d in (
+        (3.0, 12.0, 95.0), (1.0, 25.0, 72.0), (0.3, 49.0, 58.0))]
+    rows = table_rows([point[:6] for point in pixel + deconv])
+    for row, point in zip(rows, pixel + deconv):
+        row["probe_accuracy"], row["grid"] = point[6], f"grids/{row['cell_id']}.png"
+    path = write_table(tmp_path / "t.parquet", rows)
+    result = analyse(read_table(path), "test")
+    regimes = result.points.set_index(["family", "beta"])["regime"].to_dict()
+    assert [regimes[("gauss-pixelcnn-vamp", b)] for b in (1.0, 0.5, 0.3, 0.1)] == \
+           ["auto-decoder", "semantic", "semantic", "syntactic"]
+    assert [regimes[("gauss-deconv-normal", b)] for b in (3.0, 1.0, 0.3)] == ["semantic", "semantic", "syntactic"]
+    assert result.bounds["gauss-pixelcnn-vamp"] == SemanticBound(9.0, "probe")
+    assert result.bounds["gauss-deconv-normal"] == SemanticBound(25.0, "best-elbo")
+    # The semantic example is the best-ELBO code that names the digit (β = 0.3), not the better-ELBO β = 0.5.
+    examples = {e["regime"]: e["label"] for e in regime_examples(result, tmp_path)}
+    assert examples["semantic"].startswith("gauss-pixelcnn-vamp (-+v) β=0.3:") and "probe 0.84" in examples["semantic"]
+
+    done = rdsweep("frontier", path)
+    assert done.returncode == 0, done.stderr
+    rule = " ".join(done.stdout.split("regimes: ")[1].split())
+    assert rule.startswith("semantic up to the lowest rate whose code identifies the label (probe ≥ 0.744, 80% of "
+                           "the best, 0.930) in -+v; up to the best-ELBO rate in --- (no code that identifies")
+    assert "│ 0.840 │" in done.stdout                            # the probe column
+
+    # Without labels anywhere every family splits at its best ELBO: the β = 1 point has the pixel family's.
+    for row in rows:
+        row["probe_accuracy"] = None
+    result = analyse(read_table(write_table(tmp_path / "u.parquet", rows)), "test")
+    regimes = result.points.set_index(["family", "beta"])["regime"].to_dict()
+    assert [regimes[("gauss-pixelcnn-vamp", b)] for b in (1.0, 0.5, 0.3, 0.1)] == \
+           ["auto-decoder", "syntactic", "syntactic", "syntactic"]
+    # A table of collapsed codes only: the best probe is chance, and no auto-decoder identifies the label.
+    for row in rows:
+        row["probe_accuracy"] = 0.1
+    result = analyse(read_table(write_table(tmp_path / "c.parquet", rows[:1])), "test")
+    assert result.bounds["gauss-pixelcnn-vamp"].basis == "best-elbo" and not result.points["identifies"].any()
 
 
 def test_unconverged_points_are_left_out_unless_asked_for(tmp_path):
