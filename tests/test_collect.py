@@ -1,8 +1,4 @@
 """collect: ledger results on disk → the frontier table (schema, ELBO identity, determinism, merging, errors)."""
-import json
-import math
-
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 

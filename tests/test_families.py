@@ -1,7 +1,6 @@
 """Every one of the 12 image families trains one small epoch on real digits through the same trainer."""
 import math
 
-import numpy as np
 import pytest
 from conftest import idx_bytes, idx_label_bytes
 

@@ -13,6 +13,7 @@ import pytest
 from rdsweep import checkpoints, trainer
 from rdsweep.ledger import Experiment
 from rdsweep.spec import load_spec
+from rdsweep.status import STALE_S, experiment_status
 
 from conftest import BIN, RAY_ENV, trial_workers
 
@@ -43,8 +44,9 @@ def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 1
 
 
 def test_lock_interrupt_and_resume(tmp_path, rdsweep, ray_address):
-    """A second launch of a running experiment exits 2 naming the first; Ctrl-C exits 130 with the checkpoint
-    kept; the lock of the interrupted launch does not block the relaunch, which resumes the cell."""
+    """A second launch of a running experiment exits 2 naming the first, while status sees the cell running;
+    Ctrl-C exits 130 with the checkpoint kept and the log saying so; the lock of the interrupted launch does not
+    block the relaunch, which resumes the cell."""
     spec = tmp_path / "toy.toml"
     spec.write_text(SLOW.replace("MAX_FAILURES", "1"))
     storage = tmp_path / "results"
@@ -52,10 +54,15 @@ def test_lock_interrupt_and_resume(tmp_path, rdsweep, ray_address):
     (cell,) = load_spec(spec).cells()
     first = start("launch", spec, "--storage", storage, "--address", ray_address)
     try:
-        wait_for(experiment.checkpoint_path(cell.cell_id).exists, "the first checkpoint", first)
+        wait_for(lambda: experiment.checkpoint_path(cell.cell_id).exists() and experiment.progress_dir.is_dir()
+                 and any(r["epoch"] >= 1 for r in experiment.progress().values()), "the first checkpoint", first)
         second = rdsweep("launch", spec, "--storage", storage, "--address", ray_address)
         assert second.returncode == 2, second.stderr
         assert second.stderr.count("\n") == 1 and f"pid {first.pid}" in second.stderr
+        live = rdsweep("status", experiment.path, "--json")     # status sees the cell running at its epoch
+        (report,) = json.loads(live.stdout)
+        (running,) = report["cells"]
+        assert running["state"] == "running" and running["epoch"] >= 1 and report["eta"]["ends_at"] is not None
         first.send_signal(signal.SIGINT)
         out, err = first.communicate(timeout=120)
     finally:
@@ -63,6 +70,15 @@ def test_lock_interrupt_and_resume(tmp_path, rdsweep, ray_address):
     assert first.returncode == 130, out + err
     assert "interrupted: 1 cell(s) unfinished" in err
     assert experiment.checkpoint_path(cell.cell_id).exists() and experiment.results() == []
+    # The log says what was left unfinished; the cell is resumable once its heartbeat is stale.
+    (log,) = experiment.path.glob("launch-*.log")
+    text = log.read_text()
+    assert "start toy β=1 seed=0" in text and "epoch 1/100 toy β=1 seed=0" in text
+    assert "1 unfinished (stopped before they ended)" in text.splitlines()[-1]
+    (record,) = experiment.progress().values()
+    assert record["finished_at"] is None and record["epoch"] >= 1
+    later = experiment_status(experiment, now=time.time() + STALE_S)
+    assert [c.state for c in later.cells] == ["resumable"]
 
     saved = checkpoints.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"]
     cap = ("--epochs", saved + 2)
@@ -167,7 +183,9 @@ def test_a_killed_launcher_loses_nothing_and_trains_nothing_twice(tmp_path, rdsw
     table = pd.read_parquet(experiment.path / "frontier.parquet")
     assert sorted(table["cell_id"].unique()) == sorted(c.cell_id for c in cells)
     assert len(table) == 3 * len(cells)
-    for cell in cells:
+    for cell in cells:   # those that ended after the kill (left unchanged: those before, trained in one go)
+        if f"{cell.cell_id}.json" in before:
+            continue
         uninterrupted = trainer.train(cell, threads=1)
         rows = table[table["cell_id"] == cell.cell_id].set_index("split")
         for split, m in uninterrupted["splits"].items():

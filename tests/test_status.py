@@ -1,19 +1,13 @@
-"""`rdsweep status` and the launch's watchers: every state a cell can be in, read from the ledger alone; the
-ETA of a half-finished synthetic sweep against its known end; the launch log after a normal and after an
-interrupted launch (a real Ray cluster, --address)."""
+"""`rdsweep status` and the launch's watchers: every state a cell can be in, read from the ledger alone, and
+the ETA of a half-finished synthetic sweep against its known end. A real launch's log and status are tested
+with it: tests/test_sweep.py (a finished launch), tests/test_reliability.py (an interrupted one)."""
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 
 from rdsweep.cells import Cell
 from rdsweep.ledger import Experiment
 from rdsweep.status import STALE_S, experiment_status
-
-from conftest import RAY_ENV
 
 SPLITS = {s: {"rate": 1.0, "distortion": 2.0, "elbo": -3.0, "iwae": None} for s in ("train", "valid", "test")}
 
@@ -153,85 +147,3 @@ def test_eta_of_half_finished_sweeps_is_within_the_stated_error(tmp_path):
     assert sorted(errors)[10] <= 0.15 and max(errors) <= 0.4, errors
     assert sorted(naive_errors)[10] > 2 * sorted(errors)[10], naive_errors
 
-
-TOY = """
-dataset = "toy"
-families = ["toy"]
-seeds = [0]
-[budget]
-epochs = EPOCHS
-batch_size = BATCH
-lr = 0.01
-patience = PATIENCE
-min_delta = 0.01
-lr_reductions = 1
-[[objective]]
-kind = "beta"
-values = BETAS
-[resources]
-cpus_per_trial = 1
-gpus_per_trial = 0
-max_failures = 0
-"""
-
-
-def toy_spec(tmp_path, epochs=30, batch=500, patience=2, betas="[0.3, 3.0]"):
-    path = tmp_path / "toy.toml"
-    path.write_text(TOY.replace("EPOCHS", str(epochs)).replace("BATCH", str(batch))
-                    .replace("PATIENCE", str(patience)).replace("BETAS", betas))
-    return path
-
-
-def test_a_launch_leaves_its_log_and_status_reads_it(tmp_path, rdsweep, ray_address):
-    experiment = Experiment(tmp_path / "results" / "toy")
-    done = rdsweep("launch", toy_spec(tmp_path), "--storage", tmp_path / "results", "--address", ray_address)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count(" start toy ") == 2 and "[2/2] converged toy" in done.stdout  # not a terminal
-
-    (log,) = experiment.path.glob("launch-*.log")
-    text = log.read_text()
-    assert (experiment.ray_dir / log.stem).is_dir()  # the log is named after Ray Tune's folder of the launch
-    for expected in ("command: rdsweep launch", "versions: rdsweep", "torch 2.", "ray 2.",
-                     f"the cluster at {ray_address}", "per trial: 1 CPU(s), 0 GPU(s)", "2 trial(s) at once",
-                     "start toy β=0.3 seed=0", "epoch 1/30 toy β=3 seed=0: R ", "converged toy β=0.3 seed=0",
-                     "end after"):
-        assert expected in text, expected
-    assert all(line[:4].isdigit() for line in text.splitlines())  # one dated line per event
-    assert len(experiment.last_launch()["cells"]) == 2
-    assert all(r["finished_at"] is not None for r in experiment.progress().values())
-
-    shown = rdsweep("status", experiment.path)
-    assert shown.returncode == 0 and "2 cells: 2 converged" in shown.stdout and "nothing left" in shown.stdout
-
-
-def test_an_interrupted_launch_leaves_its_log_and_resumable_cells(tmp_path, rdsweep, ray_address):
-    """Ctrl-C (SIGINT) to the launcher: while it runs, status sees the cell running at its epoch; after, the
-    log says what was left unfinished, and the cell is resumable once its heartbeat is stale."""
-    spec = toy_spec(tmp_path, epochs=40, batch=100, patience=50, betas="[1.0]")  # ~1 s per epoch
-    experiment = Experiment(tmp_path / "results" / "toy")
-    launch = subprocess.Popen([sys.executable, "-m", "rdsweep", "launch", spec, "--storage", tmp_path / "results",
-                               "--address", ray_address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env={**os.environ, **RAY_ENV})
-    try:
-        deadline = time.monotonic() + 120
-        while not any(r["epoch"] >= 1 for r in experiment.progress().values() if experiment.progress_dir.is_dir()):
-            assert time.monotonic() < deadline and launch.poll() is None, "the trial never finished an epoch"
-            time.sleep(0.3)
-        live = rdsweep("status", experiment.path, "--json")
-        (report,) = json.loads(live.stdout)
-        (cell,) = report["cells"]
-        assert cell["state"] == "running" and cell["epoch"] >= 1 and report["eta"]["ends_at"] is not None
-        launch.send_signal(signal.SIGINT)
-        output, _ = launch.communicate(timeout=120)
-    finally:
-        launch.kill()
-    assert launch.returncode == 130, output
-    (log,) = experiment.path.glob("launch-*.log")
-    text = log.read_text()
-    assert "start toy β=1 seed=0" in text and "epoch 1/40 toy β=1 seed=0" in text
-    assert "1 unfinished (stopped before they ended)" in text.splitlines()[-1]
-    assert experiment.results() == []
-    (record,) = experiment.progress().values()
-    assert record["finished_at"] is None and record["epoch"] >= 1
-    later = experiment_status(experiment, now=time.time() + STALE_S)
-    assert [c.state for c in later.cells] == ["resumable"]

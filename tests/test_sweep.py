@@ -1,5 +1,6 @@
-"""launch → collect → frontier end to end on `toy`, against a real `ray start --head` (--address), plus
-skipping finished cells, training only added cells, resuming from a checkpoint, and refusing bad input."""
+"""launch → collect → frontier end to end on `toy`, against a real `ray start --head` (--address), with the
+launch's log and `rdsweep status`, plus skipping finished cells, training only added cells, resuming from a
+checkpoint, and refusing bad input."""
 import json
 import os
 import signal
@@ -69,6 +70,21 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
         assert 1 <= r["best_epoch"] <= r["epochs"] < 40
     assert list(experiment.checkpoints_dir.iterdir()) == []  # converged cells keep no checkpoint
     assert "efficiency" in done.stdout
+    # Not a terminal: one line per event. The launch leaves its log, and `rdsweep status` reads the ledger.
+    assert done.stdout.count(" start toy ") == 3 and "[3/3] converged toy" in done.stdout
+    (log,) = experiment.path.glob("launch-*.log")
+    text = log.read_text()
+    assert (experiment.ray_dir / log.stem).is_dir()  # the log is named after Ray Tune's folder of the launch
+    for expected in ("command: rdsweep launch", "versions: rdsweep", "torch 2.", "ray 2.",
+                     f"the cluster at {ray_address}", "per trial: 1 CPU(s), 0 GPU(s)", "2 trial(s) at once",
+                     "start toy β=0.3 seed=0", "epoch 1/40 toy β=3 seed=0: R ", "converged toy β=0.3 seed=0",
+                     "end after"):
+        assert expected in text, expected
+    assert all(line[:4].isdigit() for line in text.splitlines())  # one dated line per event
+    assert len(experiment.last_launch()["cells"]) == 3
+    assert all(r["finished_at"] is not None for r in experiment.progress().values())
+    shown = rdsweep("status", experiment.path)
+    assert shown.returncode == 0 and "3 cells: 3 converged" in shown.stdout and "nothing left" in shown.stdout
     # Workers are reused (three trials, two slots), and a reused worker leaks nothing into the next cell:
     # every cell's numbers are those of a fresh in-process run.
     pids = {json.loads(line)["pid"] for trial in launches(experiment)[0].iterdir() if trial.is_dir()
