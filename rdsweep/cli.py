@@ -179,7 +179,8 @@ def train(
             console.print(f"wrote {path}")
     if (blown := blowups(result)) and result["status"] != "diverged":
         how = "and recovered" if recovered(result, blown) else "and had not recovered at the last evaluation"
-        print(f"rdsweep: warning: the valid objective blew up at epoch {epoch_ranges(blown)} {how}; "
+        evaluated = [h["epoch"] for h in result["history"] if h.get("valid_objective") is not None]
+        print(f"rdsweep: warning: the valid objective blew up at epoch {epoch_ranges(blown, evaluated)} {how}; "
               "look at the history before trusting the point, or lower --lr", file=sys.stderr)
     if result["status"] == "unconverged":
         print(f"rdsweep: warning: unconverged: the valid objective was still improving at epoch {cell.epochs}; "
@@ -528,7 +529,7 @@ def curves(
         console.print("the valid objective blew up (far above its best; docs/convergence.md):", highlight=False)
         for r in blown:
             console.print(f"  {r.experiment + ' ' if several else ''}{r.family} {r.knob} seed {r.seed}: epoch "
-                          f"{epoch_ranges(r.blowups)}, {'recovered, ' if r.recovered else ''}{r.status}",
+                          f"{epoch_ranges(r.blowups, r.evaluated)}, {'recovered, ' if r.recovered else ''}{r.status}",
                           highlight=False)
     if plot is not None:
         if not plot.parent.is_dir():

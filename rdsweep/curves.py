@@ -66,6 +66,7 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
             "last_valid_objective": evaluated["valid_objective"].iloc[-1] if len(evaluated) else math.nan,
             "stop_reason": first["stop_reason"],
             "blowups": [int(e) for e in cell.loc[cell["blew_up"], "epoch"]],
+            "evaluated": [int(e) for e in evaluated["epoch"]],
             "recovered": first["recovered"],
         })
     table = pd.DataFrame(out)

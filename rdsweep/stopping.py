@@ -125,11 +125,13 @@ def recovered(result: dict, blown: list[int]) -> bool:
     return not evaluated or evaluated[-1] not in blown
 
 
-def epoch_ranges(epochs: list[int]) -> str:
-    """[16, 17, 18, 19, 20, 31] → '16–20, 31': blow-ups come in runs."""
+def epoch_ranges(epochs: list[int], evaluated: list[int] | None = None) -> str:
+    """[16, 17, 18, 19, 20, 31] → '16–20, 31': blow-ups come in runs, of consecutive evaluations (of the
+    sorted `evaluated` epochs, every epoch when None: with eval_every 2, blow-ups at 4, 6, 8 are '4–8')."""
+    following = dict(zip(evaluated, evaluated[1:])) if evaluated else {}
     runs: list[list[int]] = []
     for e in epochs:
-        if runs and e == runs[-1][-1] + 1:
+        if runs and e == following.get(runs[-1][-1], runs[-1][-1] + 1):
             runs[-1].append(e)
         else:
             runs.append([e])

@@ -78,6 +78,9 @@ def test_readers_find_the_blowups_the_rule_found():
     # stage 2 starts at 400 (its first evaluation, no best yet): 2e6 blows up from 84, nothing else does
     assert blowups({"cell": {**cell, "warmup_epochs": None}, "history": staged}) == [2, 7]
     assert epoch_ranges([16, 17, 18, 19, 20, 31, 33, 34]) == "16–20, 31, 33–34"
+    # with eval_every = 2 the evaluations are every other epoch: consecutive ones still make a run
+    assert epoch_ranges([4, 6, 8, 14], evaluated=list(range(2, 21, 2)) + [21]) == "4–8, 14"
+    assert epoch_ranges([20, 21], evaluated=list(range(2, 21, 2)) + [21]) == "20–21"
 
 
 def test_a_replayed_rule_sees_the_blowup_an_older_rule_did_not_record():
