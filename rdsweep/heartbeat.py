@@ -46,10 +46,11 @@ class TrialProgress:
             if step == 1:
                 self.record["first_step_at"] = time.time()
 
-    def epoch_done(self, metrics: dict, best_epoch: int | None) -> None:
+    def epoch_done(self, metrics: dict, best_epoch: int | None, blew_up: bool = False) -> None:
         with self._lock:
             self.record.update(epoch=metrics["epoch"], step=0, best_epoch=best_epoch)
-            self.record["valid_objective"] = metrics.get("valid_objective", self.record["valid_objective"])
+            if "valid_objective" in metrics:   # an epoch without an evaluation keeps the last one's
+                self.record.update(valid_objective=metrics["valid_objective"], blew_up=blew_up)
             self.record["epoch_wall_s"].append(metrics["wall_s"])
         self._write()
 

@@ -74,7 +74,8 @@ class LaunchView:
         """An epoch's report (trainer metrics, with best_epoch)."""
         self.state[cell_id] = "running"
         self.latest[cell_id] = result
-        valid = (f", valid {result['valid_objective']:.3f} (best epoch {result['best_epoch']})"
+        valid = (f", valid {result['valid_objective']:.3f} (best epoch {result['best_epoch']}"
+                 f"{'; blew up: far above its best' if result.get('blew_up') else ''})"
                  if "valid_objective" in result else "")
         self._event(f"epoch {result['epoch']}/{self.cells[cell_id].epochs} {self.labels[cell_id]}: R "
                     f"{result['rate']:.3f}, D {result['distortion']:.3f}{valid}, {result['wall_s']:.1f}s",
@@ -174,9 +175,12 @@ class LaunchView:
                 "cell": self.labels[cid], "family": self.cells[cid].family,
                 "epoch": f"{'' if epoch is None else epoch}/{self.cells[cid].epochs}", "step": steps.get(cid, ""),
                 "time": duration(now - self.started_at.get(cid, now)), "R": _num(latest.get("rate")),
-                "D": _num(latest.get("distortion")), "valid": _num(latest.get("valid_objective")),
+                "D": _num(latest.get("distortion")),
+                "valid": _num(latest.get("valid_objective")) + (" ▲" if latest.get("blew_up") else ""),
                 "best": str(latest.get("best_epoch") or ""), "state": self.state[cid]}
             table.add_row(*(values[column] for column in columns))
+        if any(self.latest.get(cid, {}).get("blew_up") for cid in rows):
+            table.caption = "▲ the latest evaluation blew up: far above the best (docs/convergence.md)"
         return table
 
 

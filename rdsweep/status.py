@@ -49,6 +49,7 @@ class CellStatus:
     step: int | None = None              # running: optimiser steps done in the current epoch, of `steps`
     steps: int | None = None
     valid_objective: float | None = None   # the latest (running, resumable)
+    blew_up: bool = False                # that evaluation blew up: far above the best (rdsweep/stopping.py)
     best_epoch: int | None = None
     pace_s: float | None = None          # running: seconds per epoch at the pace of the epoch under way
     started_at: float | None = None      # this trial's start
@@ -188,6 +189,7 @@ def _cell_status(cell_id, planned, result, record, checkpoint, experiment, now, 
     if record is not None:
         status.state = "running" if live else "resumable"
         status.epoch, status.valid_objective = record.get("epoch"), record.get("valid_objective")
+        status.blew_up = bool(record.get("blew_up"))
         status.best_epoch, status.started_at = record.get("best_epoch"), record.get("started_at")
         status.updated_at, status.host = record.get("updated_at"), record.get("host")
         if live:
@@ -307,9 +309,11 @@ def render(status: ExperimentStatus, wide: bool) -> Group:
                           f"{c.step}/{c.steps}" if c.steps else "",
                           clock(c.started_at, now) if c.started_at else "",
                           f"{duration(now - c.updated_at)} ago" if c.updated_at else "",
-                          "" if c.valid_objective is None else f"{c.valid_objective:.2f}",
+                          ("" if c.valid_objective is None else f"{c.valid_objective:.2f}") + (" ▲" if c.blew_up else ""),
                           str(c.best_epoch or ""))
         parts += [Text(""), table]
+        if any(c.blew_up for c in shown):
+            parts.append(Text("▲ the latest evaluation blew up: far above the best (docs/convergence.md)"))
     for c in status.cells:
         if c.state == "failed":
             parts.append(Text(f"failed {c.label}: {c.error}"))

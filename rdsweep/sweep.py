@@ -260,7 +260,8 @@ def _trial(config: dict) -> None:
         # Checkpoints by time, not by epoch: at most every checkpoint_s seconds, and always at the trial's
         # last epoch (an unconverged cell continues from it); a toy cell of twenty short epochs saves once.
         nonlocal last_saved
-        report = {**metrics, "cell_id": cell.cell_id, "best_epoch": state["rule"]["best_epoch"]}
+        blew_up = metrics["epoch"] in state["rule"]["blowups"]   # far above its best: a number to distrust
+        report = {**metrics, "cell_id": cell.cell_id, "best_epoch": state["rule"]["best_epoch"], "blew_up": blew_up}
         last = state["stop_reason"] is not None or metrics["epoch"] >= cell.epochs
         if not last and time.monotonic() - last_saved < config["checkpoint_s"]:
             tune.report(report)
@@ -270,7 +271,7 @@ def _trial(config: dict) -> None:
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
                 os.replace(Path(d) / "state.pt", ledger_checkpoint)  # same filesystem: a rename, not a copy
             last_saved = time.monotonic()
-        progress.epoch_done(metrics, state["rule"]["best_epoch"])
+        progress.epoch_done(metrics, state["rule"]["best_epoch"], blew_up)
 
     def train(resume_state: dict | None) -> dict:
         progress.begin(resume_state)

@@ -38,6 +38,16 @@ def test_a_terminal_shows_the_running_cells_with_their_latest_epoch(tmp_path):
     assert "start" not in screen
     assert "epoch 3/10 toy β=0.5 seed=0: R 1.234, D 2.500, valid 3.750 (best epoch 2), 0.4s" in log.getvalue()
     assert f"start toy β=1 seed=0 (cell {second}, from its checkpoint)" in log.getvalue()
+    # A blow-up is named where a reader would take the number for a loss: the row, its key and the log.
+    assert "blew up" not in screen
+    live.reported(first, {"epoch": 4, "rate": 3e14, "distortion": 2.5, "valid_objective": 3e14, "best_epoch": 2,
+                          "blew_up": True, "wall_s": 0.4})
+    console.print(live._view())
+    screen = console.export_text()
+    row = next(line for line in screen.splitlines() if "β=0.5" in line and "4/10" in line)
+    assert row.split()[-3:] == ["300000000000000.00", "▲", "2"]
+    assert "▲ the latest evaluation blew up: far above the best" in screen
+    assert "valid 300000000000000.000 (best epoch 2; blew up: far above its best)" in log.getvalue()
 
 
 def test_without_a_terminal_each_start_and_end_is_a_line_and_the_log_ends_with_what_is_left(tmp_path):

@@ -23,12 +23,13 @@ def finished(experiment, cell, epoch_s: list[float], status="converged"):
         "history": [{"epoch": i + 1, "wall_s": s} for i, s in enumerate(epoch_s)]})
 
 
-def progress(experiment, cell, *, started, updated, epoch_s, finished_at=None, step=0, steps=None, valid=None):
+def progress(experiment, cell, *, started, updated, epoch_s, finished_at=None, step=0, steps=None, valid=None,
+             blew_up=False):
     experiment.write_progress({
         "cell_id": cell.cell_id, "cell": cell.to_dict(), "host": "node-1", "started_at": started,
         "updated_at": updated, "finished_at": finished_at, "resumed_from_epoch": 0, "epoch": len(epoch_s),
         "step": step, "steps": steps, "valid_objective": valid, "best_epoch": len(epoch_s) or None,
-        "epoch_wall_s": epoch_s})
+        "epoch_wall_s": epoch_s, "blew_up": blew_up})
 
 
 def record_launch(experiment, cells, slots, started):
@@ -50,7 +51,8 @@ def test_status_shows_every_kind_of_cell(tmp_path, rdsweep):
                              "rdsweep_version": "0.1.0", "error": "Traceback ...\nRuntimeError: CUDA out of memory"})
     progress(experiment, running, started=now - 300, updated=now - 2, epoch_s=[30.0] * 7, step=40, steps=50,
              valid=91.25)
-    progress(experiment, interrupted, started=now - 7200, updated=now - 3600, epoch_s=[30.0] * 4, valid=97.5)
+    progress(experiment, interrupted, started=now - 7200, updated=now - 3600, epoch_s=[30.0] * 4, valid=4.5e18,
+             blew_up=True)
     experiment.checkpoints_dir.mkdir()
     experiment.checkpoint_path(interrupted.cell_id).write_bytes(b"")  # resumable: a checkpoint, no live trial
 
@@ -63,7 +65,8 @@ def test_status_shows_every_kind_of_cell(tmp_path, rdsweep):
     row = {label: next(line.split() for line in out.splitlines() if line.startswith(label))
            for label in ("-+v β=0.3 seed=0", "-+v β=1 seed=0")}
     assert {"running", "7/50", "40/50", "91.25"} <= set(row["-+v β=0.3 seed=0"])
-    assert {"resumable", "4/50", "97.50", "1h"} <= set(row["-+v β=1 seed=0"])  # last sign of life 1h ago
+    assert {"resumable", "4/50", "4500000000000000000.00", "▲", "1h"} <= set(row["-+v β=1 seed=0"])  # 1h ago
+    assert "▲" not in row["-+v β=0.3 seed=0"] and "▲ the latest evaluation blew up: far above the best" in out
     assert "about" in out and "left, ends" in out  # a cell runs: an ETA with its end
 
     listed = rdsweep("status", experiment.path, "--json")
