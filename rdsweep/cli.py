@@ -131,7 +131,7 @@ def train(
     from rdsweep.data import load_dataset
     from rdsweep.ledger import write_json_atomic
     from rdsweep.models.families import DEFAULT_FAMILY
-    from rdsweep.stopping import blowups, epoch_ranges, recovered
+    from rdsweep.stopping import blowups, epoch_ranges, evaluated_epochs, recovered
     from rdsweep.trainer import train as train_cell
 
     needs = {Objective.target_rate: ("--target-rate SIGMA", target_rate),
@@ -179,7 +179,7 @@ def train(
             console.print(f"wrote {path}")
     if (blown := blowups(result)) and result["status"] != "diverged":
         how = "and recovered" if recovered(result, blown) else "and had not recovered at the last evaluation"
-        evaluated = [h["epoch"] for h in result["history"] if h.get("valid_objective") is not None]
+        evaluated = evaluated_epochs(result["history"])
         print(f"rdsweep: warning: the valid objective blew up at epoch {epoch_ranges(blown, evaluated)} {how}; "
               "look at the history before trusting the point, or lower --lr", file=sys.stderr)
     if result["status"] == "unconverged":

@@ -24,6 +24,7 @@ ones are asked for (they are then drawn hollow: a point whose model was still im
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ AUTO_ENCODER_DISTORTION = 0.10
 IDENTIFIES = 0.8   # a code identifies the label when its probe reaches this share of the table's best probe
 REGIMES = ("auto-decoder", "semantic", "syntactic", "auto-encoder")   # by increasing rate
 INCLUDED = {False: ("converged",), True: ("converged", "unconverged")}
+_NUMERIC = {"beta", "target_rate", "free_bits", "warmup_epochs"}
 _SETTING = ["experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate", "free_bits",
             "warmup_epochs", "encoder_std"]
 # Columns that tables collected by an earlier rdsweep lack: read as null.
@@ -54,6 +56,19 @@ class Frontier:
     points: pd.DataFrame      # one row per setting: means, stds, seeds, probe, identifies, pareto, hull,
                               # overall_*, regime
     bounds: dict              # family → SemanticBound
+
+    @cached_property
+    def _regimes(self) -> dict:
+        return {setting_key(p): p["regime"] for p in self.points.to_dict("records")}
+
+    def regime_of(self, row: dict) -> str | None:
+        """The regime of the setting a cell (a table row as a dict) belongs to; None if it has no point."""
+        return self._regimes.get(setting_key(row))
+
+
+def setting_key(row: dict) -> tuple:
+    """The setting a row or point belongs to (the columns seeds are averaged over), nulls as None."""
+    return tuple(None if pd.isna(row.get(c)) else float(row[c]) if c in _NUMERIC else row[c] for c in _SETTING)
 
 
 def read_table(path: str | Path, split: str = "test", include_unconverged: bool = False) -> pd.DataFrame:
@@ -126,24 +141,26 @@ def analyse(rows: pd.DataFrame, split: str = "test") -> Frontier:
 @dataclass(frozen=True)
 class SemanticBound:
     rate: float       # a point of the family is semantic up to this rate, syntactic beyond
-    basis: str        # "probe": the lowest rate whose code identifies the label; "best-elbo": no such code
+    basis: str        # "probe": the lowest rate whose code identifies the label; else the best-ELBO rate, for
+                      # "best-elbo" (the family's probes name no label) or "no probe" (it has none)
 
 
 def identifies(points: pd.DataFrame, h_hat: float) -> pd.Series:
-    """Whether each point's code identifies the label (module docstring); NA without a probe. An auto-decoder's
-    never does, whatever the others' probes (in a table of collapsed codes the best probe is chance)."""
+    """Whether each point's code identifies the label (module docstring); False without a probe. An
+    auto-decoder's never does, whatever the others' probes (in a table of collapsed codes the best is chance)."""
     probe = points["probe"]
     named = (probe >= IDENTIFIES * probe.max(skipna=True)) & (points["rate"] >= AUTO_DECODER_RATE * h_hat)
-    return named.astype("boolean").where(probe.notna())
+    return named.fillna(False).astype(bool)
 
 
 def semantic_bounds(points: pd.DataFrame) -> dict[str, SemanticBound]:
     """Per family, the rate that splits its semantic from its syntactic points (module docstring)."""
     bounds = {}
     for family, fam in points.groupby("family", sort=False):
-        named = fam[fam["identifies"].fillna(False).astype(bool)]
+        named = fam[fam["identifies"]]
         bounds[family] = (SemanticBound(float(named["rate"].min()), "probe") if len(named) else
-                          SemanticBound(float(fam.loc[fam["neg_elbo"].idxmin(), "rate"]), "best-elbo"))
+                          SemanticBound(float(fam.loc[fam["neg_elbo"].idxmin(), "rate"]),
+                                        "best-elbo" if fam["probe"].notna().any() else "no probe"))
     return bounds
 
 
@@ -215,15 +232,15 @@ def regime(rate: float, distortion: float, h_hat: float, semantic_rate: float) -
 def regime_rule(frontier: Frontier) -> str:
     """One line: where each family's semantic points end, and on what basis (docs/frontier.md)."""
     by_basis = {basis: [FAMILIES[f].code or f for f, b in frontier.bounds.items() if b.basis == basis]
-                for basis in ("probe", "best-elbo")}
+                for basis in ("probe", "best-elbo", "no probe")}
     best = frontier.points["probe"].max(skipna=True)
     parts = []
     if by_basis["probe"]:
         parts.append(f"up to the lowest rate whose code identifies the label (probe ≥ {IDENTIFIES * best:.3f}, "
-                     f"{IDENTIFIES:.0%} of the best, {best:.3f}) in {', '.join(by_basis['probe'])}")
-    if by_basis["best-elbo"]:
-        why = "no probe accuracy" if pd.isna(best) else "no code that identifies the label"
-        parts.append(f"up to the best-ELBO rate in {', '.join(by_basis['best-elbo'])} ({why})")
+                     f"{IDENTIFIES:.0%} of the table's best, {best:.3f}) in {', '.join(by_basis['probe'])}")
+    for basis, why in (("best-elbo", "no code that identifies the label"), ("no probe", "no probe accuracy")):
+        if by_basis[basis]:
+            parts.append(f"up to the best-ELBO rate in {', '.join(by_basis[basis])} ({why})")
     return f"regimes: semantic {'; '.join(parts)}; syntactic beyond (docs/frontier.md)"
 
 
@@ -240,7 +257,7 @@ def regime_examples(frontier: Frontier, table_dir: Path) -> list[dict]:
         found = pts[pts["regime"] == name]
         if found.empty:
             continue
-        named = found[found["identifies"].fillna(False).astype(bool)]
+        named = found[found["identifies"]]
         found = named if len(named) else found
         p = found.loc[found["neg_elbo"].idxmin()]
         label = (f"{family_label(p['family'])} {point_knob(p)}: "

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from rdsweep.ledger import Experiment, PlannedCell
 from rdsweep.schema import RESULT_STATUSES
-from rdsweep.status import ExperimentStatus, cell_label, duration, eta_text, experiment_status
+from rdsweep.status import BLEW_UP_KEY, ExperimentStatus, cell_label, duration, eta_text, experiment_status
 
 SNAPSHOT_S = 5.0      # the live view rereads the ledger (rdsweep/status.py) at most this often
 LONG_EPOCH_S = 20.0   # a family's epochs at least this long (or not timed yet) show the step under way
@@ -73,13 +73,16 @@ class LaunchView:
     def reported(self, cell_id: str, result: dict) -> None:
         """An epoch's report (trainer metrics, with best_epoch)."""
         self.state[cell_id] = "running"
-        self.latest[cell_id] = result
         valid = (f", valid {result['valid_objective']:.3f} (best epoch {result['best_epoch']}"
                  f"{'; blew up: far above its best' if result.get('blew_up') else ''})"
                  if "valid_objective" in result else "")
         self._event(f"epoch {result['epoch']}/{self.cells[cell_id].epochs} {self.labels[cell_id]}: R "
                     f"{result['rate']:.3f}, D {result['distortion']:.3f}{valid}, {result['wall_s']:.1f}s",
                     console=False)
+        if "valid_objective" not in result:   # an epoch without an evaluation: the table keeps the last one
+            last = self.latest.get(cell_id, {})
+            result = {**result, **{k: last[k] for k in ("valid_objective", "blew_up") if k in last}}
+        self.latest[cell_id] = result
 
     def ended(self, cell_id: str, state: str, error: str | None = None) -> None:
         """The cell's trial is over: with a result (its status) or failed (with the error's last line)."""
@@ -180,7 +183,7 @@ class LaunchView:
                 "best": str(latest.get("best_epoch") or ""), "state": self.state[cid]}
             table.add_row(*(values[column] for column in columns))
         if any(self.latest.get(cid, {}).get("blew_up") for cid in rows):
-            table.caption = "▲ the latest evaluation blew up: far above the best (docs/convergence.md)"
+            table.caption = BLEW_UP_KEY
         return table
 
 

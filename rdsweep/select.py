@@ -20,8 +20,8 @@ fitted to. Ties (exactly equal judged values) go to the cell that comes first in
 experiment, family (in `rdsweep families` order), objective, β, σ, λ, W, seed, cell id; this does not
 depend on how the file happens to be sorted.
 
-A pick's regime is frontier.py's rule applied to the pick's own R and D on the report split, with Ĥ and its
-family's semantic bound from the same rows `rdsweep frontier --split` reads. The cost of a useful latent
+A pick's regime is that of its setting in `rdsweep frontier --split REPORT` (the same rows, seeds averaged),
+so the two commands never disagree on a setting. The cost of a useful latent
 is the ELBO (report split) given up by taking the probe-accuracy (or rate ≥ σ, or probe ≥ p) pick instead of
 the valid-elbo pick.
 """
@@ -39,7 +39,7 @@ from rich.text import Text
 
 from rdsweep.collect import cell_order
 from rdsweep.errors import UserError
-from rdsweep.frontier import analyse, family_label, point_knob, read_table, regime
+from rdsweep.frontier import analyse, family_label, point_knob, read_table
 from rdsweep.models.families import FAMILIES
 
 CRITERIA = ("valid-elbo", "iwae", "probe-accuracy")   # plus one rate criterion per --rate σ, probe per --probe p
@@ -125,7 +125,7 @@ def select(path: str | Path, by: list[str] | None = None, rates: list[float] | N
         row = reported.get((cell["experiment"], cell["cell_id"]), {})
         out = {name: row.get(name) for name in _REPORTED}
         out["regime"] = (None if out["rate"] is None else
-                         regime(out["rate"], out["distortion"], frontier.h_hat, frontier.bounds[cell["family"]].rate))
+                         frontier.regime_of(cell))
         return out
 
     families = list(dict.fromkeys(c["family"] for c in cells))

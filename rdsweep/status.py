@@ -37,6 +37,7 @@ STALE_S = 60.0        # a record older than this belongs to a trial that no long
 RESULT_STATES = ("converged", "unconverged", "diverged")
 STATES = ("running", "resumable", "pending", *RESULT_STATES, "failed")
 NEVER_LISTED = 12     # never-started cells named in the text output; --json lists all
+BLEW_UP_KEY = "▲ the latest evaluation blew up: far above the best (docs/convergence.md)"
 
 
 @dataclass
@@ -313,7 +314,7 @@ def render(status: ExperimentStatus, wide: bool) -> Group:
                           str(c.best_epoch or ""))
         parts += [Text(""), table]
         if any(c.blew_up for c in shown):
-            parts.append(Text("▲ the latest evaluation blew up: far above the best (docs/convergence.md)"))
+            parts.append(Text(BLEW_UP_KEY))
     for c in status.cells:
         if c.state == "failed":
             parts.append(Text(f"failed {c.label}: {c.error}"))

@@ -118,10 +118,15 @@ def blowups(result: dict) -> list[int]:
     return [epoch for rule in replay(result["cell"], result.get("history") or []) for epoch in rule.blowups]
 
 
+def evaluated_epochs(history: list[dict]) -> list[int]:
+    """The epochs of a history whose valid objective was evaluated (every eval_every-th, and the last)."""
+    return [h["epoch"] for h in history if h.get("valid_objective") is not None]
+
+
 def recovered(result: dict, blown: list[int]) -> bool:
     """Whether the trial's last evaluation was back within bounds after its blow-ups `blown` (a trial can
     reach its epoch cap mid-blow-up)."""
-    evaluated = [h["epoch"] for h in result.get("history") or [] if h.get("valid_objective") is not None]
+    evaluated = evaluated_epochs(result.get("history") or [])
     return not evaluated or evaluated[-1] not in blown
 
 

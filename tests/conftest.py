@@ -59,14 +59,16 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_address():
-    """A real `ray start --head` on 127.0.0.1 with 2 CPUs, private ports and temp dir; yields its address.
+    """A real `ray start --head` on 127.0.0.1 with 2 CPUs and no GPU (on a GPU host too: the tests compare the
+    trials with in-process CPU runs), private ports and temp dir; yields its address.
 
     It runs with --block in its own process group, so the teardown stops exactly this cluster
     (`ray stop` would stop every Ray instance of the user on the machine)."""
     temp = tempfile.mkdtemp(prefix="rdray", dir="/tmp")  # short: Ray's socket paths have a length limit
     port = _free_port()
     cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-           "--port", str(port), "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats",
+           "--port", str(port), "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard=false",
+           "--disable-usage-stats",
            "--dashboard-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()),
            "--object-store-memory", str(200 * 2**20), "--temp-dir", temp]
     log = open(Path(temp) / "ray-start.log", "w")

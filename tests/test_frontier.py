@@ -65,7 +65,7 @@ def test_with_labels_the_semantic_bound_is_the_lowest_rate_that_identifies_the_l
            ["auto-decoder", "semantic", "semantic", "syntactic"]
     assert [regimes[("gauss-deconv-normal", b)] for b in (3.0, 1.0, 0.3)] == ["semantic", "semantic", "syntactic"]
     assert result.bounds["gauss-pixelcnn-vamp"] == SemanticBound(9.0, "probe")
-    assert result.bounds["gauss-deconv-normal"] == SemanticBound(25.0, "best-elbo")
+    assert result.bounds["gauss-deconv-normal"] == SemanticBound(25.0, "no probe")
     # The semantic example is the best-ELBO code that names the digit (β = 0.3), not the better-ELBO β = 0.5.
     examples = {e["regime"]: e["label"] for e in regime_examples(result, tmp_path)}
     assert examples["semantic"].startswith("gauss-pixelcnn-vamp (-+v) β=0.3:") and "probe 0.84" in examples["semantic"]
@@ -74,7 +74,7 @@ def test_with_labels_the_semantic_bound_is_the_lowest_rate_that_identifies_the_l
     assert done.returncode == 0, done.stderr
     rule = " ".join(done.stdout.split("regimes: ")[1].split())
     assert rule.startswith("semantic up to the lowest rate whose code identifies the label (probe ≥ 0.744, 80% of "
-                           "the best, 0.930) in -+v; up to the best-ELBO rate in --- (no code that identifies")
+                           "the table's best, 0.930) in -+v; up to the best-ELBO rate in --- (no probe accuracy);")
     assert "│ 0.840 │" in done.stdout                            # the probe column
 
     # Without labels anywhere every family splits at its best ELBO: the β = 1 point has the pixel family's.

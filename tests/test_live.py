@@ -48,6 +48,13 @@ def test_a_terminal_shows_the_running_cells_with_their_latest_epoch(tmp_path):
     assert row.split()[-3:] == ["300000000000000.00", "▲", "2"]
     assert "▲ the latest evaluation blew up: far above the best" in screen
     assert "valid 300000000000000.000 (best epoch 2; blew up: far above its best)" in log.getvalue()
+    # An epoch without an evaluation (eval_every > 1): the row keeps the last one and its mark, the log does not.
+    live.reported(first, {"epoch": 5, "rate": 2.0, "distortion": 2.5, "best_epoch": 2, "blew_up": False,
+                          "wall_s": 0.4})
+    console.print(live._view())
+    row = next(line for line in console.export_text().splitlines() if "β=0.5" in line and "5/10" in line)
+    assert row.split()[-3:] == ["300000000000000.00", "▲", "2"]
+    assert log.getvalue().splitlines()[-1].endswith("epoch 5/10 toy β=0.5 seed=0: R 2.000, D 2.500, 0.4s")
 
 
 def test_without_a_terminal_each_start_and_end_is_a_line_and_the_log_ends_with_what_is_left(tmp_path):

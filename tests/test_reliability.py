@@ -153,7 +153,8 @@ def test_a_checkpoint_of_another_model_structure_is_refused(tmp_path):
 
 def test_a_killed_launcher_loses_nothing_and_trains_nothing_twice(tmp_path, rdsweep, ray_address):
     """SIGKILL the launcher itself mid-sweep (no handler runs), relaunch: the finished cells are left alone,
-    every cell appears once in the table, and its numbers are those of an uninterrupted run."""
+    every cell appears once in the table, and those that ended after the kill have the numbers of an
+    uninterrupted run."""
     spec = tmp_path / "toy.toml"
     spec.write_text(QUICK)
     storage = tmp_path / "results"

@@ -174,6 +174,26 @@ def test_a_probe_to_reach_picks_the_best_elbo_among_the_cells_that_reach_it(tabl
     assert "probe ≥ 0.96: no cell's probe accuracy reaches 0.96 on the valid split (the highest is 0.950)" in text
 
 
+def test_a_picks_regime_is_its_settings_in_frontier(tmp_path):
+    """Two seeds of β = 0.3 at R 8.7 and 9.3: frontier's semantic bound is their mean, 9.0. The seed that
+    `--probe 0.8` picks sits above it, and is still called what frontier calls its setting: semantic."""
+    cells = [("gauss-pixelcnn-normal", "beta", 1.0, "converged", (0.01, 81.0, 0.10), (0.01, 81.0, 0.10)),
+             ("gauss-pixelcnn-normal", "beta", 0.3, "converged", (8.7, 74.0, 0.84), (8.7, 74.0, 0.84)),
+             ("gauss-pixelcnn-normal", "beta", 0.3, "converged", (9.3, 72.0, 0.85), (9.3, 72.0, 0.85)),
+             ("gauss-pixelcnn-normal", "beta", 0.1, "converged", (25.0, 68.0, 0.93), (25.0, 68.0, 0.93))]
+    rows = rows_of(cells)
+    for i, row in enumerate(rows):   # the two β = 0.3 cells are seeds 0 and 1 of one setting
+        row["seed"] = 1 if i // 3 == 2 else 0
+        row["cell_id"] += str(row["seed"])
+    path = write(tmp_path / "t.parquet", rows)
+    pick = next(p for p in select(path, probes=[0.8]).picks if p["criterion"] == "probe" and p["scope"] == "overall")
+    assert (pick["beta"], pick["seed"], pick["rate"]) == (0.3, 1, 9.3)
+    assert pick["regime"] == "semantic"
+    from rdsweep.frontier import analyse, read_table
+    points = analyse(read_table(path)).points.set_index("beta")
+    assert points.loc[0.3, "rate"] == pytest.approx(9.0) and points.loc[0.3, "regime"] == "semantic"
+
+
 def test_ties_go_to_the_first_cell_in_collects_order(tmp_path):
     cells = [("gauss-deconv-normal", "beta", b, "converged", v, v)
              for b, v in ((2.0, (2.0, 79.0, 0.5)), (0.5, (1.0, 80.0, 0.6)), (1.0, (3.0, 79.0, 0.6)))]

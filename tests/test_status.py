@@ -6,6 +6,7 @@ import random
 import time
 
 from rdsweep.cells import Cell
+from rdsweep.heartbeat import TrialProgress
 from rdsweep.ledger import Experiment
 from rdsweep.status import STALE_S, experiment_status
 
@@ -86,6 +87,21 @@ def test_status_shows_every_kind_of_cell(tmp_path, rdsweep):
 
     missing = rdsweep("status", tmp_path / "nope")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "not a directory" in missing.stderr
+
+
+def test_a_resumed_cell_keeps_the_mark_of_its_blown_up_last_evaluation(tmp_path, rdsweep):
+    """The trial's heartbeat, begun from a checkpoint whose last evaluation blew up: status marks it ▲."""
+    experiment = Experiment(tmp_path / "sweep")
+    experiment.record_protocol({"dataset": "mnist5k"}, "0.1.0")
+    cell = image_cell("-+v", 0.3)
+    history = [{"epoch": 1, "valid_objective": 95.0, "wall_s": 30.0}, {"epoch": 2, "wall_s": 30.0},
+               {"epoch": 3, "valid_objective": 4.5e18, "wall_s": 30.0}]
+    for blowups, marked in (([], False), ([3], True)):
+        with TrialProgress(experiment, cell, time.time()) as trial:
+            trial.begin({"epoch": 3, "history": history, "rule": {"best_epoch": 1, "blowups": blowups}})
+            shown = rdsweep("status", experiment.path)
+        row = next(line.split() for line in shown.stdout.splitlines() if line.startswith("-+v β=0.3 seed=0"))
+        assert ("▲" in row) is marked and "4500000000000000000.00" in row, shown.stdout
 
 
 def schedule(durations: list[float], slots: int) -> list[tuple[float, float]]:

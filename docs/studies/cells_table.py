@@ -7,7 +7,7 @@
 the same for `cost`), and nothing else: the prose and the claims are written by hand. The cells are read
 through `rdsweep collect` into a temporary table (nothing in the ledger is written), so the columns mean what
 table-schema.md says: the probe is left out for cells trained before 0.4. The cost is `rdsweep status`'s
-per-family timing.
+per-family timing of the first experiment given.
 """
 import argparse
 import re
@@ -58,10 +58,10 @@ def cost_table(path: str) -> str:
 
 
 def replace_block(page: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- begin: {name} -->\n).*?(\n<!-- end: {name} -->)", re.S)
+    pattern = re.compile(rf"(<!-- begin: {name} -->\n)(?:.*?\n)?(<!-- end: {name} -->)", re.S)
     if not pattern.search(page):
         raise SystemExit(f"no '<!-- begin: {name} -->' … '<!-- end: {name} -->' in the page")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), page)
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), page)
 
 
 def main() -> None:
