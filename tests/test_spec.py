@@ -123,7 +123,10 @@ def test_no_objective_block_or_bad_toml_or_missing_file(tmp_path):
 def test_an_objective_block_may_name_its_own_families():
     spec = load_spec("examples/mnist5k.toml")
     cells = spec.cells()
-    assert len(cells) == 12 * 4 + 6 * 2 + 2 * 2     # β grid, target rates, warm-up and free bits on two
+    # β grid, target rates, warm-up and free bits on two families, the squared target rate on one
+    assert len(cells) == 12 * 4 + 6 * 2 + 2 * 2 + 2
+    assert {(c.family, c.target_rate) for c in cells if c.objective == "squared-target-rate"} == {
+        ("gauss-pixelcnn-normal", 5.0), ("gauss-pixelcnn-normal", 20.0)}
     assert {c.family for c in cells if c.objective == "target-rate"} == {
         f"{e}-pixelcnn-{m}" for e in ("gauss", "iaf") for m in ("normal", "maf", "vamp")}
     # --families narrows every block, and a block's own families must belong to the dataset's kind
