@@ -19,7 +19,7 @@ from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
 from rdsweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES, get_family
-from rdsweep.stopping import blowups
+from rdsweep.stopping import blowups, evaluated_epochs
 
 TABLE_NAME = "frontier.parquet"
 
@@ -158,8 +158,7 @@ def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[
     splits = result.get("splits") or {}
     evaluated = result["status"] in ("converged", "unconverged")
     plateau = cell.get("schedule") == "plateau"
-    evaluations = any(h.get("valid_objective") is not None for h in result.get("history") or [])
-    blowup_count = len(blowups(result)) if evaluations else None
+    blowup_count = len(blowups(result)) if evaluated_epochs(result.get("history") or []) else None
     rows = []
     for split in SPLITS:
         metrics = splits.get(split) or {}

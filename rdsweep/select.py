@@ -117,7 +117,7 @@ def select(path: str | Path, by: list[str] | None = None, rates: list[float] | N
     cells = _records(judged_rows)
     criteria = _criteria(path, cells, by, rates or [], probes or [], split)
 
-    # Regimes as `rdsweep frontier --split REPORT` labels them: Ĥ and each family's semantic bound.
+    # Regimes as `rdsweep frontier --split REPORT` labels them: each pick gets its setting's.
     frontier = analyse(reported_rows.dropna(subset=["rate", "distortion"]), report_split)
     reported = {(r["experiment"], r["cell_id"]): r for r in _records(reported_rows)}
 
@@ -251,8 +251,9 @@ def _folded(s: Selection, family: str) -> list[list[dict]]:
 
 
 def _table(s: Selection, rows: list[list[dict]], per_family: bool) -> Table:
-    """Each row: the picks of one cell, by the criteria that pick it. Overall: a row per criterion. Per family: a row per cell picked, named by the criteria that pick it
-    (short names, explained in the title), without D (−ELBO − R) so that it fits 80 columns."""
+    """Each row is a list of picks of one cell. Overall: a row per criterion. Per family: a row per cell
+    picked, named by the criteria that pick it (short names, explained in the title), without D (−ELBO − R)
+    so that it fits 80 columns."""
     if per_family:
         names = ", ".join(dict.fromkeys(_SHORT[c.name] for c in s.criteria if c.name in _SHORT))
         title = ("per family (paper code): the cells the criteria pick among the family's cells"
