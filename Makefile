@@ -21,5 +21,7 @@ demo: $(STAMP)
 	$(BIN)/rdsweep frontier rdsweep-results/quick/frontier.parquet --include-unconverged --plot
 	$(BIN)/rdsweep curves rdsweep-results/quick --plot rdsweep-results/quick/curves.png
 
+# Two pytest-xdist workers: the Ray tests (one group, one cluster) mostly wait on Ray and on worker start-up,
+# while the other worker trains the rest (tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup

@@ -51,6 +51,23 @@ def write_idx(root, n_train=24, n_test=10, labels=False, gz=False) -> None:
             (root / name).write_bytes(raw)
 
 
+def pytest_configure(config):
+    """Under pytest-xdist each worker keeps to one thread (and so do the commands it runs), so that two workers
+    share two cores instead of fighting over them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`make test` runs two workers), every test of the Ray cluster goes to one worker, so
+    the session starts Ray once and its launches never wait for each other's CPUs."""
+    for item in items:
+        if "ray_address" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
