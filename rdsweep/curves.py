@@ -22,7 +22,7 @@ import pandas as pd
 from rdsweep.cells import BETA_OBJECTIVES, cell_knob
 from rdsweep.errors import UserError
 from rdsweep.ledger import Experiment
-from rdsweep.stopping import blowups, recovered
+from rdsweep.stopping import blowups, evaluations, recovered
 
 COLUMNS = ["experiment", "cell_id", "family", "objective", "beta", "target_rate", "knob", "seed", "status",
            "best_epoch", "epochs_run", "epoch_cap", "stop_reason", "recovered", "epoch", "valid_objective",
@@ -193,7 +193,7 @@ def _rows(experiment: str, result: dict) -> list[dict]:
     }
     rows = [{**base, "epoch": h.get("epoch"), "lr": h.get("lr"), **{k: h.get(k) for k in VALID},
              "blew_up": h.get("epoch") in blown}
-            for h in history if h.get("valid_objective") is not None]
+            for h in evaluations(history)]
     return rows or [{**base, "epoch": math.nan, "lr": math.nan, **{k: math.nan for k in VALID}, "blew_up": False}]
 
 

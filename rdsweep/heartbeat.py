@@ -10,6 +10,7 @@ import time
 from rdsweep.cells import Cell
 from rdsweep.ledger import Experiment
 from rdsweep.status import HEARTBEAT_S
+from rdsweep.stopping import evaluations
 
 
 class TrialProgress:
@@ -28,13 +29,14 @@ class TrialProgress:
     def begin(self, resume_state: dict | None) -> None:
         epoch = resume_state["epoch"] if resume_state else 0
         history = (resume_state or {}).get("history", [])
-        last = next((h for h in reversed(history) if h.get("valid_objective") is not None), None)  # evaluated
-        blew_up = last is not None and last["epoch"] in resume_state["rule"].get("blowups", [])
+        last = (evaluations(history) or [None])[-1]
+        valid, blew_up = (None, False) if last is None else (
+            last["valid_objective"], last["epoch"] in resume_state["rule"].get("blowups", []))
         with self._lock:
             self.record = {
                 "cell_id": self.cell.cell_id, "cell": self.cell.to_dict(), "host": socket.gethostname(),
                 "started_at": self.started, "finished_at": None, "resumed_from_epoch": epoch, "epoch": epoch,
-                "step": 0, "steps": None, "first_step_at": None, "valid_objective": None if last is None else last["valid_objective"],
+                "step": 0, "steps": None, "first_step_at": None, "valid_objective": valid,
                 "blew_up": blew_up,
                 "best_epoch": resume_state["rule"]["best_epoch"] if resume_state else None, "epoch_wall_s": []}
         self._write()

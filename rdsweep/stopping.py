@@ -118,9 +118,13 @@ def blowups(result: dict) -> list[int]:
     return [epoch for rule in replay(result["cell"], result.get("history") or []) for epoch in rule.blowups]
 
 
+def evaluations(history: list[dict]) -> list[dict]:
+    """The entries of a history whose valid objective was evaluated (every eval_every-th, and the last)."""
+    return [h for h in history if h.get("valid_objective") is not None]
+
+
 def evaluated_epochs(history: list[dict]) -> list[int]:
-    """The epochs of a history whose valid objective was evaluated (every eval_every-th, and the last)."""
-    return [h["epoch"] for h in history if h.get("valid_objective") is not None]
+    return [h["epoch"] for h in evaluations(history)]
 
 
 def recovered(result: dict, blown: list[int]) -> bool:
