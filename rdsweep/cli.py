@@ -491,7 +491,7 @@ def select(
         return
     # Drawn as wide as its tables need (80 columns, more with seeds or IWAE), never squeezed: on a narrower
     # terminal the lines wrap rather than lose columns or cut numbers.
-    output = render(selection)
+    output = render(selection, max(console.width, 80))
     width = Measurement.get(console, console.options.update_width(1000), output).minimum
     Console(width=max(console.width, 80, width)).print(output)
 

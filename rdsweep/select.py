@@ -224,9 +224,10 @@ def _why_none(criterion: Criterion, cells: list[dict], split: str) -> str:
 
 # ---- output ----------------------------------------------------------------------------------------------
 
-def render(selection: Selection) -> Group:
+def render(selection: Selection, width: int = 80) -> Group:
     """`rdsweep select`: a line on what was compared, the overall picks, the per-family picks (when there are
-    several families), and the ELBO price of a useful latent."""
+    several families), and the ELBO price of a useful latent. `width`: the columns the tables should fit (they
+    grow past it rather than cut a number)."""
     s = selection
     head = Text(f"{s.dataset}: {s.cells} {s.included} cells of {len(s.families)} "
                 f"famil{'y' if len(s.families) == 1 else 'ies'} in {s.path}. Each criterion picks by its score on "
@@ -235,7 +236,8 @@ def render(selection: Selection) -> Group:
     overall = [[p] for p in s.picks if p["scope"] == OVERALL]
     parts = [head, Text(""), _table(s, overall, per_family=False)]
     if len(s.families) > 1:   # one table, a family's rows together under its paper code: a study fits a screen
-        parts += [Text(""), _table(s, [row for f in s.families for row in _folded(s, f)], per_family=True)]
+        parts += [Text(""), _table(s, [row for f in s.families for row in _folded(s, f)], per_family=True,
+                                          width=width)]
     parts += [Text("")] + [Text(line) for line in cost_lines(s)]
     return Group(*parts)
 
@@ -250,10 +252,10 @@ def _folded(s: Selection, family: str) -> list[list[dict]]:
     return list(rows.values())
 
 
-def _table(s: Selection, rows: list[list[dict]], per_family: bool) -> Table:
+def _table(s: Selection, rows: list[list[dict]], per_family: bool, width: int = 80) -> Table:
     """Each row is a list of picks of one cell. Overall: a row per criterion. Per family: a row per cell
     picked, named by the criteria that pick it (short names, explained in the title), without D (−ELBO − R)
-    so that it fits 80 columns."""
+    so that it fits `width` columns; the names go on more lines where they do not."""
     if per_family:
         names = ", ".join(dict.fromkeys(_SHORT[c.name] for c in s.criteria if c.name in _SHORT))
         title = ("per family (paper code): the cells the criteria pick among the family's cells"
@@ -280,7 +282,7 @@ def _table(s: Selection, rows: list[list[dict]], per_family: bool) -> Table:
         setting = (p["setting"] + (" ~" if p["status"] == "unconverged" else "")) if picked else "none"
         cells = {
             "code": (FAMILIES[p["scope"]].code or p["scope"]) if per_family and first_of_family else "",
-            "criterion": Criterion.of(p).label, "picked by": " ".join(Criterion.of(c).short for c in criteria),
+            "criterion": Criterion.of(p).label, "picked by": [Criterion.of(c).short for c in criteria],
             "setting": setting,
             "model": f"{FAMILIES[p['family']].code or p['family']} {setting}" if picked else setting,
             "seed": _fmt(p["seed"], "d"),
@@ -290,14 +292,33 @@ def _table(s: Selection, rows: list[list[dict]], per_family: bool) -> Table:
             "cost": "" if any(c["criterion"] == "valid-elbo" for c in criteria) else _fmt(p["elbo_given_up"]),
         }
         lines.append([cells[c] for c in columns])
-    for j, column in enumerate(columns):
-        # Numbers are never cut short: on a narrow terminal the criteria's names wrap instead.
-        widest = max([len(column)] + [len(line[j]) for line in lines])
-        table.add_column(column, justify="right" if column in numeric else "left",
-                         no_wrap=column != "picked by", min_width=None if column == "picked by" else widest)
+    widths = [max([len(column)] + [len(line[j]) if column != "picked by" else 0 for line in lines])
+              for j, column in enumerate(columns)]
+    if "picked by" in columns:
+        # Numbers are never cut short: where a row is too wide, the criteria's names go on more lines (a gap
+        # of one column between columns).
+        j = columns.index("picked by")
+        room = max(max(len(n) for line in lines for n in line[j]) + 2, width - (sum(widths) - widths[j]) - (len(columns) - 1))
+        for line in lines:
+            line[j] = _names(line[j], room)
+        widths[j] = max([len("picked by")] + [len(n) for line in lines for n in line[j].splitlines()])
+    for column, widest in zip(columns, widths):
+        table.add_column(column, justify="right" if column in numeric else "left", no_wrap=True, min_width=widest)
     for line in lines:
         table.add_row(*line)
     return table
+
+
+def _names(names: list[str], room: int) -> str:
+    """The criteria that pick one cell, on as many lines of at most `room` characters as they need. A line
+    that goes on is indented, so that it does not read as a row of its own (a criterion without a pick)."""
+    lines = [names[0]]
+    for name in names[1:]:
+        if len(lines[-1]) + 1 + len(name) <= room:
+            lines[-1] += " " + name
+        else:
+            lines.append("  " + name)
+    return "\n".join(lines)
 
 
 def _fmt(value, spec: str = ".2f") -> str:

@@ -125,6 +125,19 @@ def test_on_a_narrow_terminal_names_wrap_and_numbers_stay_whole(table, tmp_path,
     text = " ".join(done.stdout.split())
     assert "probe-accuracy --- β=0.3 40.30 52.20 -92.50 syntactic 6.20 20 0.960 11.90" in text
     assert "probe σ=20 20.40 -87.00 syntactic 6.20 10 0.920 6.40" in text
+    # five criteria that pick one cell do not fit the names' column: they go on, indented, on the next line,
+    # which does not read as a row of its own (a criterion without a pick)
+    many = rdsweep("select", table, *[a for r in (0, 1, 2, 3, 5) for a in ("--rate", r)], "--probe", "0.5",
+                   env={"COLUMNS": "80"})
+    assert many.returncode == 0, many.stderr
+    lines = many.stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    start = next(line for line in lines if line.startswith("code picked by")).index("picked by")
+    first = next(i for i, line in enumerate(lines) if line.startswith("---  elbo R≥0"))
+    assert lines[first][start:].split()[:2] == ["elbo", "R≥0"] and "β=1" in lines[first]
+    go_on = lines[first + 1]
+    assert go_on[:start + 2].strip() == "" and go_on[start + 2] != " " and go_on.split()[-1] == "p≥0.5"
+    assert lines[first + 2][start:].split()[:2] == ["probe", "β=0.3"]
     # two seeds and an IWAE bound need more than 80 columns: the output grows to fit them
     rows = rows_of(CELLS, iwae=True)
     path = write(tmp_path / "seeds.parquet", rows + [{**r, "seed": 1, "cell_id": r["cell_id"] + "s1"} for r in rows])
