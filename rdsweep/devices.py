@@ -21,3 +21,13 @@ def pick_device(device: str | None = None) -> torch.device:
 
 def device_name(dev: torch.device) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
+def kernels(dev: torch.device) -> dict[str, str]:
+    """What decides a trial's float rounding besides its code: the torch build and the CPU kernels it
+    dispatched to (or the GPU). The same cell trained on another processor drifts apart from epoch 1
+    (docs/mnist5k-study.md), so a result says where it was made."""
+    where = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if dev.type == "cuda":
+        where["cuda"] = str(torch.version.cuda)
+    return where

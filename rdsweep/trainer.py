@@ -21,7 +21,7 @@ from rdsweep import __version__
 from rdsweep.cells import SPLITS, Cell
 from rdsweep.checkpoints import restore, save_model, snapshot
 from rdsweep.data import Dataset, load_dataset
-from rdsweep.devices import device_name, pick_device
+from rdsweep.devices import device_name, kernels, pick_device
 from rdsweep.errors import UserError
 from rdsweep.evaluate import evaluate, save_image_grids, validate
 from rdsweep.latent import LabelProbe, latent_worth
@@ -162,7 +162,7 @@ def train(
         "best_valid_objective": rule.best if math.isfinite(rule.best) else None, "epochs": len(history),
         # training time over every run of this trial (resumed ones included), plus this final evaluation
         "wall_s": sum(h["wall_s"] for h in history) + time.perf_counter() - evaluation_start, "device": device_name(dev),
-        "compiled": compile, "rdsweep_version": __version__, "splits": splits, "truth": truth, "history": history,
+        "kernels": kernels(dev), "compiled": compile, "rdsweep_version": __version__, "splits": splits, "truth": truth, "history": history,
     }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from rdsweep.ledger import Experiment
 from rdsweep.spec import load_spec
@@ -152,6 +153,8 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     assert result["status"] == "converged" and result["resumed_from_epoch"] == 1
     assert not experiment.model_path(new_cell.cell_id).exists()
     assert [h["epoch"] for h in result["history"]] == list(range(1, result["epochs"] + 1))
+    # where its rounding came from survives the worker and the ledger's schema: a retrace needs it
+    assert result["kernels"] == {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def test_raising_the_cap_continues_unconverged_cells(tmp_path, rdsweep, ray_address):
