@@ -1,7 +1,8 @@
 #!/bin/bash
 # The study runs from its own clone of a commit, with that clone as the working directory: Ray puts the
 # driver's working directory on its workers' sys.path, so running from /work/main let work-tree edits in.
-#   rm -rf /work/study-code && git clone -q /work/main /work/study-code && nohup docs/studies/run-mnist5k.sh [FAMILY…] &
+#   rm -rf /work/study-code && git clone -q /work/main /work/study-code && nohup /work/study-code/docs/studies/run-mnist5k.sh [FAMILY…] &
+# (the clone is the script's own: a second clone can queue the next families while the first one runs)
 # Cells finished before rdsweep 0.4 have no latent columns (before 0.3) or a probe read off the posterior
 # means (0.3, which reads the digit off a collapsed encoder): the FAMILY arguments (names as in `rdsweep
 # families`) say whose such cells to set aside into cells-before-0.4/ and train again, a family or two at a
@@ -9,8 +10,8 @@
 # argument: every such cell. A trial is deterministic on CPU, so their training must come back the same
 # (stop, best epoch, every epoch's valid objective: docs/studies/retrace.py); the final evaluation only within
 # Monte Carlo noise, since its batches went from 500 to 100 examples on a CPU (docs/benchmarks.md).
-cd /work/study-code
-export PYTHONPATH=/work/study-code
+cd "$(dirname "$0")/../.."
+export PYTHONPATH=$PWD
 R="/work/main/.venv/bin/python -m rdsweep"
 S=/work/main/docs/studies
 $R launch examples/mnist5k.toml --storage $S          # the cells not yet trained (finished ones are skipped)
