@@ -74,8 +74,10 @@ def setting_key(row: dict) -> tuple:
 def read_table(path: str | Path, split: str = "test", include_unconverged: bool = False) -> pd.DataFrame:
     """The converged (and, if asked, unconverged) rows of one split of a frontier table."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"frontier table {path} does not exist (write it with `rdsweep collect`)")
+    if not path.is_file():
+        raise UserError(f"frontier table {path} is not a file (`rdsweep collect` writes one)")
     try:
         table = pd.read_parquet(path, dtype_backend="numpy_nullable")
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet

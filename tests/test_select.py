@@ -225,11 +225,14 @@ def test_ties_go_to_the_first_cell_in_collects_order(tmp_path):
     (["--probe", "0.8"], "--probe: no cell of .* has a probe accuracy"),
     (["--probe", "80"], "--probe must be an accuracy between 0 and 1, got 80"),
     (["missing"], "frontier table .*missing.parquet does not exist"),
+    (["a directory"], "frontier table .* is not a file"),
 ])
 def test_user_mistakes_exit_2_with_one_line(tmp_path, rdsweep, args, message):
     path = write(tmp_path / "frontier.parquet", rows_of(CELLS, probe=False))
     if args == ["missing"]:
         path, args = tmp_path / "missing.parquet", []
+    if args == ["a directory"]:  # a path that exists but is no table (the case /dev/null was misnamed as)
+        path, args = tmp_path, []
     done = rdsweep("select", path, *args)
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and re.search(message, done.stderr), done.stderr
