@@ -7,9 +7,9 @@
 # means (0.3, which reads the digit off a collapsed encoder): the FAMILY arguments (names as in `rdsweep
 # families`) say whose such cells to set aside into cells-before-0.4/ and train again, a family or two at a
 # time, so that what a session starts finishes in it (checkpoints do not outlive a fresh machine). No
-# argument: every such cell. A trial is deterministic on CPU, so their training must come back the same
-# (stop, best epoch, every epoch's valid objective: docs/studies/retrace.py); the final evaluation only within
-# Monte Carlo noise, since its batches went from 500 to 100 examples on a CPU (docs/benchmarks.md).
+# argument: every such cell. A trial is deterministic on one kind of processor only: on the machine that
+# first trained it, its training comes back the same (stop, best epoch, every epoch's valid objective), on
+# another it drifts apart from epoch 1 by rounding (docs/studies/retrace.py says where; docs/mnist5k-study.md).
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD
 R="/work/main/.venv/bin/python -m rdsweep"
