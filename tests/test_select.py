@@ -1,7 +1,8 @@
 """`rdsweep select`: the cell each model-selection criterion picks, and the ELBO price of a useful latent.
 
-Every test runs the console script on a small synthetic frontier table: the seed-003 situation, where the
-best-ELBO model is a collapsed PixelCNN (R ≈ 0, probe at chance) and the models with a useful latent cost ELBO.
+The tests run the console script on a small synthetic frontier table: the seed-003 situation, where the
+best-ELBO model is a collapsed PixelCNN (R ≈ 0, probe at chance) and the models with a useful latent cost ELBO;
+the last one on the committed mnist5k table, against the answer docs/selection.md quotes.
 """
 import json
 import os
@@ -263,3 +264,21 @@ def test_without_probe_values_the_default_skips_it_and_says_how_to_price_a_laten
     text = " ".join(done.stdout.split())
     assert "probe-accuracy" not in text.split("To price")[0]
     assert "add --rate SIGMA (this table has no probe accuracy)" in text
+
+
+def test_the_mnist5k_answer_quoted_in_the_docs_is_what_select_prints(rdsweep):
+    """docs/selection.md answers seed 003 by quoting `select` on the committed study table: the quote must be
+    what the command prints there today (an 80-column terminal), so the answer cannot drift from the data."""
+    root = Path(__file__).resolve().parents[1]
+    command = "rdsweep select docs/studies/mnist5k/frontier.parquet --rate 5 --rate 20 --probe 0.8"
+    doc = (root / "docs" / "selection.md").read_text()
+    after = doc[doc.index(f"    {command}\n\n") + len(command) + 6:]
+    quoted = []
+    for line in after.splitlines():
+        if line and not line.startswith("    "):
+            break
+        quoted.append(line[4:])
+    printed = rdsweep(*command.split()[1:], cwd=root, env={"COLUMNS": "80"})
+    assert printed.returncode == 0, printed.stderr
+    assert [line.rstrip() for line in printed.stdout.strip().splitlines()] == \
+        [line.rstrip() for line in "\n".join(quoted).strip().splitlines()]
