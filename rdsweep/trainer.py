@@ -184,11 +184,15 @@ def final_evaluation(cell: Cell, model, dataset: Dataset) -> tuple[dict, bool]:
 def train_epoch(model, optimizer, objective: Objective, epoch: int, x: torch.Tensor, batch_order: torch.Generator,
                 on_step: Callable[[int, int], None] | None = None) -> dict | None:
     """One pass over x in the generator's shuffled order: mean loss, R and D, or None on a non-finite loss.
-    Nothing waits for the device inside the epoch: the order is copied to it once, the running sums stay on it,
-    and a non-finite loss is seen in those sums when the epoch ends (the trial then ends as diverged)."""
+    Nothing waits for the device inside the epoch: the order is queued to it once (from pinned memory), the
+    running sums stay on it, and a non-finite loss is seen in those sums when the epoch ends (the trial then
+    ends as diverged)."""
     model.train()
     sums, n = torch.zeros(3, dtype=torch.float64, device=x.device), 0
-    order = torch.randperm(x.shape[0], generator=batch_order).to(x.device)
+    order = torch.randperm(x.shape[0], generator=batch_order)   # on the host: one stream on every device
+    if x.is_cuda:   # a copy from pageable memory waits for the GPU; from pinned memory it is queued like a kernel
+        order = order.pin_memory()
+    order = order.to(x.device, non_blocking=True)
     batches = order.split(objective.cell.batch_size)
     for step, idx in enumerate(batches, 1):
         batch_loss, rate, distortion = objective.loss(model, x[idx], epoch)

@@ -34,13 +34,26 @@ def test_a_gpu_trial_lands_where_the_cpu_trial_does():
         assert gpu["splits"][split]["distortion"] == pytest.approx(cpu["splits"][split]["distortion"], abs=0.05)
 
 
-def test_a_training_epoch_never_synchronises_with_the_host():
+# Each encoder, decoder and marginal kind, and each objective a sweep can train (two-stage is for the 2-D curve).
+SYNC_FREE = [
+    dict(family="---"), dict(family="-+-"), dict(family="+--"), dict(family="--+"), dict(family="--v"),
+    dict(family="---", encoder_std="shared"),
+    dict(family="-+-", objective="free-bits", free_bits=0.1),
+    dict(family="-+-", objective="warmup", warmup_epochs=5),
+    dict(family="-+-", objective="target-rate", beta=None, target_rate=5.0),
+    dict(family="-+-", objective="squared-target-rate", beta=None, target_rate=5.0),
+]
+
+
+@pytest.mark.parametrize("knobs", SYNC_FREE, ids=lambda k: " ".join(str(v) for v in k.values() if v is not None))
+def test_a_training_epoch_never_synchronises_with_the_host(knobs):
     data = load_dataset("mnist5k").to("cuda")
-    cell = Cell(family="---", batch_size=100).validated()
-    model = build_model(get_family(cell.family), data.info, "small").to("cuda")
+    cell = Cell(batch_size=100, **knobs).validated()
+    model = build_model(get_family(cell.family), data.info, "small", encoder_std=cell.encoder_std).to("cuda")
     optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
+    objective = Objective(cell, model.latent_dim)
     x = data.train[:1000]
-    train_epoch(model, optimizer, Objective(cell, model.latent_dim), 1, x, torch.Generator().manual_seed(0))  # warm
+    train_epoch(model, optimizer, objective, 1, x, torch.Generator().manual_seed(0))  # warm
     torch.cuda.synchronize()
     steps = []
 
@@ -49,10 +62,10 @@ def test_a_training_epoch_never_synchronises_with_the_host():
         if step == total:   # the epoch's means are read once, after its last step: that wait is allowed
             torch.cuda.set_sync_debug_mode("default")
 
-    torch.cuda.set_sync_debug_mode("error")   # any implicit device-to-host wait inside the steps raises
+    torch.cuda.set_sync_debug_mode("error")   # any implicit device-to-host wait inside the epoch raises
     try:
-        metrics = train_epoch(model, optimizer, Objective(cell, model.latent_dim), 1, x,
-                              torch.Generator().manual_seed(1), on_step=after_step)
+        metrics = train_epoch(model, optimizer, objective, 2, x, torch.Generator().manual_seed(1),
+                              on_step=after_step)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert steps == list(range(1, 11)) and metrics is not None

@@ -46,7 +46,7 @@ def test_examples_load_and_expand(tmp_path):
     betas = sorted({c.beta for c in paper.cells()})
     assert betas[0] == 0.01 and betas[-1] == 10 and 1.0 in betas
     assert len(paper.cells()) == 12 * len(betas) * 3
-    assert paper.base.size == "paper" and paper.base.schedule == "paper" and paper.resources.gpus_per_trial == 1
+    assert paper.base.size == "paper" and paper.base.schedule == "paper" and paper.resources.gpus_per_trial == 0.5
     assert paper.dataset == f"amat:{tmp_path.resolve()}"  # absolute: every Ray worker reads the same files
 
 
