@@ -2,7 +2,7 @@
 
 The tests run the console script on a small synthetic frontier table: the seed-003 situation, where the
 best-ELBO model is a collapsed PixelCNN (R ≈ 0, probe at chance) and the models with a useful latent cost ELBO;
-the last one on the committed mnist5k table, against the answer docs/selection.md quotes.
+the last ones on the committed mnist5k table, against the answers docs/selection.md quotes.
 """
 import json
 import os
@@ -278,10 +278,11 @@ def test_the_mnist5k_answer_quoted_in_the_docs_is_what_select_prints(command, ob
     cwd = root
     if objective is not None:   # the page's filter: the cells of one objective, in a file of that name
         table = pq.read_table(root / "docs" / "studies" / "mnist5k" / "frontier.parquet")
-        pq.write_table(table.filter(pc.equal(table["objective"], objective)), tmp_path / "beta.parquet")
+        pq.write_table(table.filter(pc.equal(table["objective"], objective)), tmp_path / f"{objective}.parquet")
         cwd = tmp_path
     doc = (root / "docs" / "selection.md").read_text()
-    after = doc[doc.index(f"    {command}\n\n") + len(command) + 6:]
+    block = f"    {command}\n\n"   # the command as the page shows it, then its output, indented alike
+    after = doc[doc.index(block) + len(block):]
     quoted = []
     for line in after.splitlines():
         if line and not line.startswith("    "):
