@@ -1,2 +1,2 @@
 """rdsweep: rate-distortion sweeps of VAE families."""
-__version__ = "0.4.1"
+__version__ = "0.5.0"

@@ -22,23 +22,38 @@ def batch_size_for(x: torch.Tensor) -> int:
 
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, batch_size: int | None = None, samples: int = 1, iwae_k: int = 0) -> dict:
-    """Mean R, D and ELBO = −(R + D) over the examples of x, averaged over `samples` z-draws per example;
-    `iwae` is the mean K-sample importance-weighted bound on log p(x) when iwae_k > 0, else None."""
+    """Mean R, D and ELBO = −(R + D) over the examples of x, averaged over `samples` z-draws per example, each
+    with its standard error (`rate_se`, …); `iwae` is the mean K-sample importance-weighted bound on log p(x)
+    when iwae_k > 0, else None. `examples` holds each example's R and D (float64 arrays, mean of its draws)
+    for paired comparisons of two models on the same examples (rdsweep/uncertainty.py)."""
     model.eval()
-    rate = distortion = iwae = 0.0
+    rates, distortions, iwae = [], [], 0.0
     for batch in x.split(batch_size or batch_size_for(x)):
+        r_sum = d_sum = 0.0
         for _ in range(samples):
             r, d = model(batch)
-            rate += r.double().sum().item()
-            distortion += d.double().sum().item()
+            r_sum, d_sum = r_sum + r.double(), d_sum + d.double()
+        rates.append(r_sum / samples)
+        distortions.append(d_sum / samples)
         if iwae_k:
             # k samples of a batch go through the decoder at once: keep k × batch bounded.
             for part in batch.split(max(1, 2000 // iwae_k)):
                 iwae += model.iwae(part, iwae_k).double().sum().item()
-    n = x.shape[0]
-    rate, distortion = rate / (n * samples), distortion / (n * samples)
-    return {"rate": rate, "distortion": distortion, "elbo": -(rate + distortion),
-            "iwae": iwae / n if iwae_k else None}
+    rate, distortion = torch.cat(rates).cpu().numpy(), torch.cat(distortions).cpu().numpy()
+    return {**split_summary(rate, distortion), "iwae": iwae / x.shape[0] if iwae_k else None,
+            "examples": {"rate": rate, "distortion": distortion}}
+
+
+def split_summary(rate, distortion) -> dict:
+    """Means of per-example R and D (each already the mean of its z-draws) and their standard errors: the
+    spread of the per-example values over √N, which counts the examples' differences and the draws' noise
+    together (an example's mean of S draws varies by both)."""
+    from rdsweep.uncertainty import mean_se
+
+    mean_rate, mean_distortion = float(rate.mean()), float(distortion.mean())
+    return {"rate": mean_rate, "distortion": mean_distortion, "elbo": -(mean_rate + mean_distortion),
+            "rate_se": mean_se(rate), "distortion_se": mean_se(distortion), "elbo_se": mean_se(rate + distortion),
+            "examples_n": len(rate)}
 
 
 @torch.no_grad()

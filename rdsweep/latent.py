@@ -43,7 +43,8 @@ def latent_worth(model, x: torch.Tensor, *, labels: torch.Tensor | None = None,
                  train_x: torch.Tensor | None = None, train_labels: torch.Tensor | None = None,
                  probe: "LabelProbe | None" = None, max_examples: int | None = MAX_EXAMPLES,
                  max_train_examples: int | None = MAX_TRAIN_EXAMPLES) -> dict:
-    """`{"mutual_info", "active_units", "probe_accuracy"}` for the examples x of one split.
+    """`{"mutual_info", "active_units", "probe_accuracy", "latent_examples"}` for the examples x of one split
+    (latent_examples: how many of them the three are over, N below).
 
     All three use the first `max_examples` examples of x (default 1,000; the whole split when smaller or when
     None), and `labels` is cut the same way. The model is put in eval mode (and restored after), gradients are
@@ -94,7 +95,8 @@ def latent_worth(model, x: torch.Tensor, *, labels: torch.Tensor | None = None,
             variance = mean.var(0) - spread.mean(0) / MEAN_SAMPLES
         active_units = int((variance > ACTIVE_THRESHOLD).sum().item())
     accuracy = probe.accuracy(x, labels[:len(x)]) if labels is not None else None
-    return {"mutual_info": mutual_info, "active_units": active_units, "probe_accuracy": accuracy}
+    return {"mutual_info": mutual_info, "active_units": active_units, "probe_accuracy": accuracy,
+            "latent_examples": len(x)}
 
 
 class LabelProbe:

@@ -9,6 +9,8 @@
         launch.lock               held by the running launch (launch.lock.json: who)
         grids/<cell_id>.png       data / reconstruction / sample grids ([evaluation] images = true)
         models/<cell_id>.pt       the evaluated weights ([evaluation] keep_model = true; checkpoints.load_model)
+        examples/<cell_id>.npz    each example's R and D per split (uncertainty.save_examples): the paired
+                                  comparisons of `rdsweep compare`; since rdsweep 0.5
         ray/launch-<time>/        Ray Tune's own state, one folder per launch
         launch-<time>.log         what that launch did, one line per event (command, versions, resources,
                                   each cell's start, epochs, retries and end), for auditing a sweep later
@@ -62,6 +64,7 @@ class Experiment:
         self.ray_dir = self.path / "ray"
         self.grids_dir = self.path / "grids"
         self.models_dir = self.path / "models"
+        self.examples_dir = self.path / "examples"
         self.progress_dir = self.path / "progress"
         self.launch_path = self.path / "launch.json"
         self.lock_path = self.path / "launch.lock"
@@ -85,6 +88,10 @@ class Experiment:
 
     def model_path(self, cell_id: str) -> Path:
         return self.models_dir / f"{cell_id}.pt"
+
+    def examples_path(self, cell_id: str) -> Path:
+        """Each example's R and D per split (rdsweep/uncertainty.py): what `compare` pairs two cells on."""
+        return self.examples_dir / f"{cell_id}.npz"
 
     def checkpoint_path(self, cell_id: str) -> Path:
         return self.checkpoints_dir / f"{cell_id}.pt"

@@ -56,6 +56,12 @@ class SplitMetrics(_Record):
     mutual_info: Optional[float] = None         # what the latent is worth (rdsweep/latent.py)
     active_units: Optional[int] = _Count
     probe_accuracy: Optional[float] = Field(default=None, ge=0, le=1)
+    # standard errors of the split means over examples and z-draws (rdsweep/uncertainty.py); none before 0.5
+    rate_se: Optional[float] = Field(default=None, ge=0)
+    distortion_se: Optional[float] = Field(default=None, ge=0)
+    elbo_se: Optional[float] = Field(default=None, ge=0)
+    examples_n: Optional[int] = _Count          # examples the means are over
+    latent_examples: Optional[int] = _Count     # examples mutual_info and probe_accuracy are over
 
 
 class Epoch(_Record):

@@ -283,9 +283,11 @@ def _trial(config: dict) -> None:
         if cell.keep_model:
             experiment.models_dir.mkdir(exist_ok=True)
             keep_model = experiment.model_path(cell.cell_id)
+        experiment.examples_dir.mkdir(exist_ok=True)
         return trainer.train(cell, on_epoch=on_epoch, resume_state=resume_state, on_step=progress.step,
                              device=config["device"], threads=config["threads"], images=images,
-                             keep_model=keep_model, compile=config["compile"])
+                             keep_model=keep_model, examples=experiment.examples_path(cell.cell_id),
+                             compile=config["compile"])
 
     # One trainer per cell at a time: a worker of a killed launch may still be finishing this cell while a
     # relaunch starts it again; the second waits, then finds the result and leaves it alone.

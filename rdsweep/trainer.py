@@ -29,6 +29,7 @@ from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 from rdsweep.objectives import Objective, warmup_beta
 from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule
+from rdsweep.uncertainty import save_examples
 
 
 def lr_factor(cell: Cell, epoch: int, reductions: int = 0) -> float:
@@ -52,6 +53,7 @@ def train(
     images: str | Path | None = None,
     on_step: Callable[[int, int], None] | None = None,
     keep_model: str | Path | None = None,
+    examples: str | Path | None = None,
     compile: bool = False,
 ) -> dict:
     """Train `cell` until its stopping rule fires or its epoch budget runs out, then evaluate the best-valid
@@ -64,6 +66,8 @@ def train(
     `images`: a PNG path for data / reconstruction / sample grids of the trained model (image data only).
     on_step(step, steps) is called after each optimiser step of an epoch: progress inside long epochs.
     keep_model: a path for the evaluated weights, the reported point's (`checkpoints.load_model` reads them back).
+    examples: a path for each example's R and D on every split (`uncertainty.save_examples`): what a paired
+    comparison of two cells reads (`rdsweep compare`).
     compile: torch.compile the model's forward (rate and distortion) first; it pays only for long trials
     (docs/benchmarks.md), and its numbers agree with eager ones to float rounding, not bit for bit.
     """
@@ -148,8 +152,11 @@ def train(
         if best is not None:  # None only when the cap came right after two-stage's switch to its encoder
             model.load_state_dict(best["model"])   # the reported point is the best-valid state, not the last
         splits, finite = final_evaluation(cell, model, dataset)
+        per_example = {s: splits[s].pop("examples") for s in SPLITS}
         if not finite:
             status, stop_reason = "diverged", "non-finite evaluation"
+        elif examples:
+            save_examples(examples, cell.cell_id, per_example)
     if images and status != "diverged":
         save_image_grids(model, dataset.test, Path(images))
     if keep_model and status != "diverged":
