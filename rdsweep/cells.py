@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from rdsweep.datasets import parse_dataset
 from rdsweep.errors import UserError
 from rdsweep.models.families import ENCODER_STD, get_family
+from rdsweep.stopping import DEFAULT_RELATIVE_DELTA
 
 SPLITS = ("train", "valid", "test")   # every trial is evaluated on all three
 OBJECTIVES = ("beta", "target-rate", "squared-target-rate", "free-bits", "warmup", "two-stage")  # objectives.py
@@ -46,7 +47,8 @@ class Cell:
                                           # "paper": constant for the first half, then linear decay to 0
     eval_every: int = 1                   # epochs between evaluations of the valid objective
     patience: int = 5                     # evaluations without an improvement > min_delta that make a plateau
-    min_delta: float = 0.05               # nats
+    min_delta: float = 0.05               # nats; the default cell ids were written with: specs and `rdsweep
+                                          # train` default to min_delta_relative instead (`tolerance` below)
     lr_reductions: int = 2                # plateau schedule: rate reductions before a plateau stops the trial
     lr_divisor: float = 10.0              # plateau schedule: what each reduction divides the rate by
     eval_samples: int = 1                 # z-samples per example in the final R, D, ELBO
@@ -58,6 +60,8 @@ class Cell:
     warmup_epochs: int | None = None      # W, epochs of the β ramp: warmup only
     encoder_std: str | float | None = None  # the posterior's std: None the family's own; "learned" (a function
                                           # of x), "shared" (one learnt value per latent), or a fixed number
+    min_delta_relative: float | None = None  # an improvement must also exceed this fraction of the valid
+                                          # objective's size (at least 1 nat): rdsweep/stopping.py
 
     @property
     def cell_id(self) -> str:
@@ -138,6 +142,11 @@ class Cell:
             raise UserError(f"eval_every ({self.eval_every}) must not exceed epochs ({self.epochs}): "
                             "a trial is judged on its valid objective at least once")
         _positive("min_delta", self.min_delta, allow_zero=True)
+        if self.min_delta_relative is not None:
+            _positive("min_delta_relative", self.min_delta_relative)
+            if self.min_delta_relative >= 1:
+                raise UserError(f"min_delta_relative is a fraction of the objective, < 1 (e.g. 1e-4), "
+                                f"got {self.min_delta_relative!r}")
         _positive("lr_divisor", self.lr_divisor)
         if self.lr_divisor <= 1:
             raise UserError(f"lr_divisor must be > 1 (it divides the rate on a plateau), got {self.lr_divisor!r}")
@@ -149,7 +158,17 @@ class Cell:
                        target_rate=None if self.target_rate is None else float(self.target_rate),
                        lr=float(self.lr), min_delta=float(self.min_delta), lr_divisor=float(self.lr_divisor),
                        free_bits=None if self.free_bits is None else float(self.free_bits),
+                       min_delta_relative=None if self.min_delta_relative is None else float(self.min_delta_relative),
                        encoder_std=_encoder_std(self.encoder_std, family.encoder))
+
+
+def tolerance(min_delta: float | None = None, min_delta_relative: float | None = None) -> dict:
+    """The stopping rule's tolerance as Cell fields, from a spec's budget or a command's options (None: not
+    given). What is given is kept, so a spec or command that gives min_delta alone names the same cells as
+    before min_delta_relative existed; when neither is given, the relative default, which scales with the data."""
+    if min_delta is None and min_delta_relative is None:
+        min_delta_relative = DEFAULT_RELATIVE_DELTA
+    return {"min_delta": 0.0 if min_delta is None else min_delta, "min_delta_relative": min_delta_relative}
 
 
 def knob(objective: str, beta: float | None, target_rate: float | None,

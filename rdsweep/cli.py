@@ -87,7 +87,7 @@ class Schedule(str, Enum):
 
 @app.command(cls=_Command)
 def train(
-    dataset: str = typer.Option("mnist5k", help="mnist5k, toy, lingauss, curve, amat:DIR or idx:DIR."),
+    dataset: str = typer.Option("mnist5k", help="mnist5k, mnist (the full digits: docs/datasets.md), toy, lingauss, curve, amat:DIR or idx:DIR."),
     family: Optional[str] = typer.Option(
         None, help="Readable name or paper code (write codes as --family=-+v). "
         "Default: gauss-deconv-normal (---) for images, the dataset's own model for toy, lingauss, curve."),
@@ -113,7 +113,11 @@ def train(
         "constant; or paper: constant then linear decay to 0."),
     eval_every: int = typer.Option(1, help="Epochs between evaluations of the valid objective."),
     patience: int = typer.Option(5, help="Evaluations without an improvement > --min-delta that make a plateau."),
-    min_delta: float = typer.Option(0.05, help="Smallest improvement of the valid objective that counts (nats)."),
+    min_delta: Optional[float] = typer.Option(
+        None, help="Smallest improvement of the valid objective that counts, in nats (default: relative, 1e-4)."),
+    min_delta_relative: Optional[float] = typer.Option(
+        None, help="Smallest improvement as a fraction of the objective's size (at least 1 nat); with both, the "
+        "larger counts. 1e-4 when neither is given (docs/convergence.md)."),
     lr_reductions: int = typer.Option(2, help="plateau schedule: rate reductions before a plateau stops the run."),
     lr_divisor: float = typer.Option(10.0, help="plateau schedule: what each reduction divides the rate by."),
     eval_samples: int = typer.Option(1, help="z-samples per example in the final R, D, ELBO."),
@@ -127,7 +131,7 @@ def train(
         None, help="Save the evaluated (best-valid) weights to this new file; docs/train.md: how to load them."),
 ) -> None:
     """Train one model and print its final rate R, distortion D and ELBO = −(R + D) per split (nats)."""
-    from rdsweep.cells import BETA_OBJECTIVES, Cell
+    from rdsweep.cells import BETA_OBJECTIVES, Cell, tolerance
     from rdsweep.data import load_dataset
     from rdsweep.ledger import write_json_atomic
     from rdsweep.models.families import DEFAULT_FAMILY
@@ -150,8 +154,8 @@ def train(
         free_bits=free_bits if objective is Objective.free_bits else None,
         warmup_epochs=warmup_epochs if objective is Objective.warmup else None,
         encoder_std=_encoder_std(encoder_std), seed=seed, size=size.value, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule.value,
-        eval_every=eval_every, patience=patience, min_delta=min_delta, lr_reductions=lr_reductions,
-        lr_divisor=lr_divisor, eval_samples=eval_samples, iwae_k=iwae_k,
+        eval_every=eval_every, patience=patience, **tolerance(min_delta, min_delta_relative),
+        lr_reductions=lr_reductions, lr_divisor=lr_divisor, eval_samples=eval_samples, iwae_k=iwae_k,
     ).validated()
     for path in (json_path, images, keep_model):
         if path is not None and not path.parent.is_dir():
@@ -198,39 +202,45 @@ def _encoder_std(value: str | None) -> str | float | None:
 
 
 def result_table(result: dict) -> Table:
-    """Final R, D, ELBO per split, what the latent is worth, with what the dataset knows exactly beside them."""
+    """Final R, D, −ELBO (± its standard error over the split's examples and z-draws) per split, what the latent
+    is worth, with what the dataset knows exactly beside them; 80 columns wide at most (a pipe or a file gets
+    80), so no header is cut."""
+    from rich import box
+
+    from rdsweep.uncertainty import at_ceiling
+
     truth, splits = result["truth"], result["splits"]
     has_iwae = any(m["iwae"] is not None for m in splits.values())
     # what the latent is worth, where measured (rdsweep/latent.py): the columns a split has any value for
-    latent = [(key, label) for key, label in (("mutual_info", "I(x;z)"), ("active_units", "active"),
+    latent = [(key, label) for key, label in (("mutual_info", "I(x;z)"), ("active_units", "AU"),
                                               ("probe_accuracy", "probe"))
               if any(m.get(key) is not None for m in splits.values())]
     best = f", best valid at epoch {result['best_epoch']}" if result.get("best_epoch") else ""
     table = Table(title=f"{result['cell']['family']} on {result['cell']['dataset']}: {result['status']} "
-                        f"({result['stop_reason']}) after {result['epochs']} epoch(s){best}, {result['wall_s']:.1f}s")
-    columns = (["split", "rate R", "distortion D", "ELBO", "−ELBO"] + (["IWAE"] if has_iwae else [])
+                        f"({result['stop_reason']}) after {result['epochs']} epoch(s){best}, {result['wall_s']:.1f}s",
+                  caption="nats per example; ±: the standard error of −ELBO; AU: active units", box=box.SIMPLE_HEAD)
+    columns = (["split", "rate R", "distortion D", "−ELBO", "±"] + (["IWAE"] if has_iwae else [])
                + [label for _, label in latent])
     for col in columns:
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap=True)
 
     def add_row(cells: dict) -> None:   # by column name; a column the row does not fill stays blank
         table.add_row(*[cells.get(col, "") for col in columns])
 
-    fmt = lambda v: "nan" if v is None else f"{v:.4f}"
+    fmt = lambda v, spec=".4f": "nan" if v is None else format(v, spec)
     for split, m in splits.items():
         add_row({"split": split, "rate R": fmt(m["rate"]), "distortion D": fmt(m["distortion"]),
-                 "ELBO": fmt(m["elbo"]), "−ELBO": fmt(None if m["elbo"] is None else -m["elbo"]),
-                 "IWAE": fmt(m["iwae"]),
-                 **{label: "" if m.get(key) is None else str(m[key]) if key == "active_units" else fmt(m[key])
-                    for key, label in latent}})
+                 "−ELBO": fmt(None if m["elbo"] is None else -m["elbo"]),
+                 "±": "" if m.get("elbo_se") is None else fmt(m["elbo_se"], ".3f"), "IWAE": fmt(m["iwae"]),
+                 **{label: "" if m.get(key) is None else str(m[key]) if key == "active_units" else
+                    ("≥" if key == "mutual_info" and at_ceiling(m[key], m.get("latent_examples")) else "")
+                    + fmt(m[key], ".3f") for key, label in latent}})
     if "entropy" in truth:  # toy: every model has −ELBO ≥ H, and H − D ≤ I(X;Z) ≤ R
-        # I(x; z*) of the true latent: beside the model's I(x;z) where that column is shown
-        where = "I(x;z)" if "I(x;z)" in columns else "rate R"
         add_row({"split": "exact", "−ELBO": f"H = {truth['entropy']:.4f}",
-                 where: f"I(x;z*) = {truth['mutual_information']:.4f}"})
+                 "rate R": f"I(x;z*) = {truth['mutual_information']:.4f}"})
     if "rate" in truth:  # lingauss: the β-VAE optimum in closed form (train-split spectrum)
         add_row({"split": "closed form", "rate R": fmt(truth["rate"]), "distortion D": fmt(truth["distortion"]),
-                 "ELBO": fmt(truth["elbo"]), "−ELBO": fmt(-truth["elbo"])})
+                 "−ELBO": fmt(-truth["elbo"])})
     return table
 
 
@@ -251,6 +261,8 @@ def launch(
     schedule: Optional[Schedule] = typer.Option(None, help="Override budget.schedule."),
     patience: Optional[int] = typer.Option(None, help="Override budget.patience."),
     min_delta: Optional[float] = typer.Option(None, help="Override budget.min_delta (nats)."),
+    min_delta_relative: Optional[float] = typer.Option(None, help="Override budget.min_delta_relative (either one "
+                                                       "replaces the spec's tolerance)."),
     eval_every: Optional[int] = typer.Option(None, help="Override budget.eval_every."),
     cpus_per_trial: Optional[float] = typer.Option(None, help="Override resources.cpus_per_trial."),
     gpus_per_trial: Optional[str] = typer.Option(None, help="Override: 'auto', 0, 1, or a fraction that packs trials per GPU."),
@@ -267,8 +279,9 @@ def launch(
     overrides = cli_overrides(
         dataset=dataset, families=families, seeds=seeds, size=size and size.value, epochs=epochs,
         batch_size=batch_size, lr=lr, schedule=schedule and schedule.value, patience=patience,
-        min_delta=min_delta, eval_every=eval_every, cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial, max_failures=max_failures, max_concurrent=max_concurrent)
+        min_delta=min_delta, min_delta_relative=min_delta_relative, eval_every=eval_every,
+        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_failures=max_failures,
+        max_concurrent=max_concurrent)
     sweep_spec = load_spec(spec, overrides)
     experiment = Experiment.at(storage, name or spec.stem)
     experiment.check_protocol(sweep_spec.protocol)
@@ -399,14 +412,22 @@ def frontier(
         False, "--include-unconverged", metavar="", help="Also use cells that hit the epoch cap still improving (drawn hollow)."),
     grids: Optional[Path] = typer.Option(
         None, help="Write one PNG with a data / reconstruction / sample row per regime found (needs image grids)."),
+    rate_axis: str = typer.Option(
+        "auto", "--rate-axis", help="The plot's rate axis: linear, symlog (linear below 1 nat, logarithmic above), "
+        "or auto (symlog where the rates span more than 10 nats)."),
 ) -> None:
     """Per-family and overall RD frontiers, Ĥ and each point's regime; --plot draws the RD plane.
 
     Only converged cells count unless --include-unconverged is given."""
     import pandas as pd
+    from rich import box
 
-    from rdsweep.frontier import analyse, family_label, plot as plot_frontier, point_knob, read_table, regime_rule
+    from rdsweep.frontier import (RATE_AXES, analyse, family_label, plot as plot_frontier, point_knob, read_table,
+                                  regime_rule)
+    from rdsweep.models.families import FAMILIES
 
+    if rate_axis not in RATE_AXES:
+        raise UserError(f"--rate-axis {rate_axis}: use one of {', '.join(RATE_AXES)}")
     result = analyse(read_table(table, split, include_unconverged), split)
     pts = result.points
     what = "exact entropy H" if result.h_exact else "Ĥ = best −ELBO"
@@ -419,18 +440,24 @@ def frontier(
     probes = pts["probe"].notna().any()
 
     def frontier_table(title: str, rows, with_family: bool) -> Table:
-        t = Table(title=title, title_justify="left")
+        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=0,
+                  caption="±: the spread (std) over seeds where a setting has several, else the standard error "
+                          "over the split's examples" if with_family else None, caption_justify="left")
         for col in ((["family"] if with_family else []) + ["objective", "seeds", "R", "D", "−ELBO"]
                     + (["probe"] if probes else []) + ["convex", "regime"]):
-            t.add_column(col, justify="right" if col in ("seeds", "R", "D", "−ELBO", "probe") else "left")
+            # numbers and regimes whole (never cut to fit 80 columns); the setting's name wraps instead
+            t.add_column(col, justify="right" if col in ("seeds", "R", "D", "−ELBO", "probe") else "left",
+                         no_wrap=col not in ("family", "objective"))
         for p in rows.sort_values("rate").itertuples():
-            sd = lambda v: f" ± {v:.2f}" if p.seeds > 1 else ""
+            sd = lambda v: f"±{v:.2f}" if p.seeds > 1 else ""   # no spaces: a table of seeds fits 80 columns
             hull = p.overall_hull if with_family else p.hull
-            t.add_row(*([family_label(p.family)] if with_family else []),
+            t.add_row(*([FAMILIES[p.family].code or p.family] if with_family else []),   # codes: 80 columns
                       point_knob(p) + (f" {p.encoder_std}" if stds else "") + ("" if p.converged else " ~"),
                       str(p.seeds),
                       f"{p.rate:.2f}{sd(p.rate_std)}",
-                      f"{p.distortion:.2f}{sd(p.distortion_std)}", f"{p.neg_elbo:.2f}",
+                      f"{p.distortion:.2f}{sd(p.distortion_std)}",
+                      f"{p.neg_elbo:.2f}" + (sd(p.neg_elbo_std) if p.seeds > 1 else
+                                             "" if pd.isna(p.elbo_se) else f"±{p.elbo_se:.2f}"),
                       *([("" if pd.isna(p.probe) else f"{p.probe:.3f}")] if probes else []),
                       "✓" if hull else "", p.regime)
         return t
@@ -443,7 +470,7 @@ def frontier(
     console.print(frontier_table(f"overall: {len(overall)} of {len(pts)} settings on the frontier", overall, True))
     console.print(regime_rule(result), highlight=False)
     if plot or plot_path is not None:
-        out = plot_frontier(result, plot_path or table.parent / f"frontier-{split}.png")
+        out = plot_frontier(result, plot_path or table.parent / f"frontier-{split}.png", rate_axis=rate_axis)
         console.print(f"wrote {out}")
     if grids is not None:
         from rdsweep.frontier import regime_examples
@@ -472,20 +499,24 @@ def select(
     report_split: str = typer.Option("test", help="The split whose R, D, ELBO and latent numbers are shown."),
     include_unconverged: bool = typer.Option(
         False, "--include-unconverged", metavar="", help="Also choose among cells that hit the epoch cap still improving."),
+    by_setting: bool = typer.Option(
+        False, "--by-setting", metavar="", help="Judge each setting (family and β or σ) by its seeds' mean, "
+        "with the seeds' spread in its error, instead of each cell (a model you keep) on its own."),
     json_out: bool = typer.Option(False, "--json", metavar="", help="Print JSON (a list of picks, every field) for scripts."),
 ) -> None:
     """Which cell each model-selection criterion picks, and the ELBO a useful latent costs.
 
     Does the best-ELBO β give a model whose latent is unused? (docs/selection.md). Picks are made overall
     and per family; ties go to the first cell in collect's row order (experiment, family, objective, β, σ,
-    λ, W, seed, cell id). Writes nothing."""
+    λ, W, seed, cell id). Every ELBO comes with its standard error, and candidates within 2 standard errors of
+    a pick are listed as tied with it (docs/uncertainty.md). Writes nothing."""
     import json
 
     from rich.measure import Measurement
 
     from rdsweep.select import render, select as select_cells
 
-    selection = select_cells(table, by, rate, split, report_split, include_unconverged, probe)
+    selection = select_cells(table, by, rate, split, report_split, include_unconverged, probe, by_setting)
     if json_out:
         print(json.dumps(selection.picks, indent=1))
         return
@@ -494,6 +525,27 @@ def select(
     output = render(selection, max(console.width, 80))
     width = Measurement.get(console, console.options.update_width(1000), output).minimum
     Console(width=max(console.width, 80, width)).print(output)
+
+
+@app.command(cls=_Command)
+def compare(
+    table: Path = typer.Argument(..., help="A frontier table written by `rdsweep collect`."),
+    a: str = typer.Argument(..., metavar="A", help="A cell id (or a unique prefix), or a family and a setting in one "
+                            "argument, optionally a seed: '-+- β=1', 'gauss-pixelcnn-normal sigma=5 seed=1'."),
+    b: str = typer.Argument(..., metavar="B", help="The other side, as A."),
+    split: str = typer.Option("test", help="The split to compare on: train, valid or test."),
+    include_unconverged: bool = typer.Option(
+        False, "--include-unconverged", metavar="", help="Also compare cells that hit the epoch cap still improving."),
+) -> None:
+    """ΔR, ΔD, ΔELBO of A − B with their errors, and whether each difference is resolved.
+
+    Paired over the examples both were evaluated on (cells from rdsweep 0.5 on), and over seeds where both
+    sides have two or more; resolved means beyond 2 standard errors of the larger source
+    (docs/uncertainty.md). A side without a seed is every seed of its setting. A side that starts with a paper
+    code needs `--` before the sides: rdsweep compare TABLE -- '-+- σ=5' '-+- β=1'. Writes nothing."""
+    from rdsweep.compare import compare as compare_cells, render
+
+    Console(width=max(console.width, 80)).print(render(compare_cells(table, a, b, split, include_unconverged)))
 
 
 @app.command(cls=_Command)

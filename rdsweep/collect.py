@@ -15,11 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rdsweep.cells import SPLITS, encoder_std_label
+from rdsweep.datasets import SPLIT_SIZES
 from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
 from rdsweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES, get_family
 from rdsweep.stopping import blowups, evaluated_epochs
+from rdsweep.uncertainty import LATENT_EXAMPLES, at_ceiling, binomial_se
 
 TABLE_NAME = "frontier.parquet"
 
@@ -46,13 +48,20 @@ SCHEMA = pa.schema([
                                           # converged or unconverged
     ("distortion", pa.float64()),
     ("elbo", pa.float64()),               # −(rate + distortion)
+    ("rate_se", pa.float64()),            # standard errors of the split means over examples and z-draws
+    ("distortion_se", pa.float64()),      # (rdsweep/uncertainty.py); null before 0.5
+    ("elbo_se", pa.float64()),
+    ("examples_n", pa.int64()),           # examples the split means are over (null before 0.5)
     ("iwae", pa.float64()),               # null unless the cell asked for iwae_k > 0
     ("mutual_info", pa.float64()),        # I(x; z) estimated with the aggregate posterior of the split's
                                           # examples (at most log N nats); null when not computable
+    ("mutual_info_at_ceiling", pa.bool_()),  # mutual_info within 0.05 nats of log N: only a lower bound
     ("marginal_kl", pa.float64()),        # rate − mutual_info: how far the aggregate posterior is from m(z)
     ("active_units", pa.int64()),         # latents u with Var_x E[z_u | x] > 0.01
     ("probe_accuracy", pa.float64()),     # a linear classifier on draws z ~ e(z|x) (fit on train), scored
                                           # on this split; null for data without labels and before 0.4
+    ("probe_accuracy_se", pa.float64()),  # its binomial standard error over latent_examples
+    ("latent_examples", pa.int64()),      # N: the split's examples mutual_info and probe_accuracy are over
     ("true_entropy", pa.float64()),       # exact H(x) where the dataset knows it (toy), else null
     ("epochs", pa.int64()),               # epochs completed
     ("max_epochs", pa.int64()),           # the cap it ran under
@@ -67,6 +76,7 @@ SCHEMA = pa.schema([
     ("eval_every", pa.int64()),
     ("patience", pa.int64()),
     ("min_delta", pa.float64()),
+    ("min_delta_relative", pa.float64()),  # the relative tolerance (a fraction of the valid objective), or null
     ("lr_reductions", pa.int64()),        # plateau schedule only, else null
     ("lr_divisor", pa.float64()),         # plateau schedule only, else null
     ("eval_samples", pa.int64()),
@@ -75,6 +85,8 @@ SCHEMA = pa.schema([
     ("error", pa.string()),               # last line of a failed trial's error
     ("wall_s", pa.float64()),
     ("grid", pa.string()),                # the cell's image grid, relative to the table's folder, or null
+    ("examples_file", pa.string()),       # its per-example R and D (rdsweep compare), relative as grid; null
+                                          # before 0.5
     ("device", pa.string()),
     ("rdsweep_version", pa.string()),
 ], metadata={"rdsweep": "frontier table"})  # how collect knows a file it may replace
@@ -112,7 +124,9 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
         if not results:
             raise UserError(f"no trial results in {experiment.cells_dir} (run `rdsweep launch` first)")
         for result in results:
-            rows += result_rows(result, experiment.name, _grid(experiment, result, out))
+            cell_id = str(result.get("cell_id"))
+            rows += result_rows(result, experiment.name, _relative(experiment.grid_path(cell_id), out),
+                                _relative(experiment.examples_path(cell_id), out))
     rows.sort(key=_row_order)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     with atomic_write(out) as tmp:
@@ -146,12 +160,11 @@ def is_table(path: Path) -> bool:
     return {"cell_id", "experiment", "split", "rate", "distortion", "status"} <= names <= set(SCHEMA.names)
 
 
-def _grid(experiment: Experiment, result: dict, out: Path) -> str | None:
-    grid = experiment.grid_path(str(result.get("cell_id")))
-    return os.path.relpath(grid, out.absolute().parent) if grid.is_file() else None
+def _relative(path: Path, out: Path) -> str | None:
+    return os.path.relpath(path, out.absolute().parent) if path.is_file() else None
 
 
-def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[dict]:
+def result_rows(result: dict, experiment: str, grid: str | None = None, examples_file: str | None = None) -> list[dict]:
     """The three split rows of one cell result (metrics null when it diverged or failed)."""
     cell = result["cell"]
     family = get_family(cell["family"])
@@ -166,6 +179,8 @@ def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[
         if not evaluated or rate is None or distortion is None:
             rate = distortion = None
         mutual_info = _finite(metrics.get("mutual_info")) if rate is not None else None
+        probe = _finite(metrics.get("probe_accuracy")) if evaluated and _probe_on_draws(result) else None
+        n_latent = _latent_examples(metrics, cell["dataset"], split) if evaluated else None
         rows.append({
             "cell_id": result["cell_id"], "experiment": experiment, "dataset": cell["dataset"],
             "family": family.name, "paper_code": family.code, "encoder": family.encoder,
@@ -175,10 +190,14 @@ def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[
             "seed": cell["seed"], "size": cell["size"],
             "split": split, "rate": rate, "distortion": distortion,
             "elbo": None if rate is None else -(rate + distortion),
+            **{f"{k}_se": _finite(metrics.get(f"{k}_se")) if rate is not None else None
+               for k in ("rate", "distortion", "elbo")},
+            "examples_n": metrics.get("examples_n") if rate is not None else None,
             "iwae": _finite(metrics.get("iwae")) if evaluated else None,
-            "mutual_info": mutual_info, "marginal_kl": None if mutual_info is None else rate - mutual_info,
+            "mutual_info": mutual_info, "mutual_info_at_ceiling": at_ceiling(mutual_info, n_latent),
+            "marginal_kl": None if mutual_info is None else rate - mutual_info,
             "active_units": metrics.get("active_units") if evaluated else None,
-            "probe_accuracy": _finite(metrics.get("probe_accuracy")) if evaluated and _probe_on_draws(result) else None,
+            "probe_accuracy": probe, "probe_accuracy_se": binomial_se(probe, n_latent), "latent_examples": n_latent,
             "true_entropy": (result.get("truth") or {}).get("entropy"),
             "epochs": result.get("epochs"), "max_epochs": cell["epochs"], "best_epoch": result.get("best_epoch"),
             "best_valid_objective": _finite(result.get("best_valid_objective")),
@@ -186,13 +205,24 @@ def result_rows(result: dict, experiment: str, grid: str | None = None) -> list[
             "blowups": blowup_count,
             "batch_size": cell["batch_size"], "lr": cell["lr"], "schedule": cell["schedule"],
             "eval_every": cell.get("eval_every"), "patience": cell.get("patience"),
-            "min_delta": cell.get("min_delta"), "lr_reductions": cell.get("lr_reductions") if plateau else None,
+            "min_delta": cell.get("min_delta"), "min_delta_relative": cell.get("min_delta_relative"),
+            "lr_reductions": cell.get("lr_reductions") if plateau else None,
             "lr_divisor": cell.get("lr_divisor") if plateau else None, "eval_samples": cell["eval_samples"],
             "iwae_k": cell["iwae_k"], "status": result["status"], "error": result.get("error"),
-            "wall_s": result.get("wall_s"), "grid": grid, "device": result.get("device"),
+            "wall_s": result.get("wall_s"), "grid": grid, "examples_file": examples_file if evaluated else None,
+            "device": result.get("device"),
             "rdsweep_version": result.get("rdsweep_version"),
         })
     return rows
+
+
+def _latent_examples(metrics: dict, dataset: str, split: str) -> int | None:
+    """The examples a split's latent metrics are over: recorded since 0.5; before, the split's first
+    LATENT_EXAMPLES where the dataset's size is fixed by its name, else unknown."""
+    if metrics.get("latent_examples") is not None:
+        return metrics["latent_examples"]
+    sizes = SPLIT_SIZES.get(dataset)
+    return min(sizes[SPLITS.index(split)], LATENT_EXAMPLES) if sizes else None
 
 
 def _probe_on_draws(result: dict) -> bool:

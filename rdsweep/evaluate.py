@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from rdsweep import twostage
+from rdsweep.uncertainty import mean_se
 
 
 # Validation draws its z-samples from its own generator state, fixed per cell, so two evaluations of the
@@ -48,8 +49,6 @@ def split_summary(rate, distortion) -> dict:
     """Means of per-example R and D (each already the mean of its z-draws) and their standard errors: the
     spread of the per-example values over √N, which counts the examples' differences and the draws' noise
     together (an example's mean of S draws varies by both)."""
-    from rdsweep.uncertainty import mean_se
-
     mean_rate, mean_distortion = float(rate.mean()), float(distortion.mean())
     return {"rate": mean_rate, "distortion": mean_distortion, "elbo": -(mean_rate + mean_distortion),
             "rate_se": mean_se(rate), "distortion_se": mean_se(distortion), "elbo_se": mean_se(rate + distortion),

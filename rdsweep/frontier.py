@@ -44,7 +44,8 @@ _SETTING = ["experiment", "dataset", "family", "paper_code", "objective", "beta"
             "warmup_epochs", "encoder_std"]
 # Columns that tables collected by an earlier rdsweep lack: read as null.
 _ADDED_LATER = ["free_bits", "warmup_epochs", "encoder_std", "grid", "mutual_info", "marginal_kl", "active_units",
-                "probe_accuracy"]
+                "probe_accuracy", "rate_se", "distortion_se", "elbo_se", "examples_n", "mutual_info_at_ceiling",
+                "probe_accuracy_se", "latent_examples", "examples_file", "min_delta_relative"]
 
 
 @dataclass(frozen=True)
@@ -167,14 +168,16 @@ def semantic_bounds(points: pd.DataFrame) -> dict[str, SemanticBound]:
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds of each setting (std 0 for a single seed), in the table's family order."""
-    rows = rows.astype({"rate": float, "distortion": float, "probe_accuracy": "Float64"}).assign(
+    """Mean ± std over seeds of each setting (std 0 for a single seed), in the table's family order; `elbo_se`:
+    the largest of its cells' standard errors over examples (their seeds share the examples)."""
+    rows = rows.astype({"rate": float, "distortion": float, "probe_accuracy": "Float64", "elbo_se": "Float64"}).assign(
         neg_elbo=lambda r: r["rate"] + r["distortion"],
         beta=rows["beta"].astype(float), target_rate=rows["target_rate"].astype(float))
     grouped = rows.groupby(_SETTING, dropna=False, sort=False)
     points = grouped.agg(seeds=("seed", "nunique"), rate=("rate", "mean"), rate_std=("rate", "std"),
                          distortion=("distortion", "mean"), distortion_std=("distortion", "std"),
-                         neg_elbo=("neg_elbo", "mean"), probe=("probe_accuracy", "mean"),
+                         neg_elbo=("neg_elbo", "mean"), neg_elbo_std=("neg_elbo", "std"),
+                         elbo_se=("elbo_se", "max"), probe=("probe_accuracy", "mean"),
                          converged=("status", lambda s: bool((s == "converged").all())),
                          grid=("grid", "first")).reset_index()
     points[["rate_std", "distortion_std"]] = points[["rate_std", "distortion_std"]].fillna(0.0)
@@ -343,9 +346,190 @@ def place_label(label, placed: list) -> None:
     placed.append(box.padded(2))      # a little air between labels (not around markers: its own is that near)
 
 
-def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path:
-    """The RD plane as a PNG: settings coloured by family (marker by objective, bars = std over seeds),
-    family Pareto frontiers as lines, the line D = Ĥ − R with the region below it shaded, β/σ labels."""
+RATE_AXES = ("auto", "linear", "symlog")   # auto: symlog where the rates span more than 10 nats
+_MARKERS = {"beta": "o", "target-rate": "^", "squared-target-rate": "v", "free-bits": "s", "warmup": "D",
+            "two-stage": "P"}
+_OBJECTIVES = {"beta": "β-VAE", "target-rate": "target rate |σ − R|", "squared-target-rate": "target rate (σ − R)²",
+               "free-bits": "free bits λ", "warmup": "KL warm-up (W epochs)", "two-stage": "two-stage (LiBI)"}
+_IAF_DASHES = (0, (5, 2))   # the IAF-encoder twin of a family: its frontier dashed, so overlapping pairs show
+
+
+def seeds_note(points: pd.DataFrame) -> str:
+    """What the plot's title says about seeds: how many per setting, and what the error bars are (±1 sample
+    std over a setting's seeds, drawn only where it has ≥ 2: one seed has no spread to show)."""
+    low, high, n = int(points["seeds"].min()), int(points["seeds"].max()), len(points)
+    if high == 1:
+        return f"{n} settings, 1 seed each"
+    seeds = f"{low} seeds each" if low == high else f"{low}–{high} seeds per setting"
+    return f"{n} settings, {seeds}: means; bars: ±1 std over seeds" + (" where ≥ 2" if low == 1 else "")
+
+
+def bound_rates(end: float, symlog: bool) -> np.ndarray:
+    """The rates from 0 to `end` at which the line D = Ĥ − R is drawn: its two ends on a linear rate axis
+    (where it is straight); on a symlog axis, where it is a curve, densely and evenly in the axis' own
+    coordinate (linear below 1 nat, logarithmic above), so that it is drawn smooth."""
+    if not symlog:
+        return np.array([0.0, end])
+    low = np.linspace(0.0, min(end, 1.0), 100)
+    return low if end <= 1.0 else np.concatenate([low, np.geomspace(1.0, end, 400)[1:]])
+
+
+def _family_dashes(name: str):
+    family = FAMILIES[name]
+    return _IAF_DASHES if family in IMAGE_FAMILIES and family.encoder == "iaf" else "-"
+
+
+def _draw_plane(ax, frontier: Frontier, colours: dict, symlog: bool, labels: bool, r_end: float,
+                d_floor: float) -> list:
+    """The bound line (to R = `r_end`) and the region below it (down to D = `d_floor`), each family's Pareto
+    frontier and its points (error bars where a setting has ≥ 2 seeds) on `ax`; returns the region's and the
+    line's artists, given their legend labels if `labels`."""
+    pts, h = frontier.points, frontier.h_hat
+    line_r = bound_rates(r_end, symlog)
+    if frontier.h_exact:
+        below = "infeasible: D < H − R (every model has −ELBO ≥ H)"
+        line = f"D = H − R, H = {h:.2f} nats (exact entropy)"
+    else:
+        below = "below the best ELBO seen: D < Ĥ − R\n(no model here reached it; not proven infeasible)"
+        line = f"D = Ĥ − R, Ĥ = {h:.2f} nats (the best −ELBO seen)"
+    if symlog:
+        line += "\n(a curve on this symlog rate axis)"
+    bound = [ax.fill_between(line_r, d_floor, h - line_r, color="0.85", lw=0, zorder=0,
+                             label=below if labels else None),
+             *ax.plot(line_r, h - line_r, color="black", lw=1.2, ls="--", zorder=1, label=line if labels else None)]
+    for name in dict.fromkeys(pts["family"]):
+        fam = pts[pts["family"] == name]
+        colour = colours[name]
+        front = fam[fam["pareto"]].sort_values("rate")
+        # Straight in R, D (a chord between two models), hence sampled densely: on a symlog axis it curves.
+        r = np.linspace(front["rate"].min(), front["rate"].max(), 300) if symlog else front["rate"]
+        ax.plot(r, np.interp(r, front["rate"], front["distortion"]), color=colour, lw=1.4, ls=_family_dashes(name),
+                zorder=2)
+        for (objective, converged, seeds), sub in fam.groupby(["objective", "converged", fam["seeds"] >= 2]):
+            ax.errorbar(sub["rate"], sub["distortion"], xerr=sub["rate_std"] if seeds else None,
+                        yerr=sub["distortion_std"] if seeds else None,
+                        fmt=_MARKERS.get(objective, "s"), color=colour, ms=MARKER_PT,
+                        mec="black" if converged else colour, mew=0.4 if converged else 1.5,
+                        mfc=colour if converged else "white", elinewidth=0.8, capsize=2, zorder=3)
+    return bound
+
+
+def crowded_band(ax, points: pd.DataFrame, near_px: float | None = None) -> list[str]:
+    """The families whose Pareto frontiers run together on `ax`: two are linked when, over at least half of
+    the shorter one's width on screen, their lines are a median of `near_px` display pixels apart or less
+    (default: a marker's width); of the groups so linked, the largest, if it has three families or more
+    (two that overlap tell apart by colour and dashes), else []."""
+    near_px = MARKER_PT * ax.figure.dpi / 72 if near_px is None else near_px
+    lines = {}
+    for name, fam in points.groupby("family", sort=False):
+        front = fam[fam["pareto"]].sort_values("rate")
+        xy = ax.transData.transform(np.column_stack([front["rate"].to_numpy(float),
+                                                     front["distortion"].to_numpy(float)]))
+        if len(xy) >= 2 and xy[-1, 0] > xy[0, 0]:
+            lines[name] = xy
+    group = {name: name for name in lines}
+
+    def root(name):
+        while group[name] != name:
+            name = group[name]
+        return name
+
+    names = list(lines)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            lo, hi = max(lines[a][0, 0], lines[b][0, 0]), min(lines[a][-1, 0], lines[b][-1, 0])
+            shorter = min(lines[a][-1, 0] - lines[a][0, 0], lines[b][-1, 0] - lines[b][0, 0])
+            if hi - lo < 0.5 * shorter:
+                continue
+            x = np.linspace(lo, hi, 100)
+            gap = np.abs(np.interp(x, *lines[a].T) - np.interp(x, *lines[b].T))
+            if np.median(gap) <= near_px:
+                group[root(a)] = root(b)
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(root(name), []).append(name)
+    largest = max(groups.values(), key=len, default=[])
+    return largest if len(largest) >= 3 else []
+
+
+# Where a zoom on a crowded band may go, in axes fractions (x0, y0, width, height), largest first: the lower
+# left, below the line D = Ĥ − R, where no model is.
+_INSET_BOXES = sorted(((0.04, 0.06, w / 100, h / 100) for w in range(30, 65, 4) for h in range(30, 60, 4)),
+                      key=lambda box: -box[2] * box[3])
+
+
+def _inset_box(ax, h_hat: float, clear_px: float = 20.0):
+    """The largest (in area) of _INSET_BOXES whose top right corner is `clear_px` below the line D = Ĥ − R on screen
+    (the line falls with R, so then the whole box is below it, clear of every point); None if none is."""
+    for box in _INSET_BOXES:
+        corner = ax.transAxes.transform((box[0] + box[2], box[1] + box[3]))
+        r = ax.transData.inverted().transform(corner)[0]
+        line_y = ax.transData.transform((r, h_hat - r))[1]
+        if line_y - corner[1] >= clear_px:
+            return box
+    return None
+
+
+def spread(y, gap: float, low: float) -> np.ndarray:
+    """Positions as near `y` as can be with at least `gap` between neighbours, in `y`'s order, none below `low`
+    (labels in a column beside the points they name, pushed apart from the top down, then up off the floor)."""
+    y = np.asarray(y, float)
+    order = np.argsort(-y, kind="stable")          # from the top down
+    out = np.empty_like(y)
+    previous = np.inf
+    for i in order:
+        out[i] = previous = min(y[i], previous - gap)
+    return out + max(0.0, low - out.min()) if len(y) else out
+
+
+def _zoom_on_band(ax, frontier: Frontier, band: list[str], colours: dict, symlog: bool, r_end: float,
+                  d_floor: float):
+    """An inset in the empty region below the bound line that magnifies the crowded band of `band`'s families,
+    each frontier labelled there with its paper code; None where no inset fits."""
+    from matplotlib.patheffects import withStroke
+
+    box = _inset_box(ax, frontier.h_hat)
+    if box is None:
+        return None
+    pts = frontier.points
+    members = pts[pts["family"].isin(band)]
+    where = ax.transData.transform(np.column_stack([members["rate"].to_numpy(float),
+                                                    members["distortion"].to_numpy(float)]))
+    pad = MARKER_PT * ax.figure.dpi / 72
+    (r0, d0), (r1, d1) = ax.transData.inverted().transform([where.min(axis=0) - pad, where.max(axis=0) + pad])
+    inset = ax.inset_axes(box)
+    if symlog:
+        inset.set_xscale("symlog", linthresh=1.0, linscale=1.0)
+    _draw_plane(inset, frontier, colours, symlog, labels=False, r_end=r_end, d_floor=d_floor)
+    inset.set_xlim(r0, r1)
+    inset.set_ylim(d0, d1)
+    inset.tick_params(labelsize=7)
+    inset.grid(alpha=0.3)
+    inset.set_title(f"zoom: {len(band)} frontiers that run together", fontsize=8)
+    ax.indicate_inset_zoom(inset, edgecolor="0.3")
+    # Each frontier named at its high-rate end, where the lines part most: the names in a column just right of
+    # the inset (grey and empty: below the bound line), in the order of the ends, each joined to its end.
+    ends = [(name, pts[(pts["family"] == name) & pts["pareto"]].sort_values("rate").iloc[-1]) for name in band]
+    frame = inset.get_window_extent(inset.figure.canvas.get_renderer())
+    y_end = [inset.transData.transform((e["rate"], e["distortion"]))[1] for _, e in ends]
+    y_text = spread(y_end, 1.3 * 7 * ax.figure.dpi / 72, frame.y0)
+    for (name, end), y in zip(ends, y_text):
+        inset.annotate(FAMILIES[name].code or name, (end["rate"], end["distortion"]),
+                       xytext=(1.03, (y - frame.y0) / frame.height), textcoords="axes fraction", va="center",
+                       fontsize=7, fontweight="bold", color=colours[name], annotation_clip=False, zorder=4,
+                       path_effects=[withStroke(linewidth=2.5, foreground="white")],
+                       arrowprops=dict(arrowstyle="-", color=colours[name], lw=0.7, shrinkA=0, shrinkB=3))
+    return inset
+
+
+def figure(frontier: Frontier, *, rate_axis: str = "auto", label_limit: int = 80):
+    """The RD plane as a matplotlib figure (`plot` writes it): settings coloured by family (dashed frontier
+    for an IAF encoder, marker by objective, bars ±1 std over seeds where a setting has ≥ 2), family Pareto
+    frontiers as lines, the line D = Ĥ − R with the region below it shaded, β/σ labels, and where three or
+    more families' frontiers run together an inset that magnifies them. `rate_axis`: linear, symlog (linear
+    below 1 nat, logarithmic above), or auto (symlog where the rates span more than 10 nats)."""
+    if rate_axis not in RATE_AXES:
+        raise UserError(f"rate axis {rate_axis!r}: use one of {', '.join(RATE_AXES)}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -353,16 +537,9 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
     from matplotlib.lines import Line2D
     from matplotlib.patheffects import withStroke
 
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
     pts, h = frontier.points, frontier.h_hat
     families = list(dict.fromkeys(pts["family"]))
     colours = family_colours(families)
-    markers = {"beta": "o", "target-rate": "^", "squared-target-rate": "v", "free-bits": "s", "warmup": "D",
-               "two-stage": "P"}
-    names = {"beta": "β-VAE", "target-rate": "target rate |σ − R|", "squared-target-rate": "target rate (σ − R)²",
-             "free-bits": "free bits λ", "warmup": "KL warm-up (W epochs)", "two-stage": "two-stage (LiBI)"}
     plain = set(pts["objective"]) <= {"beta", "target-rate"}   # then a label is the bare β or σ
     stds = pts["encoder_std"].dropna().unique()
 
@@ -370,39 +547,32 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
     r_max = max(float(pts["rate"].max()), 0.25 * h) * 1.08
     d_max = max(float(pts["distortion"].max()), h) * 1.08
     # From D = 0 as in the paper, unless the points and the bound line sit in a thin band far above it (toy).
-    d_min = max(0.0, min(float(pts["distortion"].min()), h - r_max) - 0.05 * d_max)
+    # Below it where some D is negative (continuous data, where D = −log p(x|z) can be): the points stay in view.
+    lowest = float(pts["distortion"].min())
+    d_min = (lowest - 0.05 * (d_max - lowest) if lowest < 0
+             else max(0.0, min(lowest, h - r_max) - 0.05 * d_max))
     # Collapsed models crowd R ≈ 0 while others carry tens of nats: a rate axis linear below 1 nat and
-    # logarithmic above spreads both out (symlog), where the rates span that much.
-    symlog = r_max > 10
-    line_r = np.linspace(0.0, h, 400)
-    what = "H (exact)" if frontier.h_exact else "Ĥ (best −ELBO)"
-    ax.fill_between(line_r, 0, h - line_r, color="0.85", zorder=0, label=f"infeasible: D < {what} − R")
-    ax.plot(line_r, h - line_r, color="black", lw=1.2, ls="--", zorder=1, label=f"D = {what} − R, {h:.2f} nats")
+    # logarithmic above spreads both out (symlog), by default where the rates span that much.
+    symlog = r_max > 10 if rate_axis == "auto" else rate_axis == "symlog"
+    r_end = max(h, r_max)
+    bound = _draw_plane(ax, frontier, colours, symlog, labels=True, r_end=r_end, d_floor=d_min)
 
-    for name in families:
-        fam = pts[pts["family"] == name]
-        colour = colours[name]
-        front = fam[fam["pareto"]].sort_values("rate")
-        # Straight in R, D (a chord between two models), hence sampled densely: on a symlog axis it curves.
-        r = np.linspace(front["rate"].min(), front["rate"].max(), 300) if symlog else front["rate"]
-        ax.plot(r, np.interp(r, front["rate"], front["distortion"]), color=colour, lw=1.4, zorder=2)
-        for (objective, converged), sub in fam.groupby(["objective", "converged"]):
-            ax.errorbar(sub["rate"], sub["distortion"], xerr=sub["rate_std"], yerr=sub["distortion_std"],
-                        fmt=markers.get(objective, "s"), color=colour, ms=MARKER_PT,
-                        mec="black" if converged else colour,
-                        mew=0.4 if converged else 1.5, mfc=colour if converged else "white",
-                        elinewidth=0.8, capsize=2, zorder=3)
-    handles = [Line2D([], [], color=colours[n], marker="o", mec="black", mew=0.4, lw=1.4,
+    handles = [Line2D([], [], color=colours[n], marker="o", mec="black", mew=0.4, lw=1.4, ls=_family_dashes(n),
                       label=family_label(n)) for n in families]
-    handles += [Line2D([], [], color="0.4", marker=m, ls="", label=names[o])
-                for o, m in markers.items() if o in set(pts["objective"])]
+    handles += [Line2D([], [], color="0.4", marker=m, ls="", label=_OBJECTIVES[o])
+                for o, m in _MARKERS.items() if o in set(pts["objective"])]
+    if (pts["seeds"] >= 2).any():
+        handles.append(ax.errorbar([np.nan], [np.nan], xerr=[1.0], yerr=[1.0], fmt="o", color="0.4", ms=MARKER_PT,
+                                   elinewidth=0.8, capsize=2, label="±1 std over seeds" + (
+                                       " (settings with ≥ 2)" if (pts["seeds"] < 2).any() else "")))
     if not pts["converged"].all():
         handles.append(Line2D([], [], color="0.4", marker="o", mfc="white", mew=1.5, ls="",
                               label="unconverged (hollow): still improving at the epoch cap"))
-    handles += ax.get_legend_handles_labels()[0]
+    handles += bound   # the region below the bound line, then the line
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
-              title="family (paper code)\n" + ("labels: β, or σ for target rate" if plain else
-                                                "labels: the objective's setting") + (", posterior std" if len(stds) > 1 else ""),
+              title="family (paper code); dashed: IAF encoder\n"
+                    + ("labels: β, or σ for target rate" if plain else "labels: the objective's setting")
+                    + (", posterior std" if len(stds) > 1 else ""),
               title_fontsize=8)
     if symlog:
         ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
@@ -410,12 +580,15 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
     ax.set_ylim(d_min, d_max)
     ax.set_xlabel("rate R (nats)" + (": linear below 1, logarithmic above" if symlog else ""))
     ax.set_ylabel("distortion D (nats)")
-    seeds = int(pts["seeds"].max())
-    ax.set_title(f"{frontier.dataset}: rate–distortion, {frontier.split} split "
-                 f"({len(pts)} settings, up to {seeds} seed{'s' if seeds > 1 else ''} each, mean ± std)")
+    title = f"{frontier.dataset}: rate–distortion, {frontier.split} split"
+    ax.set_title(f"{title} ({seeds_note(pts)})" if len(title) + len(seeds_note(pts)) <= 95   # what fits one line
+                 else f"{title}\n{seeds_note(pts)}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    if len(pts) <= label_limit:   # labels last: crowding is judged on the final axes
+    # Judged on the final axes: which frontiers run together, and where the labels go.
+    band = crowded_band(ax, pts)
+    inset = _zoom_on_band(ax, frontier, band, colours, symlog, r_end, d_min) if band else None
+    if len(pts) <= label_limit:
         labels = []
         for p in pts.itertuples():
             label = point_knob(p).split("=", 1)[1] if plain else point_knob(p)
@@ -423,10 +596,23 @@ def plot(frontier: Frontier, path: str | Path, *, label_limit: int = 80) -> Path
                 label += f" {p.encoder_std}"
             labels.append(label)
         placed = marker_boxes(ax, pts["rate"], pts["distortion"], size_pt=MARKER_PT - 1)
+        if inset is not None:   # the β labels keep off the inset
+            placed.append(inset.get_window_extent(fig.canvas.get_renderer()).padded(4))
         for (r, d), text in crowded_labels(ax, pts["rate"], pts["distortion"], labels):
             label = ax.annotate(text, (r, d), xytext=_LABEL_SPOTS[0][0], textcoords="offset points", fontsize=6,
                                 color="0.25", zorder=4, path_effects=[withStroke(linewidth=2, foreground="white")])
             place_label(label, placed)
+    return fig
+
+
+def plot(frontier: Frontier, path: str | Path, *, rate_axis: str = "auto", label_limit: int = 80) -> Path:
+    """The RD plane (`figure`) as a PNG at `path`."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
+    fig = figure(frontier, rate_axis=rate_axis, label_limit=label_limit)
+    import matplotlib.pyplot as plt   # after figure() chose the Agg backend
+
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path

@@ -25,11 +25,12 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 from rdsweep.models.encoders import LOG_2PI, GaussianEncoder
+from rdsweep.uncertainty import LATENT_EXAMPLES
 
 # The metrics draw their z-samples from their own generator state, fixed once for all, so two evaluations of
 # the same weights agree exactly and the caller's random stream does not move (as `evaluate.validate`).
 _NOISE = 0x1A7E47
-MAX_EXAMPLES = 1000          # default cap on the examples of a split (the first ones: splits are shuffled)
+MAX_EXAMPLES = LATENT_EXAMPLES   # default cap on the examples of a split (the first ones: splits are shuffled)
 MAX_TRAIN_EXAMPLES = 10_000  # cap on the probe's training examples (the first ones of train_x)
 MI_SAMPLES = 4               # z-draws per example for the mutual information estimate
 MEAN_SAMPLES = 32            # z-draws per example for E[z|x] of an encoder that is not Gaussian (the IAF)

@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich import box
 from rich.console import Group
@@ -39,8 +40,9 @@ from rich.text import Text
 
 from rdsweep.collect import cell_order
 from rdsweep.errors import UserError
-from rdsweep.frontier import analyse, family_label, point_knob, read_table
+from rdsweep.frontier import analyse, family_label, point_knob, read_table, setting_key
 from rdsweep.models.families import FAMILIES
+from rdsweep.uncertainty import RESOLVED_AT, load_examples, mean_se, seed_spread
 
 CRITERIA = ("valid-elbo", "iwae", "probe-accuracy")   # plus one rate criterion per --rate σ, probe per --probe p
 OVERALL = "overall"
@@ -59,8 +61,11 @@ _NO_VALUES = {"iwae": "no cell has an IWAE bound", "probe-accuracy": "no cell ha
 _SHORT = {"valid-elbo": "elbo=valid-elbo", "probe-accuracy": "probe=probe-accuracy", "rate": "R≥σ=rate≥σ",
           "probe": "p≥P=probe≥P"}
 _IDENTITY = ["cell_id", "experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate",
-             "free_bits", "warmup_epochs", "encoder_std", "seed", "status"]
-_REPORTED = ["rate", "distortion", "elbo", "iwae", "mutual_info", "marginal_kl", "active_units", "probe_accuracy"]
+             "free_bits", "warmup_epochs", "encoder_std", "seed", "status", "examples_file"]
+_REPORTED = ["rate", "distortion", "elbo", "iwae", "mutual_info", "marginal_kl", "active_units", "probe_accuracy",
+             "elbo_se", "probe_accuracy_se", "mutual_info_at_ceiling", "seeds", "seeds_se"]
+# The error of each criterion's score, for ties: a score column → its standard error column.
+_SCORE_SE = {"elbo": "elbo_se", "probe_accuracy": "probe_accuracy_se"}
 
 
 @dataclass(frozen=True)
@@ -103,27 +108,34 @@ class Selection:
     has_probe: bool                   # some candidate has a probe accuracy on the judging split
     picks: list[dict]                 # one per scope (overall, then each family) × criterion; `--json` prints them
     reference: dict                   # the overall valid-elbo pick, asked for or not: what costs are measured from
+    by_setting: bool = False          # candidates are settings (their seeds' means), not cells
 
 
 def select(path: str | Path, by: list[str] | None = None, rates: list[float] | None = None,
            split: str = "valid", report_split: str = "test", include_unconverged: bool = False,
-           probes: list[float] | None = None) -> Selection:
+           probes: list[float] | None = None, by_setting: bool = False) -> Selection:
     """Each criterion's pick among the table's cells, overall and per family (module docstring).
     `by` None: every criterion the table can answer; `rates`: one rate criterion per σ (nats); `probes`: one
-    probe criterion per p (a probe accuracy)."""
+    probe criterion per p (a probe accuracy); `by_setting`: judge each setting by its seeds' mean."""
     path = Path(path)
     judged_rows = read_table(path, split, include_unconverged)
     reported_rows = judged_rows if report_split == split else read_table(path, report_split, include_unconverged)
     cells = _records(judged_rows)
+    if by_setting:
+        cells = _settings(cells)
     criteria = _criteria(path, cells, by, rates or [], probes or [], split)
 
     # Regimes as `rdsweep frontier --split REPORT` labels them: each pick gets its setting's.
     frontier = analyse(reported_rows.dropna(subset=["rate", "distortion"]), report_split)
-    reported = {(r["experiment"], r["cell_id"]): r for r in _records(reported_rows)}
+    reported_records = _records(reported_rows)
+    reported = {(r["experiment"], r["cell_id"]): r for r in (_settings(reported_records) if by_setting else reported_records)}
+    examples = _Examples(path, split, report_split)
 
     def numbers(cell: dict) -> dict:
         row = reported.get((cell["experiment"], cell["cell_id"]), {})
         out = {name: row.get(name) for name in _REPORTED}
+        errors = [e for e in (out["elbo_se"], out["seeds_se"]) if e is not None]
+        out["elbo_error"] = max(errors) if errors else None   # the larger of the examples' and the seeds' error
         out["regime"] = (None if out["rate"] is None else
                          frontier.regime_of(cell))
         return out
@@ -145,14 +157,115 @@ def select(path: str | Path, by: list[str] | None = None, rates: list[float] | N
                     "setting": point_knob(cell) if cell else None,
                     "judged_on": split, "score": cell[SCORE[criterion.name]] if cell else None,
                     "judged_rate": cell["rate"] if cell else None, "reported_on": report_split,
-                    **(numbers(cell) if cell else dict.fromkeys(_REPORTED + ["regime"]))}
+                    **(numbers(cell) if cell else dict.fromkeys(_REPORTED + ["regime", "elbo_error"]))}
             pick["elbo_given_up"] = (None if pick["elbo"] is None or ref["elbo"] is None
                                      else ref["elbo"] - pick["elbo"])
+            pick["elbo_given_up_se"] = (None if pick["elbo_given_up"] is None else
+                                        examples.difference_se(ref, pick, reported_split=True))
+            pick["tied"] = [_name(c, scope == OVERALL, by_setting) for c in _tied(cell, among, criterion, examples)
+                            ] if cell else []
             picks.append(pick)
+    seeds = {c["seed"] for c in cells} if not by_setting else {s for c in cells for s in c["seed_list"]}
     return Selection(path, str(judged_rows["dataset"].iloc[0]), split, report_split,
                      "converged and unconverged" if include_unconverged else "converged", len(cells),
-                     len({c["seed"] for c in cells}), families, criteria,
-                     any(c["probe_accuracy"] is not None for c in cells), picks, reference)
+                     len(seeds), families, criteria,
+                     any(c["probe_accuracy"] is not None for c in cells), picks, reference, by_setting)
+
+
+def _name(c: dict, with_family: bool, by_setting: bool) -> str:
+    """A candidate as a tied list names it: paper code (overall), setting, and seed (cells)."""
+    family = f"{FAMILIES[c['family']].code or c['family']} " if with_family else ""
+    return family + point_knob(c) + ("" if by_setting else f" seed {c['seed']}")
+
+
+def _settings(cells: list[dict]) -> list[dict]:
+    """One candidate per setting: its seeds' mean R, D, ELBO, probe (the first cell stands for its identity),
+    with `seeds`, and `seeds_se` the standard error of the ELBO's seed mean (None for one seed)."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        groups.setdefault(setting_key(c), []).append(c)
+    out = []
+    for members in groups.values():
+        setting = {**members[0], "seed": None, "examples_file": None, "seeds": len(members),
+                   "seed_list": [c["seed"] for c in members],
+                   "cells": [c["cell_id"] for c in members], "examples_files": [c["examples_file"] for c in members]}
+        for key in ("rate", "distortion", "iwae", "mutual_info", "marginal_kl", "active_units", "probe_accuracy"):
+            values = [c[key] for c in members if c[key] is not None]
+            setting[key] = sum(values) / len(values) if len(values) == len(members) else None
+        setting["elbo"] = -(setting["rate"] + setting["distortion"])
+        setting["seeds_se"] = seed_spread([c["elbo"] for c in members])
+        # the seeds are evaluated on the same examples: their errors do not average out
+        setting["elbo_se"] = max([c["elbo_se"] for c in members if c["elbo_se"] is not None], default=None)
+        ceilings = [c["mutual_info_at_ceiling"] for c in members]
+        setting["mutual_info_at_ceiling"] = any(ceilings) if None not in ceilings else None
+        setting["probe_accuracy_se"] = max([c["probe_accuracy_se"] for c in members if c["probe_accuracy_se"] is not None],
+                                           default=None)
+        out.append(setting)
+    return sorted(out, key=cell_order)
+
+
+class _Examples:
+    """Per-example values of the candidates (rdsweep/uncertainty.py), read once each, for paired errors."""
+
+    def __init__(self, path: Path, judged_on: str, reported_on: str):
+        self.root, self.splits, self.cache = path.parent, {False: judged_on, True: reported_on}, {}
+
+    def elbo(self, candidate: dict, reported_split: bool) -> np.ndarray | None:
+        # a setting's cells that kept them (rdsweep 0.5 on): their paired error stands for the others'
+        files = [f for f in candidate.get("examples_files") or [candidate.get("examples_file")] if f is not None]
+        if not files:
+            return None
+        split = self.splits[reported_split]
+        values = []
+        for f in files:
+            if (f, split) not in self.cache:
+                try:
+                    rate, distortion = load_examples(self.root / f, split)
+                    self.cache[f, split] = -(rate + distortion)
+                except (OSError, KeyError, ValueError):
+                    self.cache[f, split] = None
+            values.append(self.cache[f, split])
+        if any(v is None for v in values) or len({len(v) for v in values}) > 1:
+            return None
+        return np.mean(values, axis=0)
+
+    def difference_se(self, a: dict, b: dict, reported_split: bool = False) -> float | None:
+        """The error of ELBO(a) − ELBO(b): paired over examples where both have per-example values (else from
+        their standard errors as independent), and for settings the larger of that and their seeds' spread.
+        On the reported split the candidates' standard errors are those of the judged split, a close stand-in."""
+        if (a["experiment"], a["cell_id"]) == (b["experiment"], b["cell_id"]):
+            return 0.0
+        ea, eb = self.elbo(a, reported_split), self.elbo(b, reported_split)
+        if ea is not None and eb is not None and len(ea) == len(eb):
+            examples = mean_se(ea - eb)
+        elif a["elbo_se"] is not None and b["elbo_se"] is not None:
+            examples = math.hypot(a["elbo_se"], b["elbo_se"])
+        else:
+            examples = None
+        seeds = (math.hypot(a["seeds_se"], b["seeds_se"]) if a.get("seeds_se") is not None
+                 and b.get("seeds_se") is not None else None)
+        known = [e for e in (examples, seeds) if e is not None]
+        return max(known) if known else None
+
+
+def _tied(pick: dict, among: list[dict], criterion: Criterion, examples: _Examples) -> list[dict]:
+    """The candidates whose score is within RESOLVED_AT standard errors of the pick's (judging split): as good
+    as the pick at this noise. ELBO scores use paired errors where the per-example values are kept."""
+    score = SCORE[criterion.name]
+    qualified = _best(among, criterion, pool_only=True)
+    tied = []
+    for c in qualified:
+        if (c["experiment"], c["cell_id"]) == (pick["experiment"], pick["cell_id"]):
+            continue
+        if score == "elbo":
+            se = examples.difference_se(pick, c)
+        elif score in _SCORE_SE and pick[_SCORE_SE[score]] is not None and c[_SCORE_SE[score]] is not None:
+            se = math.hypot(pick[_SCORE_SE[score]], c[_SCORE_SE[score]])
+        else:
+            se = None
+        if se is not None and abs(pick[score] - c[score]) <= RESOLVED_AT * se:
+            tied.append(c)
+    return tied
 
 
 def _records(rows: pd.DataFrame) -> list[dict]:
@@ -164,6 +277,7 @@ def _records(rows: pd.DataFrame) -> list[dict]:
         if row["rate"] is None or row["distortion"] is None:
             continue
         row["elbo"] = -(row["rate"] + row["distortion"])
+        row["seeds"] = 1
         records.append(row)
     return sorted(records, key=cell_order)
 
@@ -201,12 +315,15 @@ def _criteria(path: Path, cells: list[dict], by: list[str] | None, rates: list[f
             + [Criterion("probe", min_probe=float(p)) for p in dict.fromkeys(probes)])
 
 
-def _best(cells: list[dict], criterion: Criterion) -> tuple[dict | None, int]:
-    """The criterion's pick (None if no cell qualifies) and the number of cells it chose among."""
+def _best(cells: list[dict], criterion: Criterion, pool_only: bool = False):
+    """The criterion's pick (None if no cell qualifies) and the number of cells it chose among; with
+    pool_only, the cells that qualify."""
     score = SCORE[criterion.name]
     pool = [c for c in cells if c[score] is not None
             and (criterion.name != "rate" or c["rate"] >= criterion.min_rate)
             and (criterion.name != "probe" or (c["probe_accuracy"] or 0) >= criterion.min_probe)]
+    if pool_only:
+        return pool
     # max() keeps the first of equal maxima, and the cells are in the tie order.
     return (max(pool, key=lambda c: c[score]) if pool else None), len(pool)
 
@@ -229,17 +346,34 @@ def render(selection: Selection, width: int = 80) -> Group:
     several families), and the ELBO price of a useful latent. `width`: the columns the tables should fit (they
     grow past it rather than cut a number)."""
     s = selection
-    head = Text(f"{s.dataset}: {s.cells} {s.included} cells of {len(s.families)} "
+    what = (f"settings ({s.seeds} seeds at most; each judged by its seeds' mean)" if s.by_setting
+            else f"{s.included} cells")
+    head = Text(f"{s.dataset}: {s.cells} {what} of {len(s.families)} "
                 f"famil{'y' if len(s.families) == 1 else 'ies'} in {s.path}. Each criterion picks by its score on "
                 f"the {s.judged_on} split; R, D, ELBO (nats) and the latent's numbers are on the {s.reported_on} "
-                "split; AU: active units; cost: the ELBO given up against the valid-elbo pick.")
+                "split; ±: the ELBO's standard error (examples" + (", or seeds where larger" if s.by_setting else "")
+                + "); I(x;z) ≥: at its log N ceiling; AU: active units; cost: the ELBO given up against the "
+                "valid-elbo pick.")
     overall = [[p] for p in s.picks if p["scope"] == OVERALL]
     parts = [head, Text(""), _table(s, overall, per_family=False)]
     if len(s.families) > 1:   # one table, a family's rows together under its paper code: a study fits a screen
         parts += [Text(""), _table(s, [row for f in s.families for row in _folded(s, f)], per_family=True,
                                           width=width)]
-    parts += [Text("")] + [Text(line) for line in cost_lines(s)]
+    ties = tied_lines(s)
+    parts += [Text("")] + [Text(line) for line in ties] + ([Text("")] if ties else [])
+    parts += [Text(line) for line in cost_lines(s)]
     return Group(*parts)
+
+
+def tied_lines(s: Selection) -> list[str]:
+    """The overall picks that are not alone: the candidates within 2 standard errors of each on the judging split."""
+    lines = []
+    for p in s.picks:
+        if p["scope"] == OVERALL and p["tied"]:
+            n = len(p["tied"])
+            lines.append(f"{Criterion.of(p).label}: tied with its pick at this noise ({n} within "
+                         f"{RESOLVED_AT:g} standard errors on {s.judged_on}): " + ", ".join(p["tied"]))
+    return lines
 
 
 def _folded(s: Selection, family: str) -> list[list[dict]]:
@@ -267,13 +401,15 @@ def _table(s: Selection, rows: list[list[dict]], per_family: bool, width: int = 
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, padding=0)  # the box's blank divider is the gap
     columns = ["code", "picked by", "setting"] if per_family else ["criterion", "model"]
-    columns += (["seed"] if s.seeds > 1 else []) + ["R"] + ([] if per_family else ["D"]) + [
-        "ELBO", "IWAE", "regime", "I(x;z)", "AU", "probe", "cost"]
+    seed_column = "seeds" if s.by_setting else "seed"
+    columns += ([seed_column] if s.seeds > 1 else []) + ["R"] + ([] if per_family else ["D"]) + [
+        "ELBO", "±", "IWAE", "regime", "I(x;z)", "AU", "probe", "cost"]
     picks = [criteria[0] for criteria in rows]
-    empty = {column for column, key in (("IWAE", "iwae"), ("I(x;z)", "mutual_info"), ("probe", "probe_accuracy"))
+    empty = {column for column, key in (("IWAE", "iwae"), ("I(x;z)", "mutual_info"), ("probe", "probe_accuracy"),
+                                        ("±", "elbo_error"))
              if all(p[key] is None for p in picks)}
     columns = [c for c in columns if c not in empty]
-    numeric = {"seed", "R", "D", "ELBO", "IWAE", "I(x;z)", "AU", "probe", "cost"}
+    numeric = {"seed", "seeds", "R", "D", "ELBO", "±", "IWAE", "I(x;z)", "AU", "probe", "cost"}
     lines = []
     for i, (criteria, p) in enumerate(zip(rows, picks)):
         picked = p["cell_id"] is not None
@@ -285,9 +421,11 @@ def _table(s: Selection, rows: list[list[dict]], per_family: bool, width: int = 
             "criterion": Criterion.of(p).label, "picked by": [Criterion.of(c).short for c in criteria],
             "setting": setting,
             "model": f"{FAMILIES[p['family']].code or p['family']} {setting}" if picked else setting,
-            "seed": _fmt(p["seed"], "d"),
-            "R": _fmt(p["rate"]), "D": _fmt(p["distortion"]), "ELBO": _fmt(p["elbo"]), "IWAE": _fmt(p["iwae"]),
-            "regime": p["regime"] or "", "I(x;z)": _fmt(p["mutual_info"]), "AU": _fmt(p["active_units"], "d"),
+            "seed": _fmt(p["seed"], "d"), "seeds": _fmt(p["seeds"], "d"),
+            "R": _fmt(p["rate"]), "D": _fmt(p["distortion"]), "ELBO": _fmt(p["elbo"]), "±": _fmt(p["elbo_error"]),
+            "IWAE": _fmt(p["iwae"]), "regime": p["regime"] or "",
+            "I(x;z)": ("≥" if p["mutual_info_at_ceiling"] else "") + _fmt(p["mutual_info"]),
+            "AU": _fmt(p["active_units"], "d"),
             "probe": _fmt(p["probe_accuracy"], ".3f"),
             "cost": "" if any(c["criterion"] == "valid-elbo" for c in criteria) else _fmt(p["elbo_given_up"]),
         }
@@ -343,10 +481,13 @@ def cost_lines(s: Selection) -> list[str]:
             lines.append(f"The valid-elbo pick is also the {name} pick ({_describe(ref)}): here {what} costs "
                          "no ELBO.")
         elif p["elbo_given_up"] is not None:
-            cost = p["elbo_given_up"]
-            price = (f"costs {cost:.2f} nats of {report} ELBO" if cost >= 0 else
-                     f"gains {-cost:.2f} nats of {report} ELBO (the {report} split disagrees with the "
+            cost, se = p["elbo_given_up"], p["elbo_given_up_se"]
+            error = "" if se is None else f" ± {se:.2f}"
+            price = (f"costs {cost:.2f}{error} nats of {report} ELBO" if cost >= 0 else
+                     f"gains {-cost:.2f}{error} nats of {report} ELBO (the {report} split disagrees with the "
                      f"{s.judged_on} split)")
+            if se is not None and abs(cost) <= RESOLVED_AT * se:
+                price += f", not resolved at this noise ({RESOLVED_AT:g} standard errors)"
             lines.append(f"{what[0].upper()}{what[1:]} {price}: the {name} pick ({_describe(p)}) against the "
                          f"valid-elbo pick ({_describe(ref)}).")
     if not any(c.name in _PRICED for c in s.criteria):
@@ -357,6 +498,7 @@ def cost_lines(s: Selection) -> list[str]:
 
 
 def _describe(p: dict) -> str:
-    probe = "" if p["probe_accuracy"] is None else f", probe {p['probe_accuracy']:.3f}"
+    probe = "" if p["probe_accuracy"] is None else f", probe {p['probe_accuracy']:.3f}" + (
+        "" if p["probe_accuracy_se"] is None else f" ± {p['probe_accuracy_se']:.3f}")
     rate = "" if p["rate"] is None else f": R {p['rate']:.2f}"
     return f"{family_label(p['family'])} {p['setting']}{rate}{probe}, {p['regime'] or 'no regime'}"

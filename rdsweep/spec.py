@@ -6,8 +6,9 @@ A spec is data, in the manner of disentanglement_lib's study files:
     families = ["toy"]          # names or paper codes, or "all" (every family for the dataset's kind)
     seeds = [0, 1]
     size = "small"
-    [budget]      epochs (a cap), batch_size, lr, schedule, eval_every, patience, min_delta,
-                  lr_reductions, lr_divisor (the stopping rule: rdsweep/stopping.py)
+    [budget]      epochs (a cap), batch_size, lr, schedule, eval_every, patience, min_delta (nats),
+                  min_delta_relative (neither: 1e-4 relative), lr_reductions, lr_divisor (the stopping
+                  rule: rdsweep/stopping.py)
     [evaluation]  eval_samples, iwae_k, images (grids per image cell: EXPERIMENT/grids/<cell_id>.png),
                   keep_model (the evaluated weights: EXPERIMENT/models/<cell_id>.pt)
     encoder_std = "learned" | "shared" | 0.5 (or a list: an axis; default: each family's own)
@@ -31,7 +32,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rdsweep.cells import BETA_OBJECTIVES, MAX_COUNT, OBJECTIVES, Cell
+from rdsweep.cells import BETA_OBJECTIVES, MAX_COUNT, OBJECTIVES, Cell, tolerance
 from rdsweep.datasets import parse_dataset
 from rdsweep.errors import SpecError, UserError
 from rdsweep.models.families import FAMILIES, get_family
@@ -58,6 +59,7 @@ class BudgetTable(_Table):          # unset keys take the Cell defaults; Cell.va
     eval_every: Optional[int] = None
     patience: Optional[int] = None
     min_delta: Optional[float] = None
+    min_delta_relative: Optional[float] = None   # neither: cells.tolerance's relative default
     lr_reductions: Optional[int] = None
     lr_divisor: Optional[float] = None
 
@@ -170,7 +172,8 @@ class Spec:
         cap that may be raised (unconverged cells then continue), unless the schedule is 'paper', whose
         learning rate depends on it. Keeping the weights changes no number, so it may differ between launches."""
         b = self.base
-        budget = {key: getattr(b, key) for key in sorted(BudgetTable.model_fields)}
+        # min_delta_relative only when used: specs that give min_delta alone keep their experiments' protocol
+        budget = {key: getattr(b, key) for key in sorted(BudgetTable.model_fields) if getattr(b, key) is not None}
         if b.schedule != "paper":
             del budget["epochs"]
         return {"dataset": b.dataset, "size": b.size, "budget": budget,
@@ -231,8 +234,9 @@ def _parse(path: Path, raw: dict) -> Spec:
         raise SpecError(f"{path}: {_first_error(e)}") from None
     dataset, data_kind = _dataset(file.dataset, lambda m: fail("dataset", m))
     families = _families(file.families, data_kind, dataset, lambda m: fail("families", m))
-    base = Cell(dataset=dataset, size=file.size, **file.budget.model_dump(exclude_none=True),
-                **file.evaluation.model_dump(exclude_none=True))
+    budget = file.budget.model_dump(exclude_none=True)
+    budget.update(tolerance(budget.pop("min_delta", None), budget.pop("min_delta_relative", None)))
+    base = Cell(dataset=dataset, size=file.size, **budget, **file.evaluation.model_dump(exclude_none=True))
     try:
         base = base.validated()
     except UserError as e:  # its message names the field: size, epochs, lr, iwae_k...
@@ -330,4 +334,7 @@ def cli_overrides(**options) -> dict:
             except ValueError:
                 raise SpecError(f"--gpus-per-trial must be 'auto' or a number, got {value!r}") from None
         overrides[where.get(key, key)] = value
+    tolerances = ("budget.min_delta", "budget.min_delta_relative")
+    if any(key in overrides for key in tolerances):   # a tolerance on the command line replaces the file's
+        overrides.update({key: overrides.get(key) for key in tolerances})
     return overrides

@@ -1,8 +1,12 @@
 """The stopping rule: when a trial has converged, judged on the valid split's objective.
 
 Every `eval_every` epochs the trainer hands the rule the valid objective (the cell's own loss, with its
-evaluation noise held fixed). An evaluation *improves* when it beats the best so far by more than
-`min_delta` nats. After `patience` evaluations without an improvement the objective has plateaued:
+evaluation noise held fixed). An evaluation *improves* when it beats the objective of the last improvement
+by more than the rule's `tolerance`: `min_delta` nats, or `min_delta_relative` of that objective's size (at
+least 1 nat), whichever is larger. The relative tolerance is the default of specs and `rdsweep train`
+(DEFAULT_RELATIVE_DELTA): it scales with the data, as an absolute one cannot (0.05 nats is 0.05 % of a
+digit model's objective and 0.4 % of lingauss's, where it stopped a β = 4 model at 61 % of its rate:
+docs/convergence.md). After `patience` evaluations without an improvement the objective has plateaued:
 
 - with the `plateau` schedule, the trainer restores the best state and divides the learning rate by
   `lr_divisor`, up to `lr_reductions` times; the next plateau after the last reduction stops the trial;
@@ -27,12 +31,16 @@ import math
 from dataclasses import asdict, dataclass, field
 
 CONTINUE, REDUCE, STOP = "continue", "reduce", "stop"
+# The tolerance when a spec or command gives none: 1e-4 of the objective's size, 0.0012 nats on lingauss at
+# β = 4 (R within 1.3 % of the closed form, where 0.05 nats missed it by 39 %), 0.006–0.013 on mnist5k.
+# Measured in docs/convergence.md.
+DEFAULT_RELATIVE_DELTA = 1e-4
 
 
 @dataclass
 class StoppingRule:
     patience: int
-    min_delta: float
+    min_delta: float                # nats an improvement must exceed (see `tolerance`)
     lr_reductions: int = 0          # how many times a plateau divides the rate before one stops the trial
     best: float = math.inf          # the lowest valid objective seen: its state is the trial's point
     best_epoch: int = 0
@@ -42,6 +50,7 @@ class StoppingRule:
     start_after: int = 0            # epochs the rule ignores: a warm-up's ramp
     blowups: list[int] = field(default_factory=list)  # epochs whose evaluation blew up
     waiting_since: int = 0          # the epoch of the last improvement or reduction: where a plateau begins
+    min_delta_relative: float | None = None  # and this fraction of the reference's size; None: unused
 
     @classmethod
     def for_cell(cls, cell) -> "StoppingRule":
@@ -49,12 +58,20 @@ class StoppingRule:
         get = cell.get if isinstance(cell, dict) else lambda name: getattr(cell, name)
         reductions = get("lr_reductions") if get("schedule") == "plateau" else 0
         return cls(patience=get("patience"), min_delta=get("min_delta"), lr_reductions=reductions,
-                   start_after=get("warmup_epochs") or 0)
+                   start_after=get("warmup_epochs") or 0, min_delta_relative=get("min_delta_relative"))
+
+    @property
+    def tolerance(self) -> float:
+        """The improvement over `reference` that counts, in nats: min_delta, or min_delta_relative of the
+        reference's size (at least 1 nat, as for blow-ups: objectives near zero or negative), the larger."""
+        if self.min_delta_relative is None or not math.isfinite(self.reference):
+            return self.min_delta
+        return max(self.min_delta, self.min_delta_relative * max(abs(self.reference), 1.0))
 
     def update(self, epoch: int, objective: float) -> str:
         """Record the valid objective after `epoch`; returns CONTINUE, REDUCE or STOP. When `best_epoch`
         becomes `epoch`, this epoch's state is the new best (the trainer keeps it), even for a gain below
-        min_delta; only gains above min_delta (accumulated over evaluations, as in Keras) reset the patience.
+        the tolerance; only gains above it (accumulated over evaluations, as in Keras) reset the patience.
         Evaluations within a warm-up's ramp (epoch ≤ start_after) are not judged at all."""
         if epoch <= self.start_after:
             return CONTINUE
@@ -62,7 +79,7 @@ class StoppingRule:
             self.blowups.append(epoch)
         if objective < self.best:
             self.best, self.best_epoch = objective, epoch
-        if objective < self.reference - self.min_delta:
+        if objective < self.reference - self.tolerance:
             self.reference, self.waited, self.waiting_since = objective, 0, epoch
             return CONTINUE
         self.waited += 1

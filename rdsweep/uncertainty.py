@@ -16,6 +16,7 @@ import numpy as np
 
 from rdsweep.files import atomic_write
 
+LATENT_EXAMPLES = 1000   # the examples of a split the latent's worth is measured on (rdsweep/latent.py)
 RESOLVED_AT = 2.0   # a difference is resolved when it exceeds this many standard errors of its larger source
 
 

@@ -247,7 +247,7 @@ def test_fashion_mnist_from_debian(tmp_path):
 # --- names -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, message", [
-    ("cifar10", "unknown dataset 'cifar10': use mnist5k, toy, lingauss, curve, amat:DIR, idx:DIR"),
+    ("cifar10", "unknown dataset 'cifar10': use mnist5k, mnist, toy, lingauss, curve, amat:DIR, idx:DIR"),
     ("amat:", "names no directory"),
     ("idx:  ", "names no directory"),
     ("toy:x", "unknown dataset"),
@@ -259,6 +259,6 @@ def test_bad_names(tmp_path, name, message):
 
 
 def test_registry_describes_every_dataset():
-    assert list(DATASETS) == ["mnist5k", "toy", "lingauss", "curve", "amat:DIR", "idx:DIR"]
+    assert list(DATASETS) == ["mnist5k", "mnist", "toy", "lingauss", "curve", "amat:DIR", "idx:DIR"]
     assert all(kind in ("image", "toy", "lingauss", "curve") and about and "\n" not in about
                for kind, about in DATASETS.values())

@@ -298,6 +298,7 @@ def test_deterministic_and_leaves_the_rng_alone(mnist5k):
     assert model.training  # the caller's mode is restored
     torch.manual_seed(7)  # a different caller stream changes nothing
     assert latent_worth(model, mnist5k.test, **kwargs) == first
-    assert set(first) == {"mutual_info", "active_units", "probe_accuracy"}
+    assert set(first) == {"mutual_info", "active_units", "probe_accuracy", "latent_examples"}
+    assert first["latent_examples"] == len(mnist5k.test)   # 500, under the 1,000 cap
     # An untrained model's I is ≈ 0, and the estimate may then fall a hair below 0 by the draws' noise.
     assert -1e-3 <= first["mutual_info"] <= math.log(500) and isinstance(first["active_units"], int)

@@ -93,3 +93,37 @@ def test_a_replayed_rule_sees_the_blowup_an_older_rule_did_not_record():
     assert old.update(5, 97.0) == STOP and old.calm
     rebuilt = replay(cell, history)[-1]
     assert rebuilt.update(5, 97.0) == STOP and not rebuilt.calm
+
+
+
+def test_a_relative_tolerance_scales_with_the_objective():
+    # 1e-3 of the objective: 0.1 nats at 100, 0.01 at 10. Gains of 0.03 nats per evaluation are a plateau
+    # on the first scale and progress on the second.
+    def rule():
+        return StoppingRule(patience=3, min_delta=0.0, min_delta_relative=1e-3)
+    large, small = rule(), rule()
+    assert run(large, [100.0, 99.97, 99.94, 99.91]) == [CONTINUE, CONTINUE, CONTINUE, STOP]
+    assert large.tolerance == 1e-3 * 100.0 and large.best == 99.91
+    assert run(small, [10.0, 9.97, 9.94, 9.91, 9.88]) == [CONTINUE] * 5 and small.waited == 0
+    # near zero or below (continuous data) the size counts as at least 1 nat, as for blow-ups
+    near_zero = rule()
+    near_zero.update(1, -0.2)
+    assert near_zero.tolerance == 1e-3
+    # with both, the larger counts; before the first evaluation, min_delta alone
+    both = StoppingRule(patience=3, min_delta=0.05, min_delta_relative=1e-4)
+    assert both.tolerance == 0.05
+    both.update(1, 1000.0)
+    assert both.tolerance == 0.1
+
+
+def test_a_relative_rule_is_rebuilt_from_its_cell_and_history():
+    cell = {"schedule": "plateau", "patience": 2, "min_delta": 0.0, "min_delta_relative": 1e-3,
+            "lr_reductions": 1, "warmup_epochs": None}
+    values = [100.0, 99.95, 99.92, 99.5, 99.45, 99.44]
+    rule = StoppingRule.for_cell(cell)
+    assert run(rule, values) == [CONTINUE, CONTINUE, REDUCE, CONTINUE, CONTINUE, STOP]
+    history = [{"epoch": e, "valid_objective": v} for e, v in enumerate(values, start=1)]
+    assert replay(cell, history) == [rule] and StoppingRule.from_state(rule.state()) == rule
+    # a cell written before the field existed has none: its rule is the absolute one it always was
+    old = StoppingRule.for_cell({k: v for k, v in cell.items() if k != "min_delta_relative"})
+    assert old.min_delta_relative is None and run(old, values) == [CONTINUE] * 6   # min_delta 0: every gain

@@ -124,6 +124,18 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     assert (table["elbo"] == -(table["rate"] + table["distortion"])).all()
     assert table["true_entropy"].notna().all() and table["paper_code"].isna().all()
     assert sorted(table["objective"].unique()) == ["beta", "target-rate"]
+    # Every cell keeps each example's R and D: their means are its numbers, their spread its standard errors.
+    from rdsweep.uncertainty import load_examples
+    for cell_id, r in results.items():
+        for split in ("train", "valid", "test"):
+            rate, distortion = load_examples(experiment.examples_path(cell_id), split)
+            assert len(rate) == r["splits"][split]["examples_n"] == len(toy.split(split))
+            assert rate.mean() == pytest.approx(r["splits"][split]["rate"], rel=1e-12)
+            assert distortion.mean() == pytest.approx(r["splits"][split]["distortion"], rel=1e-12)
+    assert ((table["elbo_se"] > 0) & (table["elbo_se"] < 1)).all() and table["examples_file"].notna().all()
+    done = rdsweep("compare", experiment.path / "frontier.parquet", "toy β=0.3", "toy β=3")
+    assert done.returncode == 0, done.stderr
+    assert "R: A is higher by" in done.stdout and "resolved (beyond 2 standard errors)" in done.stdout
 
     done = rdsweep("frontier", experiment.path / "frontier.parquet", "--plot")
     assert done.returncode == 0, done.stderr

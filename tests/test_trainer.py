@@ -161,7 +161,9 @@ def test_the_evaluation_batch_does_not_change_the_numbers():
     by_default = evaluate(model, x)
     torch.manual_seed(3)
     in_one_batch = evaluate(model, x, batch_size=200)
+    examples, examples_in_one_batch = by_default.pop("examples"), in_one_batch.pop("examples")
     assert in_one_batch["rate"] > 1 and by_default == in_one_batch
+    assert all((examples[k] == examples_in_one_batch[k]).all() for k in ("rate", "distortion"))
 
 
 def test_a_larger_cap_continues_to_the_state_of_an_uninterrupted_run():
