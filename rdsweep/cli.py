@@ -85,6 +85,33 @@ class Schedule(str, Enum):
     plateau = "plateau"
 
 
+class Show(str, Enum):
+    both = "both"
+    objective = "objective"
+    elbo = "elbo"
+
+
+def _figure_path(path: Path, option: str) -> Path:
+    """The file a figure option really writes: matplotlib picks the format by the suffix and adds .png to a
+    name without one, so that is the path named in "wrote …". A directory, a missing folder or a suffix
+    matplotlib cannot write is a UserError before anything is computed."""
+    import os
+
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a directory: give a file name, e.g. {path / 'plot.png'}")
+    suffix = os.path.splitext(path.name)[1][1:].lower()
+    if not suffix:
+        path = path.with_name(path.name.rstrip(".") + ".png")
+    elif suffix not in FigureCanvasBase.get_supported_filetypes():
+        raise UserError(f"{option} {path}: cannot write a .{suffix} figure; give a name ending in .png "
+                        "(or .pdf, .svg)")
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
+    return path
+
+
 @app.command(cls=_Command)
 def train(
     dataset: str = typer.Option("mnist5k", help="mnist5k, mnist (the full digits: docs/datasets.md), toy, lingauss, curve, amat:DIR or idx:DIR."),
@@ -157,9 +184,12 @@ def train(
         eval_every=eval_every, patience=patience, **tolerance(min_delta, min_delta_relative),
         lr_reductions=lr_reductions, lr_divisor=lr_divisor, eval_samples=eval_samples, iwae_k=iwae_k,
     ).validated()
+    images = images and _figure_path(images, "--images")   # the file really written: .png added to a bare name
     for path in (json_path, images, keep_model):
         if path is not None and not path.parent.is_dir():
             raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
+        if path is not None and path.is_dir():   # found before training, not after it
+            raise UserError(f"cannot write {path}: it is a directory; give a file name")
     if keep_model is not None and keep_model.exists():
         raise UserError(f"--keep-model {keep_model} exists: rdsweep does not overwrite a kept model")
 
@@ -283,7 +313,7 @@ def launch(
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_failures=max_failures,
         max_concurrent=max_concurrent)
     sweep_spec = load_spec(spec, overrides)
-    experiment = Experiment.at(storage, name or spec.stem)
+    experiment = Experiment.at(storage, spec.stem if name is None else name)   # --name '': refused, not the stem
     experiment.check_protocol(sweep_spec.protocol)
     if dry_run:
         _print_plan(experiment, plan(experiment, sweep_spec.cells()), dry_run=True)
@@ -422,12 +452,14 @@ def frontier(
     import pandas as pd
     from rich import box
 
-    from rdsweep.frontier import (RATE_AXES, analyse, family_label, plot as plot_frontier, point_knob, read_table,
-                                  regime_rule)
+    from rdsweep.frontier import (RATE_AXES, analyse, family_label, plot as plot_frontier, point_error, point_knob,
+                                  read_table, regime_rule)
     from rdsweep.models.families import FAMILIES
 
     if rate_axis not in RATE_AXES:
         raise UserError(f"--rate-axis {rate_axis}: use one of {', '.join(RATE_AXES)}")
+    plot_path = plot_path and _figure_path(plot_path, "PATH")   # checked before the table is read
+    grids = grids and _figure_path(grids, "--grids")
     result = analyse(read_table(table, split, include_unconverged), split)
     pts = result.points
     what = "exact entropy H" if result.h_exact else "Ĥ = best −ELBO"
@@ -441,23 +473,20 @@ def frontier(
 
     def frontier_table(title: str, rows, with_family: bool) -> Table:
         t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=0,
-                  caption="±: the spread (std) over seeds where a setting has several, else the standard error "
-                          "over the split's examples" if with_family else None, caption_justify="left")
+                  caption="±: the standard error of the point (its seeds' mean): seeds and the split's examples "
+                          "together (docs/uncertainty.md)", caption_justify="left")
         for col in ((["family"] if with_family else []) + ["objective", "seeds", "R", "D", "−ELBO"]
                     + (["probe"] if probes else []) + ["convex", "regime"]):
             # numbers and regimes whole (never cut to fit 80 columns); the setting's name wraps instead
             t.add_column(col, justify="right" if col in ("seeds", "R", "D", "−ELBO", "probe") else "left",
-                         no_wrap=col not in ("family", "objective"))
+                         no_wrap=col not in ("family", "objective"), min_width=len(col))
         for p in rows.sort_values("rate").itertuples():
-            sd = lambda v: f"±{v:.2f}" if p.seeds > 1 else ""   # no spaces: a table of seeds fits 80 columns
+            err = lambda quantity: "" if (e := point_error(p, quantity)) is None else f"±{e:.2f}"   # no spaces
             hull = p.overall_hull if with_family else p.hull
             t.add_row(*([FAMILIES[p.family].code or p.family] if with_family else []),   # codes: 80 columns
                       point_knob(p) + (f" {p.encoder_std}" if stds else "") + ("" if p.converged else " ~"),
-                      str(p.seeds),
-                      f"{p.rate:.2f}{sd(p.rate_std)}",
-                      f"{p.distortion:.2f}{sd(p.distortion_std)}",
-                      f"{p.neg_elbo:.2f}" + (sd(p.neg_elbo_std) if p.seeds > 1 else
-                                             "" if pd.isna(p.elbo_se) else f"±{p.elbo_se:.2f}"),
+                      str(p.seeds), f"{p.rate:.2f}{err('rate')}", f"{p.distortion:.2f}{err('distortion')}",
+                      f"{p.neg_elbo:.2f}{err('neg_elbo')}",
                       *([("" if pd.isna(p.probe) else f"{p.probe:.3f}")] if probes else []),
                       "✓" if hull else "", p.regime)
         return t
@@ -471,7 +500,7 @@ def frontier(
     console.print(regime_rule(result), highlight=False)
     if plot or plot_path is not None:
         out = plot_frontier(result, plot_path or table.parent / f"frontier-{split}.png", rate_axis=rate_axis)
-        console.print(f"wrote {out}")
+        console.print(f"wrote {out}", highlight=False)
     if grids is not None:
         from rdsweep.frontier import regime_examples
         from rdsweep.grids import compose_regime_grids
@@ -551,16 +580,25 @@ def compare(
 @app.command(cls=_Command)
 def curves(
     experiments: list[Path] = typer.Argument(..., help="Experiment directories, e.g. rdsweep-results/quick."),
-    plot: Optional[Path] = typer.Option(None, help="Write the curves, one panel per family, to this PNG."),
+    plot: Optional[Path] = typer.Option(None, help="Write the curves, one panel per family, to this PNG "
+                                        "(.png is added to a name without a suffix)."),
+    show: Optional[Show] = typer.Option(
+        None, help="What --plot draws per family: objective (each cell's own valid objective, what its stopping "
+        "rule judges: D + βR, D + |σ − R|, …, not comparable across cells), elbo (the valid −ELBO = R + D, "
+        "comparable), or both (default: the objective above the −ELBO)."),
 ) -> None:
     """The valid objective of every cell against epoch: status, best epoch and how it ended.
 
-    Reads the ledger only (no Ray), so it also works on the finished cells of a running sweep."""
+    Reads the ledger only (no Ray), so it also works on the finished cells of a running sweep. --plot draws the
+    curves, by default each cell's own objective above its −ELBO (--show)."""
     import pandas as pd
 
     from rdsweep.curves import curves as read_curves, plot_curves, summary
     from rdsweep.stopping import epoch_ranges
 
+    if show is not None and plot is None:
+        raise UserError(f"--show {show.value} chooses what --plot draws: give --plot PNG too")
+    plot = plot and _figure_path(plot, "--plot")   # checked before anything is read
     frame = read_curves(experiments)
     several = frame["experiment"].nunique() > 1   # one experiment: its name is in the title, not every row
     table = Table(title=f"learning curves (valid objective, nats){'' if several else ': ' + frame['experiment'].iloc[0]}",
@@ -584,9 +622,7 @@ def curves(
                           f"{epoch_ranges(r.blowups, r.evaluated)}, {'recovered, ' if r.recovered else ''}{r.status}",
                           highlight=False)
     if plot is not None:
-        if not plot.parent.is_dir():
-            raise UserError(f"cannot write {plot}: directory {plot.parent} does not exist")
-        console.print(f"wrote {plot_curves(frame, plot)}")
+        console.print(f"wrote {plot_curves(frame, plot, (show or Show.both).value)}", highlight=False)
 
 
 @app.command(cls=_Command)

@@ -129,9 +129,26 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
                                 _relative(experiment.examples_path(cell_id), out))
     rows.sort(key=_row_order)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    _refuse_what_readers_refuse(table, experiments)
     with atomic_write(out) as tmp:
         pq.write_table(table, tmp)
     return out, table
+
+
+def _refuse_what_readers_refuse(table: pa.Table, experiments: list[Experiment]) -> None:
+    """The rules of what a table must hold (frontier.table_fault), checked before writing, so that collect
+    never writes a table `frontier`, `select` or `compare` refuse: the result a faulty row came from is named."""
+    import pandas as pd
+
+    from rdsweep.frontier import table_fault
+
+    nullable = {pa.float64(): pd.Float64Dtype(), pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype(),
+                pa.bool_(): pd.BooleanDtype()}
+    fault = table_fault(table.to_pandas(types_mapper=nullable.get))
+    if fault is not None:
+        experiment = next(e for e in experiments if e.name == table["experiment"][fault.row].as_py())
+        raise UserError(f"cannot collect trial result {experiment.result_path(str(fault.cell_id))}: its "
+                        f"{fault.split} row would be {fault.problem} (move the file away to collect the others)")
 
 
 def _refuse_to_overwrite(out: Path, experiments: list[Experiment]) -> None:

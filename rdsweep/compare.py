@@ -3,12 +3,15 @@
 Two models evaluated on the same examples are compared example by example: the paired difference
 mean_i (x_i^A − x_i^B) has standard error sd_i(x^A − x^B)/√N, far below that of two independent means where the
 examples' own spread (easy and hard digits) is shared. Seeds add the training's randomness: where both sides
-have several seeds, the difference of their seed means has a standard error from the seeds' spread. A
-difference is *resolved* when it exceeds RESOLVED_AT (2) standard errors of the larger of the two sources
-(docs/uncertainty.md); otherwise this comparison cannot tell it from noise.
+have several seeds, the difference of their seed means has a standard error from the seeds' spread, on few
+degrees of freedom (Welch–Satterthwaite). The two sources add in quadrature, and a difference is *resolved*
+when it exceeds t(0.975, df) times that total (2 without seeds; docs/uncertainty.md); otherwise this comparison
+cannot tell it from noise. Where a side has one seed, the training's noise is not measured, and the verdict
+says so.
 
-A side is a cell id (or a unique prefix of one), or a family and a setting with an optional seed, in one
-argument: "-+- β=1", "gauss-pixelcnn-normal sigma=5 seed=1". Without a seed a side is every seed of the setting.
+A side is a cell id (or a unique prefix of one), or a family and a setting with an optional seed, experiment
+and posterior std, in one argument: "-+- β=1", "gauss-pixelcnn-normal sigma=5 seed=1", "--- β=1 W=10 exp=quick".
+Without a seed a side is every seed of the setting.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from rich.text import Text
 from rdsweep.errors import UserError
 from rdsweep.frontier import family_label, point_knob, read_table
 from rdsweep.models.families import get_family
-from rdsweep.uncertainty import RESOLVED_AT, load_examples, mean_se, resolved
+from rdsweep.uncertainty import Error, load_examples, mean_se, seeds_error
 
 QUANTITIES = ("rate", "distortion", "elbo")
 _NAMES = {"rate": "R", "distortion": "D", "elbo": "ELBO"}
@@ -45,10 +48,12 @@ class Difference:
     a: float                    # the side's mean over its cells (seeds)
     b: float
     delta: float                # a − b
-    examples_se: float | None   # paired over examples (and z-draws), or unpaired where no per-example file
-    paired: bool                # examples_se is paired
-    seeds_se: float | None      # from the seeds' spread, where both sides have ≥ 2
-    resolved: bool | None       # None: no error known
+    error: Error                # over examples (paired, or unpaired where no per-example file) and seeds
+    paired: bool                # error.examples is paired
+
+    @property
+    def resolved(self) -> bool | None:   # None: no error known
+        return self.error.resolves(self.delta)
 
 
 @dataclass(frozen=True)
@@ -78,53 +83,67 @@ def compare(table: str | Path, a: str, b: str, split: str = "test", include_unco
             examples_se, is_paired = mean_se(pairs[0][q] - pairs[1][q]), True
         else:
             examples_se, is_paired = _unpaired(side_a.rows, side_b.rows, q), False
-        seeds_se = None
-        if len(va) >= 2 and len(vb) >= 2:
-            seeds_se = math.hypot(mean_se(va), mean_se(vb))
-        differences.append(Difference(q, float(va.mean()), float(vb.mean()), delta, examples_se, is_paired, seeds_se,
-                                      resolved(delta, examples_se, seeds_se)))
+        seeds_se, df = seeds_error(list(va), list(vb))
+        differences.append(Difference(q, float(va.mean()), float(vb.mean()), delta,
+                                      Error(examples_se, seeds_se, df), is_paired))
     n = side_a.rows["examples_n"].dropna()
     return Comparison(str(rows["dataset"].iloc[0]), split, side_a, side_b, int(n.iloc[0]) if len(n) else None,
                       differences, paired_seeds)
 
 
 def _side(rows: pd.DataFrame, spec: str, name: str) -> Side:
-    """The cells one argument names (module docstring)."""
+    """The cells one argument names (module docstring): cells of one setting (experiment, family, objective
+    setting, posterior std), one row each."""
     words = spec.split()
-    if len(words) == 1 and re.fullmatch(r"[0-9a-f]{1,16}", spec):
-        found = rows[rows["cell_id"].str.startswith(spec)]
-        if found["cell_id"].nunique() > 1:
-            raise UserError(f"{name}: cell id prefix {spec!r} matches {found['cell_id'].nunique()} cells; give more of it")
-        if not found.empty:
-            return Side(_label(found), found)
-        raise UserError(f"{name}: no converged cell {spec!r} on this split of the table")
     if not words:
         raise UserError(f"{name} is empty: give a cell id, or a family and a setting, e.g. '-+- β=1'")
+    if len(words) == 1 and re.fullmatch(r"[0-9a-f]{1,16}", spec):
+        found = rows[rows["cell_id"].str.startswith(spec)]
+        if found.empty:
+            raise UserError(f"{name}: no converged cell {spec!r} on this split of the table")
+        if len(found) > 1:
+            where = "cells" if found["cell_id"].nunique() > 1 else "experiments"
+            raise UserError(f"{name}: {spec!r} matches {len(found)} {where} "
+                            f"({', '.join(sorted(found['experiment'] + '/' + found['cell_id']))}); give more of it")
+        return Side(_label(found), found)
     family = get_family(words[0]).name
-    setting = seed = None
+    setting, seed, experiment, std = [], None, None, None
     for word in words[1:]:
-        word = word.replace("beta", "β").replace("sigma", "σ")
-        if word.startswith("seed="):
+        for long, short in (("beta", "β"), ("sigma", "σ"), ("lambda", "λ")):
+            word = word.replace(long, short)
+        key, _, value = word.partition("=")
+        if key == "seed":
             try:
-                seed = int(word[5:])
+                seed = int(value)
             except ValueError:
                 raise UserError(f"{name}: {word!r} is not seed=N") from None
-        elif setting is None:
-            setting = word
+        elif key == "exp":
+            experiment = value
+        elif key == "std":
+            std = value
         else:
-            raise UserError(f"{name}: {spec!r} names two settings; give one (e.g. β=1 or σ=5) and seed=N")
+            setting.append(_canonical(word))
     found = rows[rows["family"] == family]
-    if setting is not None:
+    if setting:
         knobs = found.apply(point_knob, axis=1) if not found.empty else pd.Series(dtype=str)
-        found = found[knobs == _canonical(setting)]
+        found = found[knobs == " ".join(setting)]
+    for column, value in (("experiment", experiment), ("encoder_std", std)):
+        if value is not None:
+            found = found[found[column] == value]
     if seed is not None:
         found = found[found["seed"] == seed]
     if found.empty:
-        raise UserError(f"{name}: no converged cell of {family} {setting or ''}"
+        raise UserError(f"{name}: no converged cell of {family} {' '.join(setting)}"
                         f"{f' seed {seed}' if seed is not None else ''} on this split of the table")
-    if found.apply(point_knob, axis=1).nunique() > 1:
-        raise UserError(f"{name}: {spec!r} matches several settings "
-                        f"({', '.join(sorted(found.apply(point_knob, axis=1).unique()))}); name one")
+    knobs = found.apply(point_knob, axis=1)
+    if knobs.nunique() > 1:
+        raise UserError(f"{name}: {spec!r} matches several settings ({', '.join(sorted(knobs.unique()))}); name one")
+    for column, option in (("experiment", "exp"), ("encoder_std", "std")):
+        if found[column].nunique(dropna=False) > 1:
+            raise UserError(f"{name}: {spec!r} matches cells of several {column.replace('_', ' ')}s "
+                            f"({', '.join(sorted(map(str, found[column].unique())))}); name one with {option}=…")
+    if found["seed"].duplicated().any():
+        raise UserError(f"{name}: {spec!r} matches two cells with one seed; name the experiment with exp=…")
     return Side(_label(found), found.sort_values("seed"))
 
 
@@ -150,28 +169,37 @@ def _per_example(path: Path, a: pd.DataFrame, b: pd.DataFrame, split: str):
     the difference of all of them."""
     sides, seeds = [], []
     for rows in (a, b):
-        kept = rows[rows["examples_file"].notna()]
-        if kept.empty:
-            return None
-        rates, distortions = zip(*(load_examples(path.parent / f, split) for f in kept["examples_file"]))
-        if len({len(r) for r in rates}) > 1:
+        kept, rates, distortions = [], [], []
+        for row in rows[rows["examples_file"].notna()].itertuples():
+            try:
+                rate, distortion = load_examples(path.parent / row.examples_file, split, row.cell_id)
+            except (OSError, KeyError, ValueError):   # moved without its examples/, or another cell's file
+                continue
+            # a file rewritten after collect (a retrained cell) is not the row's
+            if not math.isclose(rate.mean(), row.rate, rel_tol=1e-9, abs_tol=1e-9):
+                continue
+            kept.append(row.seed)
+            rates.append(rate)
+            distortions.append(distortion)
+        if not kept or len({len(r) for r in rates}) > 1:
             return None
         rate, distortion = np.mean(rates, axis=0), np.mean(distortions, axis=0)
         sides.append({"rate": rate, "distortion": distortion, "elbo": -(rate + distortion)})
-        seeds.append(sorted(int(s) for s in kept["seed"]))
+        seeds.append(sorted(int(s) for s in kept))
     if len(sides[0]["rate"]) != len(sides[1]["rate"]) or a["dataset"].iloc[0] != b["dataset"].iloc[0]:
         return None
     return sides, seeds
 
 
 def _unpaired(a: pd.DataFrame, b: pd.DataFrame, q: str) -> float | None:
-    """The error of a difference of independent means, from each cell's standard error (None if any lacks one)."""
+    """The error of a difference of two independent means, each side's the largest of its cells' standard
+    errors (its seeds share the examples, so their errors do not average out); None where a side has none."""
     errors = []
     for rows in (a, b):
-        se = rows[f"{q}_se"]
-        if se.isna().any():
+        se = rows[f"{q}_se"].dropna() if f"{q}_se" in rows else pd.Series(dtype=float)
+        if se.empty:
             return None
-        errors.append(math.sqrt(float((se.astype(float) ** 2).sum())) / len(rows))
+        errors.append(float(se.astype(float).max()))
     return math.hypot(*errors)
 
 
@@ -182,21 +210,26 @@ def render(c: Comparison) -> Group:
                 + (f" ({c.examples} examples)" if c.examples else "") + ", nats per example\n"
                 f"A: {c.a.label}\nB: {c.b.label}")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for column in ("", "A", "B", "A − B", "± examples", "± seeds"):
+    for column in ("", "A", "B", "A − B", "± examples", "± seeds", "± total"):
         table.add_column(column, justify="left" if not column else "right", no_wrap=True)
     for d in c.differences:
+        e = d.error
         table.add_row(_NAMES[d.quantity], f"{d.a:.2f}", f"{d.b:.2f}", f"{d.delta:+.2f}",
-                      _se(d.examples_se) + ("" if d.paired or d.examples_se is None else " u"), _se(d.seeds_se))
+                      _se(e.examples) + ("" if d.paired or e.examples is None else " u"), _se(e.seeds), _se(e.total))
     notes = []
     if c.paired_seeds is not None and (len(c.paired_seeds[0]) < len(c.a.rows) or len(c.paired_seeds[1]) < len(c.b.rows)):
-        notes.append("± examples: paired over the cells that kept per-example values (rdsweep 0.5 on): seeds "
+        notes.append("± examples: paired over the cells whose per-example values were found (rdsweep 0.5 on): seeds "
                      f"{', '.join(map(str, c.paired_seeds[0]))} of A, {', '.join(map(str, c.paired_seeds[1]))} of B.")
-    if any(not d.paired and d.examples_se is not None for d in c.differences):
-        notes.append("u: unpaired (a cell has no per-example values: trained before rdsweep 0.5).")
-    if all(d.examples_se is None for d in c.differences):
+    if any(not d.paired and d.error.examples is not None for d in c.differences):
+        notes.append("u: unpaired, from the cells' standard errors (a cell's per-example values are missing).")
+    if all(d.error.examples is None for d in c.differences):
         notes.append("No error over examples is known (cells trained before rdsweep 0.5).")
-    if all(d.seeds_se is None for d in c.differences):
-        notes.append("± seeds needs two or more seeds on both sides; the training's own noise is not in these errors.")
+    seeds = next(d.error for d in c.differences)
+    if seeds.seeds is None:
+        notes.append("Training noise not measured: ± seeds needs two or more seeds on both sides.")
+    else:
+        notes.append("± total = √(examples² + seeds²); a difference is resolved beyond t × ± total, t Student's "
+                     "at the seeds' degrees of freedom (df; 2 without seeds).")
     return Group(head, table, *[Text(n) for n in notes], *[Text(v) for v in verdicts(c)])
 
 
@@ -205,19 +238,19 @@ def _se(value: float | None) -> str:
 
 
 def verdicts(c: Comparison) -> list[str]:
-    """One sentence per quantity: the difference in words, resolved or not."""
+    """One sentence per quantity: the difference in words, resolved or not, and at which noise."""
     lines = []
     for d in c.differences:
-        name = _NAMES[d.quantity]
+        name, total = _NAMES[d.quantity], d.error.total
         higher = "A" if d.delta > 0 else "B"
-        errors = [e for e in (d.examples_se, d.seeds_se) if e is not None]
+        at = (f" (t = {d.error.factor:.2f} at {d.error.total_df:.1f} df)" if d.error.total_df else
+              " at the examples' noise (training noise not measured)")
         if d.delta == 0:
             lines.append(f"{name}: equal.")
         elif d.resolved is None:
             lines.append(f"{name}: {higher} is higher by {abs(d.delta):.2f}; no error is known, so this is not judged.")
         elif d.resolved:
-            lines.append(f"{name}: {higher} is higher by {abs(d.delta):.2f} ± {max(errors):.2f}: resolved "
-                         f"(beyond {RESOLVED_AT:g} standard errors).")
+            lines.append(f"{name}: {higher} is higher by {abs(d.delta):.2f} ± {total:.2f}: resolved{at}.")
         else:
-            lines.append(f"{name}: A − B = {d.delta:+.2f} ± {max(errors):.2f}: not resolved at this noise.")
+            lines.append(f"{name}: A − B = {d.delta:+.2f} ± {total:.2f}: not resolved{at}.")
     return lines

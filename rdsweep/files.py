@@ -31,14 +31,31 @@ def umask() -> int:
 
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write `path`'s new content to; on success it replaces `path`."""
+    """Yield a temporary path to write `path`'s new content to; on success it replaces `path`.
+
+    An OSError about the temporary file (storage full, read-only, gone: creating, writing or renaming it) is
+    raised again naming `path`, the file the user knows: the temporary name (.NAME.xxxxxxxx.tmp) is removed and
+    means nothing to them. Its errno, and so its class (PermissionError, ...), is kept."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _naming(e, path) from e
     try:
         os.fchmod(fd, 0o666 & ~umask())
         os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        try:
+            Path(tmp).unlink(missing_ok=True)
+        except OSError:
+            pass   # the storage is failing: the error that brought us here is the one to report
+        if isinstance(e, OSError) and (e.filename is None or os.fspath(e.filename) == tmp):
+            raise _naming(e, path) from e
         raise
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The same error about `path`: OSError(errno, ...) gives the errno's own class (PermissionError, ...)."""
+    return OSError(error.errno, error.strerror or str(error), str(path))

@@ -23,6 +23,8 @@ ones are asked for (they are then drawn hollow: a point whose model was still im
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -30,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rdsweep.cells import cell_knob
+from rdsweep.cells import BETA_OBJECTIVES, ENCODER_STDS, OBJECTIVES, SPLITS, cell_knob
+from rdsweep.datasets import parse_dataset
 from rdsweep.errors import UserError
 from rdsweep.models.families import FAMILIES, IMAGE_FAMILIES
 
@@ -85,6 +88,11 @@ def read_table(path: str | Path, split: str = "test", include_unconverged: bool 
         raise UserError(f"cannot read frontier table {path}: {' '.join(str(e).split())[:200]}") from None
     table = table.assign(**{c: pd.NA for c in _ADDED_LATER if c not in table})
     _check_columns(path, table)
+    table = _schema_dtypes(table)
+    fault = table_fault(table)
+    if fault is not None:
+        raise UserError(f"{path} is not a valid frontier table: {fault} (docs/reliability.md, what a table must "
+                        "hold)")
     splits = sorted(table["split"].dropna().unique())
     if split not in splits:
         raise UserError(f"{path} has no {split!r} split (it has: {', '.join(splits) or 'none'})")
@@ -102,21 +110,201 @@ def read_table(path: str | Path, split: str = "test", include_unconverged: bool 
 
 
 def _check_columns(path: Path, table: pd.DataFrame) -> None:
-    """The columns the analysis reads, with the table schema's types (a hand-made or foreign file)."""
+    """The columns the readers need, and every column of the table schema it has, with the schema's types (a
+    hand-made or foreign file); a column of nulls fits any type. Columns the schema does not name are ignored."""
     import pyarrow as pa
 
     from rdsweep.collect import SCHEMA
 
-    for column in _SETTING + ["seed", "split", "rate", "distortion", "status"]:
+    for column in _SETTING + ["cell_id", "seed", "split", "rate", "distortion", "elbo", "status"]:
         if column not in table:
             raise UserError(f"{path} is not a frontier table: no column {column!r}")
+    for column in (c for c in SCHEMA.names if c in table):
         expected = SCHEMA.field(column).type
-        numeric = pa.types.is_floating(expected) or pa.types.is_integer(expected)
-        ok = (pd.api.types.is_numeric_dtype(table[column]) if numeric
-              else pd.api.types.is_string_dtype(table[column]) or table[column].isna().all())
-        if not ok:
-            raise UserError(f"{path} is not a frontier table: column {column!r} holds {table[column].dtype}, "
+        values = table[column]
+        if pa.types.is_boolean(expected):
+            ok = pd.api.types.is_bool_dtype(values)
+        elif pa.types.is_floating(expected) or pa.types.is_integer(expected):
+            ok = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        else:
+            ok = pd.api.types.is_string_dtype(values)
+        if not (ok or values.isna().all()):
+            raise UserError(f"{path} is not a frontier table: column {column!r} holds {values.dtype}, "
                             f"not {expected}")
+
+
+_DTYPES = {"double": "Float64", "int64": "Int64", "string": "string", "bool": "boolean"}   # Arrow → pandas
+
+
+def _schema_dtypes(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with every column of the schema: those it lacks (an earlier rdsweep's or another tool's table
+    without, say, `iwae`) as nulls, and its columns of nulls, of the schema's types, as numpy_nullable reads a
+    column collect wrote."""
+    from rdsweep.collect import SCHEMA
+
+    table = table.assign(**{c: pd.NA for c in SCHEMA.names if c not in table})
+    nulls = [c for c in SCHEMA.names if table[c].isna().all()]
+    return table.astype({c: _DTYPES[str(SCHEMA.field(c).type)] for c in nulls})
+
+
+# ---- what a table must hold ----------------------------------------------------------------------------
+# Every row of a frontier table, for `frontier`, `select` and `compare` to read it (docs/reliability.md, "What
+# a table must hold"). read_table checks the whole file (every split and status, whichever rows are asked for),
+# and collect the table it is about to write, so no reader meets an impossible value further on: a traceback,
+# a point dropped without a word, a −inf distortion drawn as an auto-encoder.
+
+EVALUATED = ("converged", "unconverged")                      # the rows with R and D
+STATUSES = EVALUATED + ("diverged", "failed")
+TARGET_OBJECTIVES = tuple(o for o in OBJECTIVES if o not in BETA_OBJECTIVES)
+ELBO_RTOL = ELBO_ATOL = 1e-6   # elbo is −(rate + distortion); collect writes it exactly, another tool may round
+
+
+@dataclass(frozen=True)
+class TableFault:
+    """The first row of a table that breaks a rule, the column and value at fault, and how many more rows do."""
+    row: int              # its position in the file, from 0 (pandas' iloc)
+    cell_id: object
+    split: object
+    column: str
+    value: object
+    rule: str
+    more: int
+
+    @property
+    def problem(self) -> str:
+        return f"{self.column} = {_shown(self.value)}: {self.rule}"
+
+    def __str__(self) -> str:
+        more = f" (and {self.more} more row{'s' * (self.more > 1)})" if self.more else ""
+        return (f"row {self.row} (cell {_shown(self.cell_id, quote=False)}, {_shown(self.split, quote=False)} "
+                f"split): {self.problem}{more}")
+
+
+def _shown(value, quote: bool = True) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return "null"
+    text = repr(value) if quote and isinstance(value, str) else str(value)
+    return " ".join(text.split())[:60]
+
+
+def table_fault(table: pd.DataFrame) -> TableFault | None:
+    """The first row of a frontier table (its columns checked by _check_columns) that breaks a rule of what a
+    table must hold, or None when every row holds."""
+    from rdsweep.schema import DISCRETE_DATA, NEGATIVE_TOLERANCE, SE_TOLERANCE
+
+    if table.empty:
+        return None
+
+    def num(column: str) -> np.ndarray:
+        return table[column].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+
+    def null(column: str) -> np.ndarray:
+        return table[column].isna().to_numpy(bool)
+
+    def among(column: str, values) -> np.ndarray:
+        return table[column].isin(list(values)).fillna(False).to_numpy(bool)
+
+    def each(column: str, ok) -> np.ndarray:
+        """ok(value) for every row's value (judged once per distinct value), nulls passed as None."""
+        values = [None if v is pd.NA or v is None or v != v else v for v in table[column].astype(object)]
+        judged = {v: bool(ok(v)) for v in set(values)}
+        return np.array([judged[v] for v in values], bool)
+
+    def known_dataset(name) -> bool:
+        try:
+            parse_dataset(name)
+            return True
+        except UserError:
+            return False
+
+    def encoder_std(value) -> bool:
+        if value is None or value in ENCODER_STDS:
+            return True
+        try:
+            return np.isfinite(float(value)) and float(value) > 0
+        except ValueError:
+            return False
+
+    def present(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Where a value is given, it must be ok (null is fine)."""
+        return ~np.isnan(values) & ~ok
+
+    evaluated = among("status", EVALUATED)
+    family = each("family", lambda f: f in FAMILIES)
+    codes = [FAMILIES[f].code if f in FAMILIES else None for f in table["family"].astype(object)]
+    paper_code = [None if pd.isna(c) else c for c in table["paper_code"].astype(object)]
+    wrong_code = np.array([c != expected for c, expected in zip(paper_code, codes)], bool)
+    discrete = each("family", lambda f: f in FAMILIES and FAMILIES[f].data_kind in DISCRETE_DATA)
+    needs_beta, needs_sigma = among("objective", BETA_OBJECTIVES), among("objective", TARGET_OBJECTIVES)
+    free_bits, warmup = among("objective", ["free-bits"]), among("objective", ["warmup"])
+    beta, sigma, lam, ramp, seed = num("beta"), num("target_rate"), num("free_bits"), num("warmup_epochs"), num("seed")
+    rate, distortion, elbo = num("rate"), num("distortion"), num("elbo")
+
+    def floor(se: np.ndarray) -> np.ndarray:
+        return -np.maximum(NEGATIVE_TOLERANCE, SE_TOLERANCE * np.where(np.isfinite(se), se, 0.0))
+
+    with np.errstate(invalid="ignore"):
+        rules = [
+            ("cell_id", null("cell_id"), "every row needs its cell's id"),
+            ("experiment", null("experiment"), "every row needs its experiment's name"),
+            ("split", ~among("split", SPLITS), f"the split is one of {', '.join(SPLITS)}"),
+            ("status", ~among("status", STATUSES), f"the status is one of {', '.join(STATUSES)}"),
+            ("cell_id", table.duplicated(["experiment", "cell_id", "split"]).to_numpy(bool),
+             "a second row of this cell and split (a table has one per cell × split)"),
+            ("dataset", ~each("dataset", known_dataset), "every row needs a dataset rdsweep knows"),
+            ("family", ~family, "not a family this rdsweep knows (`rdsweep families`)"),
+            ("paper_code", family & wrong_code, "not its family's paper code"),
+            ("objective", ~among("objective", OBJECTIVES), f"the objective is one of {', '.join(OBJECTIVES)}"),
+            ("beta", needs_beta & ~(np.isfinite(beta) & (beta > 0)),
+             f"its objective ({', '.join(BETA_OBJECTIVES)}) needs a finite β > 0"),
+            ("beta", ~needs_beta & ~np.isnan(beta), "β is not a parameter of its objective: null"),
+            ("target_rate", needs_sigma & ~(np.isfinite(sigma) & (sigma >= 0)),
+             f"its objective ({', '.join(TARGET_OBJECTIVES)}) needs a finite σ ≥ 0"),
+            ("target_rate", ~needs_sigma & ~np.isnan(sigma), "σ is not a parameter of its objective: null"),
+            ("free_bits", free_bits & ~(np.isfinite(lam) & (lam >= 0)), "objective free-bits needs a finite λ ≥ 0"),
+            ("free_bits", ~free_bits & ~np.isnan(lam), "λ is the parameter of objective free-bits only: null"),
+            ("warmup_epochs", warmup & ~(ramp >= 1), "objective warmup needs warmup_epochs ≥ 1"),
+            ("warmup_epochs", ~warmup & ~np.isnan(ramp),
+             "warmup_epochs is the parameter of objective warmup only: null"),
+            ("encoder_std", ~each("encoder_std", encoder_std),
+             f"the posterior's std is {' or '.join(ENCODER_STDS)} or a number > 0"),
+            ("seed", ~(seed >= 0), "every row needs a seed ≥ 0"),
+            # the rows the readers take R and D from
+            ("rate", evaluated & ~np.isfinite(rate), "a converged or unconverged row needs a finite rate"),
+            ("rate", evaluated & (rate < floor(num("rate_se"))),
+             f"below 0 by more than estimation noise (R is a KL, ≥ 0; tolerance {NEGATIVE_TOLERANCE:g} nats or "
+             f"{SE_TOLERANCE:g} rate_se)"),
+            ("distortion", evaluated & ~np.isfinite(distortion),
+             "a converged or unconverged row needs a finite distortion"),
+            ("distortion", evaluated & discrete & (distortion < floor(num("distortion_se"))),
+             f"below 0 by more than estimation noise (on its family's discrete data D is −log of a probability, "
+             f"≥ 0; tolerance {NEGATIVE_TOLERANCE:g} nats or {SE_TOLERANCE:g} distortion_se)"),
+            ("elbo", evaluated & np.isfinite(rate) & np.isfinite(distortion)
+             & ~np.isclose(elbo, -(rate + distortion), rtol=ELBO_RTOL, atol=ELBO_ATOL),
+             "not −(rate + distortion), as the elbo of a converged or unconverged row is"),
+        ]
+        for column in ("rate_se", "distortion_se", "elbo_se", "probe_accuracy_se"):
+            v = num(column)
+            rules.append((column, evaluated & present(v, np.isfinite(v) & (v >= 0)),
+                          "a standard error, where given, is finite and ≥ 0"))
+        for column in ("iwae", "mutual_info", "marginal_kl", "true_entropy"):
+            v = num(column)
+            rules.append((column, evaluated & present(v, np.isfinite(v)), "finite where given"))
+        v = num("probe_accuracy")
+        rules.append(("probe_accuracy", evaluated & present(v, (v >= 0) & (v <= 1)),
+                      "an accuracy, where given, is between 0 and 1"))
+        for column in ("active_units", "examples_n", "latent_examples"):
+            v = num(column)
+            rules.append((column, evaluated & present(v, v >= 0), "a count, where given, is ≥ 0"))
+
+    bad = np.vstack([mask for _, mask, _ in rules])
+    rows = np.flatnonzero(bad.any(axis=0))
+    if not len(rows):
+        return None
+    row = int(rows[0])
+    column, _, rule = rules[int(np.argmax(bad[:, row]))]
+    record = table.iloc[row]
+    return TableFault(row, record["cell_id"], record["split"], column, record[column], rule, len(rows) - 1)
 
 
 def analyse(rows: pd.DataFrame, split: str = "test") -> Frontier:
@@ -168,15 +356,17 @@ def semantic_bounds(points: pd.DataFrame) -> dict[str, SemanticBound]:
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds of each setting (std 0 for a single seed), in the table's family order; `elbo_se`:
+    """Mean ± std over seeds of each setting (std 0 for a single seed), in the table's family order; `*_se`:
     the largest of its cells' standard errors over examples (their seeds share the examples)."""
-    rows = rows.astype({"rate": float, "distortion": float, "probe_accuracy": "Float64", "elbo_se": "Float64"}).assign(
+    rows = rows.astype({"rate": float, "distortion": float, "probe_accuracy": "Float64", "elbo_se": "Float64",
+                        "rate_se": "Float64", "distortion_se": "Float64"}).assign(
         neg_elbo=lambda r: r["rate"] + r["distortion"],
         beta=rows["beta"].astype(float), target_rate=rows["target_rate"].astype(float))
     grouped = rows.groupby(_SETTING, dropna=False, sort=False)
     points = grouped.agg(seeds=("seed", "nunique"), rate=("rate", "mean"), rate_std=("rate", "std"),
                          distortion=("distortion", "mean"), distortion_std=("distortion", "std"),
                          neg_elbo=("neg_elbo", "mean"), neg_elbo_std=("neg_elbo", "std"),
+                         rate_se=("rate_se", "max"), distortion_se=("distortion_se", "max"),
                          elbo_se=("elbo_se", "max"), probe=("probe_accuracy", "mean"),
                          converged=("status", lambda s: bool((s == "converged").all())),
                          grid=("grid", "first")).reset_index()
@@ -186,6 +376,16 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     points = points.sort_values(["_order", "objective", "beta", "target_rate", "free_bits", "warmup_epochs",
                                  "experiment"], na_position="first")
     return points.drop(columns="_order").reset_index(drop=True)
+
+
+def point_error(point, quantity: str) -> float | None:
+    """The standard error of a point's seed mean of `quantity` (rate, distortion or neg_elbo): the seeds'
+    (std/√n, where n ≥ 2) and the examples' in quadrature; None where neither is known."""
+    std = getattr(point, f"{quantity}_std", None)
+    se = getattr(point, "elbo_se" if quantity == "neg_elbo" else f"{quantity}_se", None)
+    parts = [std / math.sqrt(point.seeds)] if point.seeds > 1 and std is not None and not pd.isna(std) else []
+    parts += [] if se is None or pd.isna(se) else [float(se)]
+    return math.hypot(*parts) if parts else None
 
 
 def point_knob(point) -> str:

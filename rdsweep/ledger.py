@@ -72,8 +72,9 @@ class Experiment:
 
     @classmethod
     def at(cls, storage: str | Path | None, name: str) -> "Experiment":
-        if not name or name in (".", "..") or "/" in name or os.sep in name:
-            raise UserError(f"experiment name {name!r} must be one path segment (no '/')")
+        if not name.strip() or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
+            raise UserError(f"experiment name {name!r} (--name, or the spec's file stem) must be one path "
+                            "segment, not empty (no '/', not '.' or '..')")
         experiment = cls(Path(storage or DEFAULT_STORAGE) / name)
         for path in (experiment.path.parent, experiment.path):
             if path.exists() and not path.is_dir():

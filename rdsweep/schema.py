@@ -8,21 +8,44 @@
 
 All are checked when read, and results also when written (a bug cannot leave one the readers reject); a file
 that does not fit (a crash mid-copy, a hand edit, another program's file) is one UserError naming that
-file, never a traceback further on. Unknown keys are kept, so a newer rdsweep's extra fields pass through.
+file, never a traceback further on. Unknown keys are kept, so a newer rdsweep's extra fields pass through;
+in a result's cell too (read_result warns once that they are ignored).
+
+A result is also checked for what no trial can produce: a cell_id that is not its cell's hash (a hand edit, or
+two results' cells swapped), and a rate (or, on discrete data, a distortion) below 0 by more than estimation
+noise (`below_zero`). The frontier table's readers apply the same bounds (rdsweep/frontier.py, table_fault).
 """
 from __future__ import annotations
 
 import json
 import math
+import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rdsweep.cells import MAX_COUNT, SPLITS, Cell
+from rdsweep.cells import MAX_COUNT, SPLITS, Cell, cell_knob
 from rdsweep.errors import UserError
+from rdsweep.models.families import get_family
 
 RESULT_STATUSES = ("converged", "unconverged", "diverged")  # a trial that ended with a result
+CELL_FIELDS = frozenset(f.name for f in fields(Cell))
+# R is a KL and D, on discrete data (binary images, the toy's bins), −log of a probability: both ≥ 0. Their
+# estimates can dip below 0 by noise: the rate of an IAF encoder or a learned marginal (VampPrior, MAF, the toy's
+# mixture) is a Monte Carlo estimate, log e(z|x) − log m(z) at a drawn z (rdsweep/models/vae.py), whose mean for
+# a collapsed model sits at 0 ± its standard error (the toy study has R = −0.00006); float rounding does the
+# rest. So a value counts as ≥ 0 down to −max(NEGATIVE_TOLERANCE, SE_TOLERANCE standard errors of the mean).
+NEGATIVE_TOLERANCE = 0.01   # nats
+SE_TOLERANCE = 4.0
+DISCRETE_DATA = ("image", "toy")   # the data kinds (Family.data_kind) whose D is −log of a probability
+
+
+def below_zero(value: float, se: float | None = None) -> bool:
+    """Whether an estimate of a quantity ≥ 0 (R; D on discrete data) is below 0 by more than its noise."""
+    noise = SE_TOLERANCE * se if isinstance(se, (int, float)) and math.isfinite(se) else 0.0
+    return value < -max(NEGATIVE_TOLERANCE, noise)
 
 _Count = Field(default=None, ge=0, le=MAX_COUNT)
 _Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -32,11 +55,13 @@ _CellId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 
 
 def _valid_cell(cell: dict) -> dict:
-    """A cell as its trial saw it, canonicalised (Cell.validated is the one judge of a cell's values)."""
+    """A cell as its trial saw it, canonicalised (Cell.validated is the one judge of a cell's values). Fields
+    this rdsweep does not know (a newer one's) are kept as they are, and ignored."""
     try:
-        return Cell.from_dict(cell).to_dict()
+        known = Cell.from_dict({k: v for k, v in cell.items() if k in CELL_FIELDS}).to_dict()
     except (UserError, TypeError) as e:
         raise ValueError(str(e)) from None
+    return {**known, **{k: v for k, v in cell.items() if k not in CELL_FIELDS}}
 
 
 _Cell = Annotated[dict, AfterValidator(_valid_cell)]
@@ -109,6 +134,21 @@ class CellResult(_Record):
     warnings: list[str] = []                    # e.g. a checkpoint that could not be loaded and was moved aside
 
     @model_validator(mode="after")
+    def _its_own_cell(self) -> "CellResult":
+        """The cell_id is the hash of the cell (Cell.cell_id), so a result's cell cannot have been edited or
+        swapped with another's. A newer rdsweep's cell field hashes only where it is set (None: not used, as
+        every field added after 0.2), so the check is skipped, not failed, where an unknown field is set."""
+        unknown = {k: v for k, v in self.cell.items() if k not in CELL_FIELDS}
+        if any(v is not None for v in unknown.values()):
+            return self
+        own = Cell(**{k: v for k, v in self.cell.items() if k in CELL_FIELDS}).cell_id
+        if own != self.cell_id:
+            raise ValueError(f"cell_id {self.cell_id} is not the id of the cell it holds ({self.cell['family']} "
+                             f"{cell_knob(self.cell)} seed {self.cell['seed']}: {own}): its cell was edited, or "
+                             "swapped with another result's")
+        return self
+
+    @model_validator(mode="after")
     def _complete_for_its_status(self) -> "CellResult":
         if self.status == "failed":
             if not self.error:
@@ -117,9 +157,16 @@ class CellResult(_Record):
         if self.epochs is None or self.splits is None or set(self.splits) != set(SPLITS):
             raise ValueError(f"a {self.status} result needs epochs and the splits {', '.join(SPLITS)}")
         if self.status != "diverged":
+            discrete = get_family(self.cell["family"]).data_kind in DISCRETE_DATA
             for split, m in self.splits.items():
                 if not all(isinstance(v, float) and math.isfinite(v) for v in (m.rate, m.distortion)):
                     raise ValueError(f"a {self.status} result needs finite rate and distortion ({split})")
+                if below_zero(m.rate, m.rate_se):
+                    raise ValueError(f"rate {m.rate!r} ({split}) is below 0 by more than estimation noise: "
+                                     "R is a KL, ≥ 0")
+                if discrete and below_zero(m.distortion, m.distortion_se):
+                    raise ValueError(f"distortion {m.distortion!r} ({split}) is below 0 by more than estimation "
+                                     "noise: on discrete data D is −log of a probability, ≥ 0")
         return self
 
 
@@ -179,7 +226,19 @@ def read_result(path: Path) -> dict:
     if result["cell_id"] != path.stem:
         raise UserError(f"cannot read trial result {path}: it holds cell {result['cell_id']}, not {path.stem} "
                         "(move the file away to rerun)")
+    unknown = {k: v for k, v in result["cell"].items() if k not in CELL_FIELDS}
+    unchecked = any(v is not None for v in unknown.values())
+    if unknown and (frozenset(unknown), unchecked) not in _WARNED:
+        _WARNED.add((frozenset(unknown), unchecked))
+        names = " ".join(", ".join(repr(k) for k in sorted(unknown)).split())[:200]
+        print(f"rdsweep: warning: cell field(s) {names} of trial result {path} (and of any others) are unknown to "
+              f"this rdsweep (written by a newer one?): ignored"
+              + ("; set, they enter a newer rdsweep's cell id, so its id is not checked" if unchecked else ""),
+              file=sys.stderr)
     return result
+
+
+_WARNED: set[tuple] = set()   # (unknown cell fields, id unchecked) warned about, once each per process
 
 
 def read_record(path: Path) -> dict:

@@ -13,12 +13,13 @@ criteria, over all families and per family:
     probe ≥ p        (--probe p) the highest ELBO among the cells whose probe accuracy on the judging split
                      is at least p: the cheapest latent that names the label that often
 
-Candidates are cells, i.e. single trained models (seeds are not averaged: a user keeps one model), converged
-ones only unless unconverged ones are asked for. The criteria judge on one split (valid by default) and the
-pick's numbers are read on another (test by default), so the numbers shown are not the ones the choice was
-fitted to. Ties (exactly equal judged values) go to the cell that comes first in collect's row order:
-experiment, family (in `rdsweep families` order), objective, β, σ, λ, W, seed, cell id; this does not
-depend on how the file happens to be sorted.
+Candidates are cells, i.e. single trained models (a user keeps one model), or with `by_setting` settings judged
+by their seeds' means; converged ones only unless unconverged ones are asked for. The criteria judge on one
+split (valid by default) and the pick's numbers are read on another (test by default), so the numbers shown
+are not the ones the choice was fitted to. Every pick's ELBO carries its error, and the candidates that cannot
+be told from a pick at this noise are listed as tied with it (docs/uncertainty.md). Exactly equal judged
+values go to the cell that comes first in collect's row order: experiment, family (in `rdsweep families`
+order), objective, β, σ, λ, W, seed, cell id; this does not depend on how the file happens to be sorted.
 
 A pick's regime is that of its setting in `rdsweep frontier --split REPORT` (the same rows, seeds averaged),
 so the two commands never disagree on a setting. The cost of a useful latent
@@ -42,7 +43,7 @@ from rdsweep.collect import cell_order
 from rdsweep.errors import UserError
 from rdsweep.frontier import analyse, family_label, point_knob, read_table, setting_key
 from rdsweep.models.families import FAMILIES
-from rdsweep.uncertainty import RESOLVED_AT, load_examples, mean_se, seed_spread
+from rdsweep.uncertainty import Error, load_examples, mean_se, pooled_seed_sd, seeds_error
 
 CRITERIA = ("valid-elbo", "iwae", "probe-accuracy")   # plus one rate criterion per --rate σ, probe per --probe p
 OVERALL = "overall"
@@ -63,7 +64,7 @@ _SHORT = {"valid-elbo": "elbo=valid-elbo", "probe-accuracy": "probe=probe-accura
 _IDENTITY = ["cell_id", "experiment", "dataset", "family", "paper_code", "objective", "beta", "target_rate",
              "free_bits", "warmup_epochs", "encoder_std", "seed", "status", "examples_file"]
 _REPORTED = ["rate", "distortion", "elbo", "iwae", "mutual_info", "marginal_kl", "active_units", "probe_accuracy",
-             "elbo_se", "probe_accuracy_se", "mutual_info_at_ceiling", "seeds", "seeds_se"]
+             "elbo_se", "probe_accuracy_se", "mutual_info_at_ceiling", "seeds", "seeds_se", "seeds_pooled"]
 # The error of each criterion's score, for ties: a score column → its standard error column.
 _SCORE_SE = {"elbo": "elbo_se", "probe_accuracy": "probe_accuracy_se"}
 
@@ -102,7 +103,7 @@ class Selection:
     reported_on: str
     included: str                     # "converged" or "converged and unconverged"
     cells: int
-    seeds: int                        # distinct seeds among the candidates
+    seeds: int                        # distinct seeds among the cells; by setting, the most seeds of a setting
     families: list[str]
     criteria: list[Criterion]
     has_probe: bool                   # some candidate has a probe accuracy on the judging split
@@ -134,8 +135,7 @@ def select(path: str | Path, by: list[str] | None = None, rates: list[float] | N
     def numbers(cell: dict) -> dict:
         row = reported.get((cell["experiment"], cell["cell_id"]), {})
         out = {name: row.get(name) for name in _REPORTED}
-        errors = [e for e in (out["elbo_se"], out["seeds_se"]) if e is not None]
-        out["elbo_error"] = max(errors) if errors else None   # the larger of the examples' and the seeds' error
+        out["elbo_error"] = row["noise"].total if row else None   # examples and seeds (settings) together
         out["regime"] = (None if out["rate"] is None else
                          frontier.regime_of(cell))
         return out
@@ -160,15 +160,17 @@ def select(path: str | Path, by: list[str] | None = None, rates: list[float] | N
                     **(numbers(cell) if cell else dict.fromkeys(_REPORTED + ["regime", "elbo_error"]))}
             pick["elbo_given_up"] = (None if pick["elbo"] is None or ref["elbo"] is None
                                      else ref["elbo"] - pick["elbo"])
-            pick["elbo_given_up_se"] = (None if pick["elbo_given_up"] is None else
-                                        examples.difference_se(ref, pick, reported_split=True))
-            pick["tied"] = [_name(c, scope == OVERALL, by_setting) for c in _tied(cell, among, criterion, examples)
-                            ] if cell else []
+            cost = (examples.difference(ref_cell, cell, reported, reported_split=True)
+                    if pick["elbo_given_up"] is not None else None)
+            pick["elbo_given_up_se"] = cost.total if cost else None
+            pick["elbo_given_up_resolved"] = cost.resolves(pick["elbo_given_up"]) if cost else None
+            tied, unjudged = _tied(cell, among, criterion, examples) if cell else ([], 0)
+            pick["tied"] = [_name(c, scope == OVERALL, by_setting) for c in tied]
+            pick["ties_unjudged"] = unjudged
             picks.append(pick)
-    seeds = {c["seed"] for c in cells} if not by_setting else {s for c in cells for s in c["seed_list"]}
     return Selection(path, str(judged_rows["dataset"].iloc[0]), split, report_split,
                      "converged and unconverged" if include_unconverged else "converged", len(cells),
-                     len(seeds), families, criteria,
+                     max(c["seeds"] for c in cells) if by_setting else len({c["seed"] for c in cells}), families, criteria,
                      any(c["probe_accuracy"] is not None for c in cells), picks, reference, by_setting)
 
 
@@ -179,23 +181,33 @@ def _name(c: dict, with_family: bool, by_setting: bool) -> str:
 
 
 def _settings(cells: list[dict]) -> list[dict]:
-    """One candidate per setting: its seeds' mean R, D, ELBO, probe (the first cell stands for its identity),
-    with `seeds`, and `seeds_se` the standard error of the ELBO's seed mean (None for one seed)."""
+    """One candidate per setting: its seeds' means of R, D, ELBO, probe, active units (the first cell stands
+    for its identity), `seeds`, the seeds' ELBOs, and its `error`: the examples' (the largest of its cells':
+    they share the examples, so their errors do not average out) with the seeds' standard error of the mean.
+    A one-seed setting's training noise is not measured; it gets the seed spread pooled over the table's
+    settings with several seeds (`seeds_pooled`), where there are any."""
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
         groups.setdefault(setting_key(c), []).append(c)
+    pooled_sd, pooled_df = pooled_seed_sd([[c["elbo"] for c in g] for g in groups.values()])
     out = []
     for members in groups.values():
         setting = {**members[0], "seed": None, "examples_file": None, "seeds": len(members),
-                   "seed_list": [c["seed"] for c in members],
-                   "cells": [c["cell_id"] for c in members], "examples_files": [c["examples_file"] for c in members]}
+                   "seed_list": [c["seed"] for c in members], "seed_elbos": [c["elbo"] for c in members],
+                   "cells": [c["cell_id"] for c in members], "examples_files": [c["examples_file"] for c in members],
+                   # a setting is as unconverged as its least converged seed
+                   "status": "unconverged" if any(c["status"] != "converged" for c in members) else "converged"}
         for key in ("rate", "distortion", "iwae", "mutual_info", "marginal_kl", "active_units", "probe_accuracy"):
             values = [c[key] for c in members if c[key] is not None]
             setting[key] = sum(values) / len(values) if len(values) == len(members) else None
         setting["elbo"] = -(setting["rate"] + setting["distortion"])
-        setting["seeds_se"] = seed_spread([c["elbo"] for c in members])
-        # the seeds are evaluated on the same examples: their errors do not average out
         setting["elbo_se"] = max([c["elbo_se"] for c in members if c["elbo_se"] is not None], default=None)
+        seeds_se, df = seeds_error(setting["seed_elbos"])
+        setting["seeds_pooled"] = seeds_se is None and pooled_sd is not None
+        if setting["seeds_pooled"]:
+            seeds_se, df = pooled_sd, pooled_df
+        setting["seeds_se"] = seeds_se
+        setting["noise"] = Error(setting["elbo_se"], seeds_se, df)
         ceilings = [c["mutual_info_at_ceiling"] for c in members]
         setting["mutual_info_at_ceiling"] = any(ceilings) if None not in ceilings else None
         setting["probe_accuracy_se"] = max([c["probe_accuracy_se"] for c in members if c["probe_accuracy_se"] is not None],
@@ -211,30 +223,35 @@ class _Examples:
         self.root, self.splits, self.cache = path.parent, {False: judged_on, True: reported_on}, {}
 
     def elbo(self, candidate: dict, reported_split: bool) -> np.ndarray | None:
-        # a setting's cells that kept them (rdsweep 0.5 on): their paired error stands for the others'
-        files = [f for f in candidate.get("examples_files") or [candidate.get("examples_file")] if f is not None]
-        if not files:
-            return None
+        """The candidate's per-example ELBO on the split: a cell's, or the mean of a setting's cells that kept
+        theirs (rdsweep 0.5 on; their paired error stands for the others'); None where none was found."""
+        cells = (zip(candidate["cells"], candidate["examples_files"]) if "cells" in candidate
+                 else [(candidate["cell_id"], candidate["examples_file"])])
         split = self.splits[reported_split]
         values = []
-        for f in files:
+        for cell_id, f in cells:
+            if f is None:
+                continue
             if (f, split) not in self.cache:
                 try:
-                    rate, distortion = load_examples(self.root / f, split)
+                    rate, distortion = load_examples(self.root / f, split, cell_id)
                     self.cache[f, split] = -(rate + distortion)
-                except (OSError, KeyError, ValueError):
+                except (OSError, KeyError, ValueError):   # moved without its examples/, or another cell's file
                     self.cache[f, split] = None
-            values.append(self.cache[f, split])
-        if any(v is None for v in values) or len({len(v) for v in values}) > 1:
+            if self.cache[f, split] is not None:
+                values.append(self.cache[f, split])
+        if not values or len({len(v) for v in values}) > 1:
             return None
         return np.mean(values, axis=0)
 
-    def difference_se(self, a: dict, b: dict, reported_split: bool = False) -> float | None:
-        """The error of ELBO(a) − ELBO(b): paired over examples where both have per-example values (else from
-        their standard errors as independent), and for settings the larger of that and their seeds' spread.
-        On the reported split the candidates' standard errors are those of the judged split, a close stand-in."""
+    def difference(self, a: dict, b: dict, records: dict | None = None, reported_split: bool = False) -> Error:
+        """The error of ELBO(a) − ELBO(b) (candidates of the judging split; `records`: the report split's, by
+        (experiment, cell_id), for the numbers' own standard errors there): over examples, paired where both
+        kept per-example values, else from their standard errors as independent; and for settings the seeds'."""
         if (a["experiment"], a["cell_id"]) == (b["experiment"], b["cell_id"]):
-            return 0.0
+            return Error(0.0)
+        if records is not None:
+            a, b = (records.get((c["experiment"], c["cell_id"]), c) for c in (a, b))
         ea, eb = self.elbo(a, reported_split), self.elbo(b, reported_split)
         if ea is not None and eb is not None and len(ea) == len(eb):
             examples = mean_se(ea - eb)
@@ -242,30 +259,39 @@ class _Examples:
             examples = math.hypot(a["elbo_se"], b["elbo_se"])
         else:
             examples = None
-        seeds = (math.hypot(a["seeds_se"], b["seeds_se"]) if a.get("seeds_se") is not None
-                 and b.get("seeds_se") is not None else None)
-        known = [e for e in (examples, seeds) if e is not None]
-        return max(known) if known else None
+        if "noise" not in a or a["noise"].seeds is None or b["noise"].seeds is None:
+            return Error(examples)
+        seeds = math.hypot(a["noise"].seeds, b["noise"].seeds)
+        parts = [a["noise"].seeds ** 2, b["noise"].seeds ** 2]
+        df = (sum(parts) ** 2 / sum(p ** 2 / e.df for p, e in zip(parts, (a["noise"], b["noise"])))
+              if seeds else a["noise"].df + b["noise"].df)   # Welch–Satterthwaite
+        return Error(examples, seeds, df)
 
 
-def _tied(pick: dict, among: list[dict], criterion: Criterion, examples: _Examples) -> list[dict]:
-    """The candidates whose score is within RESOLVED_AT standard errors of the pick's (judging split): as good
-    as the pick at this noise. ELBO scores use paired errors where the per-example values are kept."""
+def _tied(pick: dict, among: list[dict], criterion: Criterion, examples: _Examples) -> tuple[list[dict], int]:
+    """The candidates whose score cannot be told from the pick's at this noise (judging split): within t
+    standard errors of the difference (2 without seeds; docs/uncertainty.md), paired for ELBO scores where the
+    per-example values are kept, binomial for the probe. A candidate whose difference has no known error is
+    tied only when exactly equal; their number is returned beside the list (ties not judged)."""
     score = SCORE[criterion.name]
-    qualified = _best(among, criterion, pool_only=True)
-    tied = []
-    for c in qualified:
+    tied, unjudged = [], 0
+    for c in _best(among, criterion, pool_only=True):
         if (c["experiment"], c["cell_id"]) == (pick["experiment"], pick["cell_id"]):
             continue
         if score == "elbo":
-            se = examples.difference_se(pick, c)
+            error = examples.difference(pick, c)
         elif score in _SCORE_SE and pick[_SCORE_SE[score]] is not None and c[_SCORE_SE[score]] is not None:
-            se = math.hypot(pick[_SCORE_SE[score]], c[_SCORE_SE[score]])
+            error = Error(math.hypot(pick[_SCORE_SE[score]], c[_SCORE_SE[score]]))
         else:
-            se = None
-        if se is not None and abs(pick[score] - c[score]) <= RESOLVED_AT * se:
+            error = Error()
+        difference = pick[score] - c[score]
+        if error.total is None:
+            unjudged += difference != 0
+            if difference == 0:
+                tied.append(c)
+        elif not error.resolves(difference):
             tied.append(c)
-    return tied
+    return tied, unjudged
 
 
 def _records(rows: pd.DataFrame) -> list[dict]:
@@ -278,6 +304,7 @@ def _records(rows: pd.DataFrame) -> list[dict]:
             continue
         row["elbo"] = -(row["rate"] + row["distortion"])
         row["seeds"] = 1
+        row["noise"] = Error(row["elbo_se"])
         records.append(row)
     return sorted(records, key=cell_order)
 
@@ -346,14 +373,15 @@ def render(selection: Selection, width: int = 80) -> Group:
     several families), and the ELBO price of a useful latent. `width`: the columns the tables should fit (they
     grow past it rather than cut a number)."""
     s = selection
-    what = (f"settings ({s.seeds} seeds at most; each judged by its seeds' mean)" if s.by_setting
+    what = (f"settings (n: a setting's seeds, {s.seeds} at most; each judged by its seeds' mean)" if s.by_setting
             else f"{s.included} cells")
     head = Text(f"{s.dataset}: {s.cells} {what} of {len(s.families)} "
                 f"famil{'y' if len(s.families) == 1 else 'ies'} in {s.path}. Each criterion picks by its score on "
-                f"the {s.judged_on} split; R, D, ELBO (nats) and the latent's numbers are on the {s.reported_on} "
-                "split; ±: the ELBO's standard error (examples" + (", or seeds where larger" if s.by_setting else "")
-                + "); I(x;z) ≥: at its log N ceiling; AU: active units; cost: the ELBO given up against the "
-                "valid-elbo pick.")
+                f"the {s.judged_on} split; R, ELBO (nats) and the latent's numbers are on the {s.reported_on} "
+                "split; ±: the ELBO's standard error over the split's examples"
+                + (" and the seeds (a one-seed setting's: the seed spread pooled over the settings with several)"
+                   if s.by_setting else "") + "; I(x;z) ≥: at its log N ceiling; AU: active units; cost: the ELBO "
+                "given up against the valid-elbo pick.")
     overall = [[p] for p in s.picks if p["scope"] == OVERALL]
     parts = [head, Text(""), _table(s, overall, per_family=False)]
     if len(s.families) > 1:   # one table, a family's rows together under its paper code: a study fits a screen
@@ -366,13 +394,19 @@ def render(selection: Selection, width: int = 80) -> Group:
 
 
 def tied_lines(s: Selection) -> list[str]:
-    """The overall picks that are not alone: the candidates within 2 standard errors of each on the judging split."""
+    """The overall picks that are not alone: the candidates that cannot be told from each pick on the judging
+    split, and how many could not be judged (no error known)."""
     lines = []
     for p in s.picks:
-        if p["scope"] == OVERALL and p["tied"]:
-            n = len(p["tied"])
-            lines.append(f"{Criterion.of(p).label}: tied with its pick at this noise ({n} within "
-                         f"{RESOLVED_AT:g} standard errors on {s.judged_on}): " + ", ".join(p["tied"]))
+        if p["scope"] != OVERALL or p["cell_id"] is None:
+            continue
+        label = Criterion.of(p).label
+        if p["tied"]:
+            lines.append(f"{label}: tied with its pick at this noise ({len(p['tied'])} not resolved from it on "
+                         f"{s.judged_on}): " + ", ".join(p["tied"]))
+        if p["ties_unjudged"]:
+            lines.append(f"{label}: ties not judged for {p['ties_unjudged']} of {p['candidates'] - 1} other "
+                         "candidates (no standard error: trained before rdsweep 0.5).")
     return lines
 
 
@@ -395,21 +429,22 @@ def _table(s: Selection, rows: list[list[dict]], per_family: bool, width: int = 
         title = ("per family (paper code): the cells the criteria pick among the family's cells"
                  + (f" ({names})" if names else ""))
     else:
-        title = f"overall: each criterion's pick among all {s.cells} cells"
+        title = f"overall: each criterion's pick among all {s.cells} {'settings' if s.by_setting else 'cells'}"
     # No vertical rules, the model by paper code, and no column that is empty for every pick: the comparison
     # fits 80 columns (each criterion's own score is in --json).
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, padding=0)  # the box's blank divider is the gap
     columns = ["code", "picked by", "setting"] if per_family else ["criterion", "model"]
-    seed_column = "seeds" if s.by_setting else "seed"
-    columns += ([seed_column] if s.seeds > 1 else []) + ["R"] + ([] if per_family else ["D"]) + [
+    seed_column = "n" if s.by_setting else "seed"   # n: the setting's seeds
+    # no D (= −ELBO − R): the errors' column fits instead
+    columns += ([seed_column] if s.seeds > 1 else []) + ["R"] + [
         "ELBO", "±", "IWAE", "regime", "I(x;z)", "AU", "probe", "cost"]
     picks = [criteria[0] for criteria in rows]
     empty = {column for column, key in (("IWAE", "iwae"), ("I(x;z)", "mutual_info"), ("probe", "probe_accuracy"),
                                         ("±", "elbo_error"))
              if all(p[key] is None for p in picks)}
     columns = [c for c in columns if c not in empty]
-    numeric = {"seed", "seeds", "R", "D", "ELBO", "±", "IWAE", "I(x;z)", "AU", "probe", "cost"}
+    numeric = {"seed", "n", "R", "D", "ELBO", "±", "IWAE", "I(x;z)", "AU", "probe", "cost"}
     lines = []
     for i, (criteria, p) in enumerate(zip(rows, picks)):
         picked = p["cell_id"] is not None
@@ -421,11 +456,11 @@ def _table(s: Selection, rows: list[list[dict]], per_family: bool, width: int = 
             "criterion": Criterion.of(p).label, "picked by": [Criterion.of(c).short for c in criteria],
             "setting": setting,
             "model": f"{FAMILIES[p['family']].code or p['family']} {setting}" if picked else setting,
-            "seed": _fmt(p["seed"], "d"), "seeds": _fmt(p["seeds"], "d"),
+            "seed": _fmt(p["seed"], "d"), "n": _fmt(p["seeds"], "d"),
             "R": _fmt(p["rate"]), "D": _fmt(p["distortion"]), "ELBO": _fmt(p["elbo"]), "±": _fmt(p["elbo_error"]),
             "IWAE": _fmt(p["iwae"]), "regime": p["regime"] or "",
             "I(x;z)": ("≥" if p["mutual_info_at_ceiling"] else "") + _fmt(p["mutual_info"]),
-            "AU": _fmt(p["active_units"], "d"),
+            "AU": _fmt(p["active_units"], "d" if isinstance(p["active_units"], int) else ".0f"),   # settings: a mean
             "probe": _fmt(p["probe_accuracy"], ".3f"),
             "cost": "" if any(c["criterion"] == "valid-elbo" for c in criteria) else _fmt(p["elbo_given_up"]),
         }
@@ -481,13 +516,13 @@ def cost_lines(s: Selection) -> list[str]:
             lines.append(f"The valid-elbo pick is also the {name} pick ({_describe(ref)}): here {what} costs "
                          "no ELBO.")
         elif p["elbo_given_up"] is not None:
-            cost, se = p["elbo_given_up"], p["elbo_given_up_se"]
+            cost, se, resolved = p["elbo_given_up"], p["elbo_given_up_se"], p["elbo_given_up_resolved"]
             error = "" if se is None else f" ± {se:.2f}"
             price = (f"costs {cost:.2f}{error} nats of {report} ELBO" if cost >= 0 else
                      f"gains {-cost:.2f}{error} nats of {report} ELBO (the {report} split disagrees with the "
                      f"{s.judged_on} split)")
-            if se is not None and abs(cost) <= RESOLVED_AT * se:
-                price += f", not resolved at this noise ({RESOLVED_AT:g} standard errors)"
+            if resolved is False:
+                price += ", not resolved at this noise"
             lines.append(f"{what[0].upper()}{what[1:]} {price}: the {name} pick ({_describe(p)}) against the "
                          f"valid-elbo pick ({_describe(ref)}).")
     if not any(c.name in _PRICED for c in s.criteria):

@@ -255,7 +255,10 @@ def _parse(path: Path, raw: dict) -> Spec:
                 objectives=tuple(objectives), seeds=tuple(dict.fromkeys(file.seeds)), base=base,
                 resources=Resources(r.cpus_per_trial, r.gpus_per_trial, r.max_failures, r.max_concurrent,
                                    r.checkpoint_s, r.compile), encoder_stds=tuple(dict.fromkeys(file.encoder_std)))
-    spec.cells()  # validates every cell now, so a bad grid fails before anything starts
+    if not spec.cells():  # validates every cell now, so a bad grid fails before anything starts
+        blocks = "; ".join(f"objective[{i}].families = {', '.join(b.families)}" for i, b in enumerate(file.objective))
+        fail("objective", f"the grid is empty: no [[objective]] block is for any of the spec's families "
+                          f"({', '.join(families)}): {blocks}")
     return spec
 
 

@@ -11,16 +11,24 @@ Every cell of the latest launch (launch.json) and every cell with a trace in the
                   was interrupted; the next launch resumes it
     pending       in the latest launch's plan, never started
 
+Before a launch has recorded anything (it writes experiment.json and launch.json once Ray is up), its lock record
+(launch.lock.json) says a launch is `starting`. A last sign of life dated after `now` (beyond CLOCK_SLACK_S) is
+shown as a clock that runs ahead (`clock_ahead_s`), not as "0s ago".
+
 The ETA (`estimate`) schedules the work left on the launch's trial slots, each cell's work measured from its
 own family's cells; docs/launch.md ("Watching a sweep") states the method and its error.
 """
 from __future__ import annotations
 
 import heapq
+import json
+import os
+import socket
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from rich.columns import Columns
 from rich.console import Group
@@ -34,10 +42,13 @@ from rdsweep.models.families import FAMILIES
 
 HEARTBEAT_S = 5.0     # how often a running trial rewrites its progress record
 STALE_S = 60.0        # a record older than this belongs to a trial that no longer runs
+CLOCK_SLACK_S = HEARTBEAT_S   # a record dated up to this after `now` was just written; further: a clock ahead
 RESULT_STATES = ("converged", "unconverged", "diverged")
 STATES = ("running", "resumable", "pending", *RESULT_STATES, "failed")
 NEVER_LISTED = 12     # never-started cells named in the text output; --json lists all
 BLEW_UP_KEY = "▲ the latest evaluation blew up: far above the best (docs/convergence.md)"
+AHEAD_KEY = ("ahead: its last sign of life is dated after this machine's clock: its host's clock runs ahead, "
+             "so whether it still runs cannot be told from its age; synchronise the clocks (NTP)")
 
 
 @dataclass
@@ -55,6 +66,8 @@ class CellStatus:
     pace_s: float | None = None          # running: seconds per epoch at the pace of the epoch under way
     started_at: float | None = None      # this trial's start
     updated_at: float | None = None      # its last sign of life: heartbeat, checkpoint or result written
+    clock_ahead_s: float | None = None   # updated_at is this far after `now` (beyond CLOCK_SLACK_S): the writer's
+                                         # clock runs ahead of this one's, and the record's age means nothing
     host: str | None = None
     error: str | None = None             # failed: the last line of its error
 
@@ -119,6 +132,8 @@ class ExperimentStatus:
     cells: list[CellStatus]
     families: dict[str, FamilyTiming]
     estimate: Estimate
+    starting: dict | None = None   # a launch holds the lock but has recorded nothing yet (Ray is starting):
+                                   # launch.lock.json (pid, host, since, command), and "alive" when known
 
     @property
     def running(self) -> bool:
@@ -133,6 +148,7 @@ class ExperimentStatus:
         ends = self.now + e.remaining_s if self.running and e.remaining_s is not None else None
         return {
             "experiment": self.experiment.name, "path": str(self.experiment.path), "now": _iso(self.now),
+            "starting": self.starting,
             "launch": launch and {**launch, "started_at": _iso(launch.get("started_at"))},
             "counts": self.counts(),
             "eta": {"remaining_s": e.remaining_s, "ends_at": _iso(ends), "slots": e.slots,
@@ -156,7 +172,14 @@ def experiment_status(experiment: Experiment, now: float | None = None) -> Exper
         raise UserError(f"{experiment.path} is not a directory: give an experiment directory, "
                         "e.g. rdsweep-results/quick")
     if not (experiment.meta_path.exists() or experiment.cells_dir.is_dir()):
-        raise UserError(f"{experiment.path} is not an rdsweep experiment (no experiment.json, no cells/)")
+        # A launch writes experiment.json and launch.json once Ray has started (some 20 s): before that, its
+        # lock's record says who is launching it.
+        if (holder := _holder(experiment)) is None and experiment.lock_path.exists():
+            raise UserError(f"{experiment.path}: no launch has recorded anything in it: one took its launch.lock "
+                            "and ended before it started any cell (e.g. Ray did not start); launch again")
+        if holder is None:
+            raise UserError(f"{experiment.path} is not an rdsweep experiment (no experiment.json, no cells/)")
+        return ExperimentStatus(experiment, now, None, [], {}, Estimate(0.0, 1, 0, []), starting=holder)
     launch = experiment.last_launch()
     planned = {c["cell_id"]: c for c in launch["cells"]} if launch else {}
     results = {r["cell_id"]: r for r in experiment.results()}
@@ -166,10 +189,17 @@ def experiment_status(experiment: Experiment, now: float | None = None) -> Exper
     since = (launch or {}).get("started_at")
     cells = [_cell_status(cid, planned.get(cid), results.get(cid), records.get(cid), checkpoints.get(cid),
                           experiment, now, since) for cid in ids]
+    for c in cells:
+        if c.updated_at is not None and c.updated_at - now > CLOCK_SLACK_S:
+            c.clock_ahead_s = c.updated_at - now
     families = _timing(cells, results, records)
     slots = (launch or {}).get("slots") or 1
+    holder = _holder(experiment)   # a new launch that has not recorded itself in launch.json yet
+    if holder and (holder["alive"] is False or (launch or {}).get("pid") == holder["pid"]
+                   and (launch or {}).get("host") == holder["host"]):
+        holder = None
     return ExperimentStatus(experiment, now, {k: v for k, v in (launch or {}).items() if k != "cells"} or None,
-                            cells, families, estimate(cells, families, slots))
+                            cells, families, estimate(cells, families, slots), starting=holder)
 
 
 def _cell_status(cell_id, planned, result, record, checkpoint, experiment, now, since) -> CellStatus:
@@ -201,6 +231,31 @@ def _cell_status(cell_id, planned, result, record, checkpoint, experiment, now, 
     elif checkpoint is not None:  # no progress record: a trial started by an rdsweep older than this module
         status.state, status.updated_at = "resumable", _mtime(checkpoint)
     return status
+
+
+def _holder(experiment: Experiment) -> dict | None:
+    """Who holds the experiment's launch lock (launch.lock.json), with "alive": whether that process still
+    runs, where it runs on this host (None elsewhere). None when no launch holds it."""
+    try:
+        holder = json.loads(experiment.holder_path.read_text())
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    alive = None
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except OSError:   # someone else's process: it exists
+            alive = True
+        try:   # a killed launcher its parent has not reaped yet (a zombie) runs no more
+            alive = alive and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            pass
+    return {"pid": pid, "host": host, "since": holder.get("since"), "command": holder.get("command"),
+            "alive": alive}
 
 
 def _timing(cells: list[CellStatus], results: dict, records: dict) -> dict[str, FamilyTiming]:
@@ -286,14 +341,29 @@ def eta_text(status: ExperimentStatus, running: bool | None = None) -> str:
             f"{e.slots} trial(s) at once{rough}")
 
 
+def starting_text(holder: dict) -> str:
+    """A launch that holds the experiment's lock and has not recorded its plan yet (Ray starts first)."""
+    who = f"pid {holder['pid']} on {holder['host']} since {holder['since']} ({holder['command']})"
+    if holder["alive"] is False:
+        return (f"no launch running: the launch by {who} ended before it recorded its cells (its lock record is "
+                "left over); nothing of it was trained: launch again")
+    elsewhere = "" if holder["alive"] else "; if that launch was stopped meanwhile, nothing of it was trained"
+    return (f"starting: a launch by {who} holds the experiment and is starting Ray; its cells are listed once "
+            f"it has (some 20 s){elsewhere}")
+
+
 def render(status: ExperimentStatus, wide: bool) -> Group:
     """`rdsweep status` for one experiment: summary lines, the running, resumable and failed cells, the cells
     never started, each family's timing. `wide` (a terminal of 120 columns or more) adds family names."""
     now, launch = status.now, status.launch
     parts = [Text(f"{status.experiment.name}  {status.experiment.path}", style="bold")]
+    if status.starting:
+        parts.append(Text(starting_text(status.starting)))
+        if not status.cells and not launch:
+            return Group(*parts)
     if launch:
         parts.append(Text(f"latest launch: {launch['name']} at {clock(launch['started_at'], now)} "
-                          f"({duration(now - launch['started_at'])} ago), {launch['slots']} trial(s) at once"))
+                          f"({ago(launch['started_at'], now)}), {launch['slots']} trial(s) at once"))
     parts.append(Text(f"{len(status.cells)} cells: " + ", ".join(
         f"{n} {'never started' if s == 'pending' else s}" for s, n in status.counts().items())))
     parts.append(Text(eta_text(status)))
@@ -309,12 +379,14 @@ def render(status: ExperimentStatus, wide: bool) -> Group:
                           "?" if c.epoch is None else f"{c.epoch}/{c.cap}",
                           f"{c.step}/{c.steps}" if c.steps else "",
                           clock(c.started_at, now) if c.started_at else "",
-                          f"{duration(now - c.updated_at)} ago" if c.updated_at else "",
+                          ago(c.updated_at, now) if c.updated_at else "",
                           ("" if c.valid_objective is None else f"{c.valid_objective:.2f}") + (" ▲" if c.blew_up else ""),
                           str(c.best_epoch or ""))
         parts += [Text(""), table]
         if any(c.blew_up for c in shown):
             parts.append(Text(BLEW_UP_KEY))
+        if any(c.clock_ahead_s for c in shown):
+            parts.append(Text(AHEAD_KEY))
     for c in status.cells:
         if c.state == "failed":
             parts.append(Text(f"failed {c.label}: {c.error}"))
@@ -354,6 +426,12 @@ def duration(seconds: float) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d {seconds % 86400 // 3600:02d}h"
+
+
+def ago(t: float, now: float) -> str:
+    """How long before `now` a time was: "5s ago"; a time after it (beyond CLOCK_SLACK_S, a clock that runs
+    ahead of this one) says so, "ahead 5m 00s", rather than reading as just now."""
+    return f"ahead {duration(t - now)}" if t - now > CLOCK_SLACK_S else f"{duration(now - t)} ago"
 
 
 def clock(t: float, now: float) -> str:

@@ -10,14 +10,16 @@ across seeds, as their spread.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from rdsweep.files import atomic_write
 
 LATENT_EXAMPLES = 1000   # the examples of a split the latent's worth is measured on (rdsweep/latent.py)
-RESOLVED_AT = 2.0   # a difference is resolved when it exceeds this many standard errors of its larger source
+RESOLVED_AT = 2.0   # a difference is resolved beyond this many standard errors (many degrees of freedom)
 
 
 def mean_se(values) -> float | None:
@@ -30,35 +32,69 @@ def mean_se(values) -> float | None:
 
 
 def binomial_se(p: float | None, n: int | None) -> float | None:
-    """Standard error of an accuracy p measured on n examples, √(p(1 − p)/n)."""
+    """Standard error of an accuracy p measured on n examples, √(p(1 − p)/n), with p kept half an example
+    inside [0, 1]: an accuracy of 1.000 on 500 examples is not known to ±0."""
     if p is None or not n:
         return None
-    return math.sqrt(max(p * (1 - p), 0.0) / n)
+    p = min(max(p, 0.5 / n), 1 - 0.5 / n)
+    return math.sqrt(p * (1 - p) / n)
 
 
-def seed_spread(values) -> float | None:
-    """Standard error of a mean over seeds (their sample standard deviation / √seeds); None for one seed."""
-    return mean_se([v for v in values if v is not None and math.isfinite(v)])
+@dataclass(frozen=True)
+class Error:
+    """The standard error of a number or a difference, by source: the examples (and z-draws) of the split, and
+    the seeds (training). The two are independent, so they add in quadrature. The seeds' part rests on few
+    degrees of freedom, so a difference is judged against Student's t at `df` (Welch–Satterthwaite for two
+    sides), not against 2."""
+    examples: float | None = None
+    seeds: float | None = None
+    df: float | None = None          # of the seeds' part; None without one
+
+    @property
+    def total(self) -> float | None:
+        known = [e for e in (self.examples, self.seeds) if e is not None]
+        return math.hypot(*known) if known else None
+
+    @property
+    def total_df(self) -> float | None:
+        """Degrees of freedom of the total (Welch–Satterthwaite, the examples' part taken as exact: N is
+        hundreds); None without a seeds' part."""
+        if self.seeds is None or not self.df or not self.total:
+            return None
+        return self.df * (self.total / self.seeds) ** 4 if self.seeds else None
+
+    @property
+    def factor(self) -> float:
+        """How many standard errors a resolved difference exceeds: t(0.975, total_df), or 2 without seeds."""
+        return float(student_t.ppf(0.975, self.total_df)) if self.total_df else RESOLVED_AT
+
+    def resolves(self, difference: float) -> bool | None:
+        """|difference| beyond `factor` standard errors; None when no error is known."""
+        return None if self.total is None else abs(difference) > self.factor * self.total
 
 
-def resolved(difference: float, *errors: float | None) -> bool | None:
-    """Whether |difference| exceeds RESOLVED_AT times the largest of the known errors; None when none is known."""
-    known = [e for e in errors if e is not None and math.isfinite(e)]
-    if not known:
-        return None
-    return abs(difference) > RESOLVED_AT * max(known)
+def seeds_error(a: list[float], b: list[float] | None = None) -> tuple[float | None, float | None]:
+    """(standard error, degrees of freedom) from the seeds' spread: of the mean of `a`, or of mean(a) − mean(b)
+    (Welch–Satterthwaite); (None, None) where a side has fewer than two seeds."""
+    sides = [np.asarray(v, dtype=np.float64) for v in ((a,) if b is None else (a, b))]
+    if any(v.size < 2 for v in sides):
+        return None, None
+    parts = [v.var(ddof=1) / v.size for v in sides]
+    se = math.sqrt(sum(parts))
+    if se == 0:
+        return 0.0, float(sum(v.size - 1 for v in sides))
+    df = sum(parts) ** 2 / sum(p ** 2 / (v.size - 1) for p, v in zip(parts, sides))
+    return se, df
 
 
-def tied(a: float, a_se: float | None, b: float, b_se: float | None) -> bool:
-    """Two independent estimates are tied when their difference is within RESOLVED_AT standard errors of the
-    difference (√(se_a² + se_b²)); unknown errors count as zero, so without errors nothing is tied but equals."""
-    se = math.hypot(a_se or 0.0, b_se or 0.0)
-    return abs(a - b) <= RESOLVED_AT * se
-
-
-def mutual_info_ceiling(n: int | None) -> float | None:
-    """log N: the most the mutual-information estimate over N examples can read (rdsweep/latent.py)."""
-    return math.log(n) if n else None
+def pooled_seed_sd(groups: list[list[float]]) -> tuple[float | None, float | None]:
+    """(standard deviation, degrees of freedom) of one seed's value around its setting's mean, pooled over the
+    groups (settings) with two or more seeds: the training noise a one-seed setting carries unmeasured."""
+    groups = [np.asarray(g, dtype=np.float64) for g in groups if len(g) >= 2]
+    df = sum(g.size - 1 for g in groups)
+    if not df:
+        return None, None
+    return math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / df), float(df)
 
 
 CEILING_SLACK = 0.05   # nats: an estimate this close to log N may hide any larger I(x; z)
@@ -79,7 +115,10 @@ def save_examples(path: str | Path, cell_id: str, per_example: dict[str, dict[st
         np.savez_compressed(f, cell_id=np.array(cell_id), **arrays)
 
 
-def load_examples(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(rate, distortion) per example of one split, as `save_examples` wrote them."""
+def load_examples(path: str | Path, split: str, cell_id: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(rate, distortion) per example of one split, as `save_examples` wrote them; a ValueError when the file
+    is another cell's (`cell_id` given)."""
     with np.load(path) as f:
+        if cell_id is not None and str(f["cell_id"]) != cell_id:
+            raise ValueError(f"{path} holds cell {f['cell_id']}, not {cell_id}")
         return f[f"{split}_rate"], f[f"{split}_distortion"]

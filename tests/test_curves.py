@@ -1,5 +1,4 @@
 """Learning curves from a synthetic ledger (no training, no Ray) and the regime grid composition."""
-import hashlib
 import json
 import math
 
@@ -8,6 +7,7 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 
+from rdsweep.cells import Cell
 from rdsweep.curves import curves, plot_curves, summary
 from rdsweep.errors import UserError
 from rdsweep.grids import compose_regime_grids
@@ -27,17 +27,22 @@ def _history(objectives, evaluated=None):
     return out
 
 
+_IDS: dict[str, str] = {}
+
+
 def ID(name: str) -> str:
-    """A readable test name as a cell id of the ledger's form (16 hex digits)."""
-    return hashlib.sha256(name.encode()).hexdigest()[:16]
+    """The cell id of the cell `_cell` made under this readable test name (its real id: a result's cell_id
+    must be its cell's hash)."""
+    return _IDS[name]
 
 
 def _cell(name, family, status, *, beta=None, target_rate=None, seed=0, best_epoch=None, history=None,
           stop_reason="plateau", epochs=10):
     objective = "beta" if beta is not None else "target-rate"
-    result = {"cell": {"family": family, "objective": objective, "beta": beta, "target_rate": target_rate,
-                       "seed": seed, "epochs": epochs},
-              "cell_id": ID(name), "status": status, "best_epoch": best_epoch, "rdsweep_version": "0.2.0",
+    cell = {"family": family, "objective": objective, "beta": beta, "target_rate": target_rate, "seed": seed,
+            "epochs": epochs}
+    _IDS[name] = Cell.from_dict(cell).cell_id
+    result = {"cell": cell, "cell_id": ID(name), "status": status, "best_epoch": best_epoch, "rdsweep_version": "0.2.0",
               "epochs": len(history or [])}
     if status == "failed":
         result["error"] = "RuntimeError: out of memory"
@@ -230,3 +235,82 @@ def test_the_curves_table_names_every_family_whole_on_an_80_column_terminal(expe
     assert all(len(line) <= 80 for line in rows)
     assert sum("gauss-deconv-normal" in line for line in rows) == 3 and "unconverged" in done.stdout
     assert "…" not in done.stdout and "exp" in rows[0]     # one experiment: named once, in the title
+
+
+def test_the_elbo_panels_draw_each_epochs_valid_rate_plus_distortion(tmp_path):
+    """A cell's own objective does not compare across cells: β = 0.1 has the lowest D + βR and the worst −ELBO.
+    The −ELBO lines are the history's valid_rate + valid_distortion, epoch by epoch (issue 32)."""
+    import matplotlib.pyplot as plt
+
+    from rdsweep.curves import draw_curves
+
+    def history(beta, rates, distortions):
+        return [{"epoch": e, "loss": 1.0, "rate": r, "distortion": d, "lr": 1e-3, "wall_s": 0.5,
+                 "valid_objective": d + beta * r, "valid_rate": r, "valid_distortion": d}
+                for e, (r, d) in enumerate(zip(rates, distortions), start=1)]
+
+    small = history(0.1, [20.0, 30.0, 35.0, 36.0], [120.0, 90.0, 80.0, 79.5])     # −ELBO 140, 120, 115, 115.5
+    one = history(1.0, [5.0, 8.0, 9.0, 9.2], [130.0, 100.0, 95.0, 94.9])           # −ELBO 135, 108, 104, 104.1
+    sigma = [{**h, "valid_objective": h["valid_distortion"] + abs(10.0 - h["valid_rate"])}
+             for h in history(1.0, [2.0, 6.0, 9.5, 10.0], [150.0, 110.0, 99.0, 98.0])]
+    root = _ledger(tmp_path, results=[
+        _cell("small", "gauss-deconv-normal", "converged", beta=0.1, best_epoch=3, history=small),
+        _cell("one", "gauss-deconv-normal", "converged", beta=1.0, best_epoch=3, history=one),
+        _cell("sigma", "gauss-deconv-normal", "converged", target_rate=10.0, best_epoch=4, history=sigma),
+        _cell("vamp", "iaf-pixelcnn-vamp", "converged", beta=1.0, best_epoch=2, history=history(1.0, [1.0, 2.0], [90.0, 85.0])),
+    ])
+    frame = curves([root])
+    written = {name: [h["valid_rate"] + h["valid_distortion"] for h in hist]
+               for name, hist in (("small", small), ("one", one), ("sigma", sigma))}
+
+    fig = draw_curves(frame)                      # the default: both, the objective above the −ELBO
+    lines = {line.get_gid(): line for ax in fig.axes for line in ax.get_lines() if line.get_gid()}
+    for name, values in written.items():
+        elbo = lines[f"exp/{ID(name)}/elbo"]
+        assert list(elbo.get_xdata()) == [1, 2, 3, 4] and list(elbo.get_ydata()) == pytest.approx(values)
+        objective = lines[f"exp/{ID(name)}/objective"]
+        assert list(objective.get_ydata()) == pytest.approx(
+            [h["valid_objective"] for h in {"small": small, "one": one, "sigma": sigma}[name]])
+        assert elbo.axes is not objective.axes and elbo.axes.get_ylabel().startswith("valid −ELBO")
+    # the point of it: β = 0.1 sits lowest by its own objective, highest by −ELBO
+    at = lambda name, what: lines[f"exp/{ID(name)}/{what}"].get_ydata()[-1]
+    assert at("small", "objective") < at("one", "objective") and at("small", "elbo") > at("one", "elbo")
+    visible = [ax for ax in fig.axes if ax.get_visible() and ax.get_ylabel()]
+    assert len(visible) == 4                      # two families × (objective, −ELBO)
+    plt.close(fig)
+    for show, kept in (("objective", "objective"), ("elbo", "elbo")):
+        fig = draw_curves(frame, show)
+        gids = {line.get_gid() for ax in fig.axes for line in ax.get_lines() if line.get_gid()}
+        assert len(gids) == 4 and all(g.endswith("/" + kept) for g in gids)
+        assert sum(ax.get_visible() for ax in fig.axes) == 2
+        plt.close(fig)
+    with pytest.raises(UserError, match="use one of"):
+        draw_curves(frame, "loss")
+
+
+def test_cli_curves_show_option_and_the_path_it_writes(experiment, tmp_path, rdsweep):
+    """--show through the console script; a --plot name without a suffix gets .png, and the path printed is the
+    file written; a bad --show, --show without --plot, a suffix matplotlib cannot write or a directory: exit 2,
+    one line, nothing written."""
+    out = tmp_path / "plots"
+    out.mkdir()
+    for show in ("elbo", "objective", "both"):
+        done = rdsweep("curves", experiment, "--plot", out / f"{show}.png", "--show", show)
+        assert done.returncode == 0, done.stderr
+        assert f"wrote {out / f'{show}.png'}" in done.stdout
+        assert (out / f"{show}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    done = rdsweep("curves", experiment, "--plot", out / "bare")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(f"wrote {out / 'bare.png'}") and not (out / "bare").exists()
+    assert (out / "bare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = sorted(p.name for p in out.iterdir())
+    for args, message in ((["--plot", out / "x.png", "--show", "loss"], "--show"),
+                          (["--show", "elbo"], "--show elbo chooses what --plot draws"),
+                          (["--plot", out / "x.v2"], "cannot write a .v2 figure"),
+                          (["--plot", out], "is a directory"),
+                          (["--plot", tmp_path / "missing" / "x.png"], "does not exist")):
+        done = rdsweep("curves", experiment, *args)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("rdsweep: error:") and message in done.stderr
+        assert done.stdout == ""                     # refused before the table is printed
+    assert sorted(p.name for p in out.iterdir()) == before and not (tmp_path / "missing").exists()

@@ -7,6 +7,7 @@ import os
 import tomllib
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from rdsweep.cells import Cell
 from rdsweep.collect import SCHEMA, result_rows
 from rdsweep.errors import UserError
+from rdsweep.frontier import table_fault
 from rdsweep.schema import read_result
 from rdsweep.spec import _parse, load_spec
 
@@ -145,8 +147,13 @@ def test_any_result_file_is_read_or_named_as_broken(tmp_path, result):
     except UserError as e:
         assert str(path) in str(e) and "\n" not in str(e)
         return
-    # What the reader accepts, collect turns into rows of the table's schema.
-    pa.Table.from_pylist(result_rows(read, "toy"), schema=SCHEMA)
+    # What the reader accepts, collect turns into rows of the table's schema, which the table's readers accept.
+    table = pa.Table.from_pylist(result_rows(read, "toy"), schema=SCHEMA)
+    assert table_fault(table.to_pandas(types_mapper=_NULLABLE.get)) is None
+
+
+_NULLABLE = {pa.float64(): pd.Float64Dtype(), pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype(),
+             pa.bool_(): pd.BooleanDtype()}
 
 
 def test_a_valid_result_survives_the_reader(tmp_path):

@@ -252,3 +252,128 @@ def test_a_damaged_result_is_named_by_its_own_path(tmp_path, rdsweep):
         done = rdsweep("collect", experiment.path)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert str(broken) in done.stderr and str(healthy) not in done.stderr and message in done.stderr
+
+
+# Issue 33: small faults, each through the console script: exit status, one line on stderr, nothing on disk
+# created or changed.
+
+def _tree(root: Path) -> dict:
+    """Every file under root with its bytes: what a refused command must leave as it was."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_spec_whose_grid_is_empty_exits_2_before_anything_is_created(tmp_path, rdsweep):
+    """No [[objective]] block names a family of the spec: no cell. Refused with or without --dry-run, before
+    the experiment's directory and lock are made (and so before Ray: no Ray needed here)."""
+    spec = tmp_path / "empty.toml"
+    spec.write_text('dataset = "mnist5k"\nfamilies = ["gauss-deconv-normal"]\n'
+                    '[[objective]]\nkind = "beta"\nvalues = [1.0]\nfamilies = ["gauss-pixelcnn-normal"]\n')
+    storage = tmp_path / "results"
+    before = _tree(tmp_path)
+    for extra in (["--dry-run"], []):
+        done = rdsweep("launch", spec, "--storage", storage, *extra)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "objective: the grid is empty" in done.stderr and "gauss-pixelcnn-normal" in done.stderr
+        assert not storage.exists() and _tree(tmp_path) == before
+    # a --families override that leaves no block a family of the spec: the same
+    spec.write_text('dataset = "mnist5k"\nfamilies = ["gauss-deconv-normal", "gauss-pixelcnn-normal"]\n'
+                    '[[objective]]\nkind = "beta"\nvalues = [1.0]\nfamilies = ["gauss-pixelcnn-normal"]\n')
+    done = rdsweep("launch", spec, "--storage", storage, "--families", "gauss-deconv-normal")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "the grid is empty" in done.stderr
+    assert not storage.exists()
+
+
+def test_an_empty_experiment_name_is_refused_not_replaced_by_the_specs_stem(tmp_path, rdsweep):
+    """`--name ''` used to become the spec's stem. The dataset is a folder without data: had the name passed,
+    the launch would have stopped there with another message (before any lock or Ray)."""
+    (tmp_path / "no-data").mkdir()
+    spec = tmp_path / "named.toml"
+    spec.write_text(f'dataset = "idx:{tmp_path / "no-data"}"\nfamilies = ["gauss-deconv-normal"]\n'
+                    '[[objective]]\nkind = "beta"\nvalues = [1.0]\n')
+    storage = tmp_path / "results"
+    for extra in (["--dry-run"], []):
+        for name in ("", " ", "..", "a/b"):
+            done = rdsweep("launch", spec, "--storage", storage, "--name", name, *extra)
+            assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+            assert f"experiment name {name!r} (--name" in done.stderr and "one path segment" in done.stderr
+            assert not storage.exists()
+
+
+def test_frontier_plot_reports_the_file_it_really_writes(tmp_path, rdsweep):
+    """matplotlib adds .png to a name without a suffix: "wrote" names that file. A suffix it cannot write, or a
+    directory, is refused before anything is computed (exit 2, nothing written)."""
+    from test_frontier import POINTS, table_rows, write_table
+
+    table = write_table(tmp_path / "frontier.parquet", table_rows(POINTS))
+    done = rdsweep("frontier", table, tmp_path / "rd", "--plot")
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {tmp_path / 'rd.png'}" in done.stdout and not (tmp_path / "rd").exists()
+    assert (tmp_path / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = _tree(tmp_path)
+    for args, message in (([tmp_path / "rd.v2", "--plot"], "cannot write a .v2 figure"),
+                          ([tmp_path, "--plot"], "is a directory"),
+                          (["--grids", tmp_path / "grids.v2"], "--grids")):
+        done = rdsweep("frontier", table, *args)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert message in done.stderr and done.stdout == ""
+        assert _tree(tmp_path) == before
+
+
+def test_a_storage_error_names_the_file_not_its_temporary(tmp_path):
+    """Storage that fails mid-write (here a file-size limit: the table cannot be written): exit 1, one line
+    naming the table, not `.table.parquet.xxxxxxxx.tmp`, and no temporary file left behind."""
+    import resource
+
+    from test_status import finished, image_cell
+
+    experiment = Experiment(tmp_path / "exp")
+    experiment.record_protocol({"dataset": "mnist5k"}, "0.1.0")
+    finished(experiment, image_cell("---", 1.0), [2.0] * 3)
+    table = tmp_path / "table.parquet"
+    before = _tree(tmp_path)
+    done = subprocess.run([str(BIN / "rdsweep"), "collect", str(experiment.path), "--out", str(table)],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"},
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)))
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("rdsweep: error:") and done.stderr.rstrip().endswith(str(table))
+    assert "too large" in done.stderr and ".tmp" not in done.stderr
+    assert _tree(tmp_path) == before and not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
+
+
+def test_atomic_write_names_its_target_whichever_step_fails(tmp_path):
+    """Creating the temporary file (a folder that is gone) and renaming it (onto a directory) fail naming the
+    temporary file; atomic_write names the target instead, keeps the error's class, and leaves nothing."""
+    from rdsweep.files import atomic_write
+
+    gone = tmp_path / "gone" / "launch.json"
+    with pytest.raises(FileNotFoundError) as error:
+        with atomic_write(gone) as tmp:
+            tmp.write_text("{}")
+    assert error.value.filename == str(gone) and ".tmp" not in str(error.value)
+    (tmp_path / "launch.json").mkdir()
+    with pytest.raises(IsADirectoryError) as error:
+        with atomic_write(tmp_path / "launch.json") as tmp:
+            tmp.write_text("{}")
+    assert error.value.filename == str(tmp_path / "launch.json") and ".tmp" not in str(error.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["launch.json"]     # the temporary file is gone
+
+
+def test_status_during_a_launchs_start_says_it_is_starting(tmp_path, ray_address):
+    """For the first seconds of a launch (Ray starting), the experiment has its lock and no experiment.json
+    yet: status says a launch is starting, never "is not an rdsweep experiment". Needs Ray."""
+    spec = tmp_path / "toy.toml"
+    spec.write_text(QUICK)
+    experiment = Experiment(tmp_path / "results" / "toy")
+    launch = start("launch", spec, "--storage", tmp_path / "results", "--address", ray_address)
+    seen = []
+    try:
+        wait_for(experiment.holder_path.exists, "the launch to take its lock", launch)
+        while not experiment.meta_path.exists() and launch.poll() is None:
+            seen.append(experiment_status(experiment).starting)   # a UserError here is the fault
+            time.sleep(0.05)
+        assert launch.wait(timeout=300) == 0, launch.communicate()
+    finally:
+        if launch.poll() is None:
+            launch.send_signal(signal.SIGINT)
+            launch.wait(timeout=60)
+    assert seen and all(s is not None and s["pid"] == launch.pid and s["alive"] for s in seen)

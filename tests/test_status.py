@@ -166,3 +166,83 @@ def test_eta_of_half_finished_sweeps_is_within_the_stated_error(tmp_path):
     assert sorted(errors)[10] <= 0.15 and max(errors) <= 0.4, errors
     assert sorted(naive_errors)[10] > 2 * sorted(errors)[10], naive_errors
 
+
+
+def _tree(root) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_heartbeat_dated_in_the_future_shows_the_clock_ahead_not_just_now(tmp_path, rdsweep):
+    """A trial on a node whose clock runs 5 minutes ahead: its record is dated after `now`. It used to read
+    "running, 0s ago"; status says the clock is ahead, and that its age tells nothing (issue 33)."""
+    import re
+
+    from rdsweep.status import AHEAD_KEY
+
+    experiment = Experiment(tmp_path / "sweep")
+    experiment.record_protocol({"dataset": "mnist5k"}, "0.1.0")
+    ahead, fine = image_cell("-+v", 0.3), image_cell("-+v", 1.0)
+    now = time.time()
+    record_launch(experiment, [ahead, fine], 2, now - 120)
+    progress(experiment, ahead, started=now - 60, updated=now + 300, epoch_s=[30.0], step=3, steps=50, valid=91.0)
+    progress(experiment, fine, started=now - 60, updated=now - 3, epoch_s=[30.0], step=3, steps=50, valid=92.0)
+    before = _tree(tmp_path)
+    shown = rdsweep("status", experiment.path)
+    assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("-+v β=0.3 seed=0"))
+    assert re.search(r"ahead [45]m", row) and " ago" not in row, row
+    other = next(line for line in shown.stdout.splitlines() if line.startswith("-+v β=1 seed=0"))
+    assert re.search(r"\b[0-9]s ago", other) and "ahead" not in other
+    assert AHEAD_KEY in " ".join(shown.stdout.split())
+    listed = rdsweep("status", experiment.path, "--json")
+    by_id = {c["cell_id"]: c for c in json.loads(listed.stdout)[0]["cells"]}
+    assert 280 < by_id[ahead.cell_id]["clock_ahead_s"] <= 300 and by_id[fine.cell_id]["clock_ahead_s"] is None
+    assert _tree(tmp_path) == before                    # status writes nothing
+
+
+def test_status_while_a_launch_starts_says_so(tmp_path, rdsweep):
+    """A launch holds the lock (launch.lock, launch.lock.json) some 20 s before it writes experiment.json and
+    launch.json (Ray starts in between): status said "is not an rdsweep experiment" (issue 33)."""
+    import os
+    import socket
+    import subprocess
+
+    experiment = Experiment(tmp_path / "new")
+    experiment.path.mkdir()
+    experiment.lock_path.touch()
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": "2026-12-04 21:00:00",
+              "command": "rdsweep launch new.toml"}
+    experiment.holder_path.write_text(json.dumps(holder))
+    before = _tree(tmp_path)
+    shown = rdsweep("status", experiment.path)
+    assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+    assert f"starting: a launch by pid {os.getpid()} on {holder['host']}" in shown.stdout
+    assert "not an rdsweep experiment" not in shown.stdout
+    (report,) = json.loads(rdsweep("status", experiment.path, "--json").stdout)
+    assert report["starting"]["alive"] is True and report["cells"] == [] and report["counts"] == {}
+    assert _tree(tmp_path) == before
+
+    # the launcher died before it recorded anything (its lock record is left over): said so
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    experiment.holder_path.write_text(json.dumps({**holder, "pid": gone.pid}))
+    shown = rdsweep("status", experiment.path)
+    assert shown.returncode == 0 and "no launch running" in shown.stdout and "nothing of it was trained" in shown.stdout
+
+    # only the lock file of a launch that ended before it started a cell: one line, exit 2
+    experiment.holder_path.unlink()
+    shown = rdsweep("status", experiment.path)
+    assert shown.returncode == 2 and shown.stderr.count("\n") == 1 and "no launch has recorded anything" in shown.stderr
+
+    # a relaunch of an experiment with cells: the new launch's start is said above the latest launch's cells
+    cell = image_cell("---", 1.0)
+    experiment.record_protocol({"dataset": "mnist5k"}, "0.1.0")
+    experiment.record_launch({"name": "launch-20260101-000000", "started_at": time.time() - 3600, "slots": 1,
+                              "pid": 1, "host": "elsewhere",
+                              "cells": [{"cell_id": cell.cell_id, "action": "run", "cell": cell.to_dict()}]})
+    finished(experiment, cell, [2.0] * 3)
+    experiment.holder_path.write_text(json.dumps(holder))
+    before = _tree(tmp_path)
+    shown = rdsweep("status", experiment.path)
+    assert shown.returncode == 0 and "starting: a launch by pid" in shown.stdout and "1 converged" in shown.stdout
+    assert _tree(tmp_path) == before                    # status writes nothing

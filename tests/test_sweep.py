@@ -135,7 +135,8 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     assert ((table["elbo_se"] > 0) & (table["elbo_se"] < 1)).all() and table["examples_file"].notna().all()
     done = rdsweep("compare", experiment.path / "frontier.parquet", "toy β=0.3", "toy β=3")
     assert done.returncode == 0, done.stderr
-    assert "R: A is higher by" in done.stdout and "resolved (beyond 2 standard errors)" in done.stdout
+    rate = " ".join(done.stdout.split("\nR: ")[1].split("\nD: ")[0].split())   # one seed a side: examples only
+    assert rate.startswith("A is higher by") and rate.endswith("resolved at the examples' noise (training noise not measured).")
 
     done = rdsweep("frontier", experiment.path / "frontier.parquet", "--plot")
     assert done.returncode == 0, done.stderr

@@ -28,17 +28,18 @@ def fmt(value, spec, missing="—"):
 def cells_table(paths: list[str]) -> str:
     with tempfile.TemporaryDirectory() as d:
         _, table = collect(paths, out=Path(d) / "cells.parquet")
-    rows = ["| family | setting | std | status | epochs | best epoch | R | D | −ELBO | I(x;z) | AU | probe | minutes |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| family | setting | seed | std | status | epochs | best epoch | R | D | −ELBO | ± | I(x;z) | AU | probe | minutes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.to_pylist():
         if r["split"] != "test":
             continue
         setting = knob(r["objective"], r["beta"], r["target_rate"], r["free_bits"], r["warmup_epochs"])
         elbo = None if r["elbo"] is None else -r["elbo"]
         rows.append(
-            f"| `{r['paper_code']}` | {setting} | {r['encoder_std']} | {r['status']} | {r['epochs']} "
+            f"| `{r['paper_code']}` | {setting} | {r['seed']} | {r['encoder_std']} | {r['status']} | {r['epochs']} "
             f"| {fmt(r['best_epoch'], 'd')} | {fmt(r['rate'], '.1f')} | {fmt(r['distortion'], '.1f')} "
-            f"| {fmt(elbo, '.1f')} | {fmt(r['mutual_info'], '.2f')} | {fmt(r['active_units'], 'd')} "
+            f"| {fmt(elbo, '.1f')} | {fmt(r['elbo_se'], '.2f')} "
+            f"| {('≥' if r['mutual_info_at_ceiling'] else '') + fmt(r['mutual_info'], '.2f')} | {fmt(r['active_units'], 'd')} "
             f"| {fmt(r['probe_accuracy'], '.3f')} | {fmt(r['wall_s'] and r['wall_s'] / 60, '.0f')} |")
     return "\n".join(rows)
 
