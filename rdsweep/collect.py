@@ -103,6 +103,7 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
     for experiment in experiments:
         if not experiment.path.is_dir():
             raise UserError(f"experiment directory {experiment.path} does not exist")
+        experiment.check_layout(reads=("cells",))   # cells/ a file or a link that loops: one line, exit 2
     if len(set(names)) < len(names):
         raise UserError(f"two experiments share the name {_first_duplicate(names)!r}; "
                         "rows are labelled by experiment name, so merge experiments with distinct names")

@@ -42,6 +42,7 @@ def curves(experiment_dirs: list) -> pd.DataFrame:
         experiment = Experiment(directory)
         if not experiment.path.is_dir():
             raise UserError(f"{experiment.path} is not a directory: give an experiment directory")
+        experiment.check_layout(reads=("cells",))   # cells/ a file or a link that loops: one line, exit 2
         results = experiment.results()
         if not results:
             raise UserError(f"{experiment.path} has no cell results in cells/: has it been launched?")

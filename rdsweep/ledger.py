@@ -33,9 +33,12 @@ Writers and readers only need a shared filesystem, which is also what a multi-no
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -43,13 +46,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from filelock import FileLock, Timeout
-
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
 from rdsweep.schema import read_launch, read_progress, read_record, read_result, validated_result
 
+# What an experiment directory may hold (the module docstring): each entry's kind, checked by check_layout.
+LAYOUT = {**{name: "directory" for name in ("cells", "checkpoints", "locks", "progress", "grids", "models",
+                                              "examples", "ray")},
+          **{name: "file" for name in ("experiment.json", "launch.json", "launch.lock", "launch.lock.json")}}
 FINISHED = ("converged", "diverged")      # nothing more to do, whatever the budget
 DEFAULT_STORAGE = "rdsweep-results"
 
@@ -69,6 +74,37 @@ class Experiment:
         self.launch_path = self.path / "launch.json"
         self.lock_path = self.path / "launch.lock"
         self.holder_path = self.path / "launch.lock.json"   # who holds the lock, for the refusal message
+
+    def check_layout(self, reads: tuple[str, ...] = (), writes: bool = False) -> None:
+        """The ledger's layout, checked before a command acts on it: every entry of LAYOUT that exists is of
+        its kind (a directory, or a regular file; a symbolic link counts as what it points to), the directories
+        named in `reads` can be listed, and with `writes` (a launch) every directory is writable. A missing one
+        is fine: rdsweep creates it when it needs it. A UserError names the first entry that does not fit, so a
+        damaged ledger is one line and exit 2, not a trial failing on it (nothing is changed)."""
+        for name, kind in LAYOUT.items():
+            path = self.path / name
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                if os.path.islink(path):
+                    raise UserError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist: "
+                                    f"the experiment's {name} {kind} is missing; restore it or remove the link "
+                                    "(nothing was changed)") from None
+                continue
+            except OSError as e:   # a link that loops, a folder this user cannot search
+                raise UserError(f"cannot use {path}: {e.strerror}: the experiment's {name} must be a {kind} "
+                                "(nothing was changed)") from None
+            fits = stat.S_ISDIR(st.st_mode) if kind == "directory" else stat.S_ISREG(st.st_mode)
+            if not fits:
+                raise UserError(f"{path} is {_kind(st)}, not a {kind}: the experiment's ledger is damaged; "
+                                f"restore it or move {name} away (nothing was changed)")
+            need = (os.R_OK | os.W_OK | os.X_OK if writes else os.R_OK | os.X_OK if name in reads else 0)
+            if kind == "directory" and need and not os.access(path, need):
+                raise UserError(f"cannot use {path}: this user cannot {'write' if writes else 'read'} it: fix its "
+                                "permissions (nothing was changed)")
+        if writes and self.path.is_dir() and not os.access(self.path, os.R_OK | os.W_OK | os.X_OK):
+            raise UserError(f"cannot use experiment directory {self.path}: this user cannot write it: fix its "
+                            "permissions or choose another --storage (nothing was changed)")
 
     @classmethod
     def at(cls, storage: str | Path | None, name: str) -> "Experiment":
@@ -151,33 +187,132 @@ class Experiment:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """One launch at a time per experiment, or two would train the same cells. The lock is the kernel's
-        (flock, through filelock): it dies with its process, so a killed launch leaves no stale lock behind.
-        A second launch is a UserError naming the first."""
+        (flock on launch.lock): it dies with its process, so a killed launch leaves no stale lock behind.
+        A second launch is a UserError naming the first.
+
+        The lock is verified, not only taken (docs/reliability.md, "The lock"): the holder record
+        (launch.lock.json) names the lock file it locked (its inode), and a launch refuses, changing nothing,
+        when the file it locked is no longer the one at the path, or when the record's holder locked another
+        file and may still run (someone deleted or replaced launch.lock under it). A lock file or record that
+        cannot be used (a directory, unwritable, not a holder record) is a UserError naming it: never a
+        launch without the lock, except on a filesystem without flock (a warning)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"cannot create experiment directory {self.path}: {e.strerror} "
                             "(choose another --storage)") from None
-        lock = FileLock(self.lock_path, blocking=False, fallback_to_soft=False)
+        held = self._acquire()   # (fd, the locked file's stat), or None: a filesystem without flock
         try:
-            lock.acquire()
-        except Timeout:
-            raise UserError(f"experiment {self.path} is being launched by {self._holder()}: wait for it to end "
-                            "(`rdsweep status`) or stop it first") from None
-        except OSError as e:  # a filesystem without flock: say so, and go on unguarded
-            print(f"rdsweep: warning: cannot lock {self.lock_path} ({e.strerror}); do not launch this "
-                  "experiment twice at once", file=sys.stderr)
-            lock = None
-        try:
-            if lock is not None:
-                write_json_atomic(self.holder_path, {"pid": os.getpid(), "host": socket.gethostname(),
-                                                     "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                     "command": " ".join(sys.argv)})
+            if held is not None:
+                write_json_atomic(self.holder_path, self._holder_record(held[1]))
             yield
         finally:
-            if lock is not None:
-                self.holder_path.unlink(missing_ok=True)
-                lock.release()
+            if held is not None:
+                self._release(*held)
+
+    def _acquire(self) -> tuple[int, os.stat_result] | None:
+        record = self._read_holder()
+        if record is not None and not os.path.lexists(self.lock_path):
+            self._refuse_if_held_elsewhere(record, None)   # its lock file is gone: refused before creating one
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            why = ("it is a directory" if e.errno == errno.EISDIR else
+                   "this user cannot open it for writing" if e.errno in (errno.EACCES, errno.EPERM) else
+                   e.strerror or str(e))
+            raise UserError(f"cannot use the experiment's lock file {self.lock_path}: {why}; a launch must lock "
+                            "it (a regular file this user can write): fix or remove it while no launch of this "
+                            "experiment runs (nothing was changed)") from None
+        try:
+            locked = os.fstat(fd)
+            if not stat.S_ISREG(locked.st_mode):
+                raise UserError(f"cannot use the experiment's lock file {self.lock_path}: it is not a regular "
+                                "file; remove it while no launch of this experiment runs (nothing was changed)")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"experiment {self.path} is being launched by {self._holder()}: wait for it to end "
+                                "(`rdsweep status`) or stop it first") from None
+            except OSError as e:  # a filesystem without flock: say so, and go on unguarded
+                print(f"rdsweep: warning: cannot lock {self.lock_path} ({e.strerror}); do not launch this "
+                      "experiment twice at once", file=sys.stderr)
+                os.close(fd)
+                return None
+            if not _same_file(locked, _stat(self.lock_path)):   # deleted or replaced between open and flock
+                raise UserError(f"{self.lock_path} was deleted or replaced while this launch was locking it: "
+                                "another process is changing the experiment's lock; launch again once it has "
+                                "stopped (nothing was changed)")
+            record = self._read_holder()   # again: under the lock, it cannot change any more
+            if record is not None:
+                self._refuse_if_held_elsewhere(record, locked)
+        except BaseException:
+            os.close(fd)   # the flock, if taken, goes with it
+            raise
+        return fd, locked
+
+    def _holder_record(self, locked: os.stat_result) -> dict:
+        return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": " ".join(sys.argv), "lock": {"dev": locked.st_dev, "ino": locked.st_ino}}
+
+    def _read_holder(self) -> dict | None:
+        """The holder record (launch.lock.json), None when there is none; a UserError naming it when it cannot
+        be read or is not a holder record: whether a launch holds the experiment could not be told."""
+        try:
+            text = self.holder_path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            why = "it is a directory" if e.errno == errno.EISDIR else e.strerror or str(e)
+            raise UserError(f"cannot read the launch lock's holder record {self.holder_path}: {why}; it must be "
+                            "the file a launch writes: remove it while no launch of this experiment runs "
+                            "(nothing was changed)") from None
+        try:
+            record = json.loads(text)
+            record["pid"], record["host"] = int(record["pid"]), str(record["host"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UserError(f"{self.holder_path} is not a launch lock's holder record (pid, host, since, "
+                            "command): remove it while no launch of this experiment runs (nothing was "
+                            "changed)") from None
+        return record
+
+    def _refuse_if_held_elsewhere(self, record: dict, locked: os.stat_result | None) -> None:
+        """We hold the flock on `locked` (None: there is no lock file): refuse if the record's holder locked
+        another file and may still run, i.e. the lock was bypassed by deleting or replacing launch.lock. A
+        holder known dead (on this host) left a stale record, which the new one replaces."""
+        here = record["host"] == socket.gethostname()
+        mine = None   # unknown: a record written by an earlier rdsweep names no lock file
+        if isinstance(record.get("lock"), dict):   # st_dev differs between NFS clients: compared on one host only
+            mine = locked is not None and record["lock"].get("ino") == locked.st_ino and (
+                not here or record["lock"].get("dev") == locked.st_dev)
+        alive = _alive(record["pid"]) if here else None
+        if mine is True or alive is False or (mine is None and alive is None):
+            return
+        who = f"pid {record['pid']} on {record['host']} since {record.get('since')} ({record.get('command')})"
+        if alive:
+            raise UserError(f"experiment {self.path} is being launched by {who}, but its lock file "
+                            f"{self.lock_path} was deleted or replaced: that launch still runs; wait for it "
+                            "to end or stop it first (nothing was changed)")
+        raise UserError(f"experiment {self.path}: its lock file {self.lock_path} was deleted or replaced after "
+                        f"{who} took it, and from {socket.gethostname()} it cannot be told whether that launch "
+                        f"still runs: if it has ended, remove {self.holder_path} and launch again (nothing was "
+                        "changed)")
+
+    def _release(self, fd: int, locked: os.stat_result) -> None:
+        """Remove the holder record if it is still ours (never another launch's), then drop the flock."""
+        try:
+            try:
+                record = json.loads(self.holder_path.read_text())
+                if record == {**record, "pid": os.getpid(), "host": socket.gethostname(),
+                              "lock": {"dev": locked.st_dev, "ino": locked.st_ino}}:
+                    self.holder_path.unlink()
+            except (OSError, ValueError, TypeError):
+                pass
+            if not _same_file(locked, _stat(self.lock_path)):
+                print(f"rdsweep: warning: {self.lock_path} was deleted or replaced while this launch held it: "
+                      "the experiment was not guarded against a second launch meanwhile (`rdsweep status`)",
+                      file=sys.stderr)
+        finally:
+            os.close(fd)
 
     def _holder(self) -> str:
         try:
@@ -201,11 +336,15 @@ class PlannedCell:
 
 def plan(experiment: Experiment, cells: list[Cell]) -> list[PlannedCell]:
     """What launching these cells in this experiment would do, cell by cell."""
+    # One listing of each folder instead of a stat per cell and file: a spec of 10^5 cells on a network
+    # filesystem would otherwise wait for 2·10^5 round trips.
+    results, saved = _names(experiment.cells_dir), _names(experiment.checkpoints_dir)
     planned = []
     for cell in cells:
-        result = experiment.result(cell.cell_id)
+        cell_id = cell.cell_id
+        result = experiment.result(cell_id) if f"{cell_id}.json" in results else None
         status = None if result is None else result["status"]
-        checkpoint = experiment.checkpoint_path(cell.cell_id).exists()
+        checkpoint = f"{cell_id}.pt" in saved and experiment.checkpoint_path(cell_id).exists()
         if is_final(result, cell):
             action = "skip"
         elif status == "unconverged":  # the cap was raised
@@ -218,12 +357,51 @@ def plan(experiment: Experiment, cells: list[Cell]) -> list[PlannedCell]:
     return planned
 
 
+def _names(directory: Path) -> frozenset[str]:
+    """The names in a ledger folder; none when it does not exist yet."""
+    try:
+        return frozenset(os.listdir(directory))
+    except FileNotFoundError:
+        return frozenset()
+
+
 def is_final(result: dict | None, cell: Cell) -> bool:
     """Whether a ledger result ends this cell for good: converged or diverged, or unconverged under a cap
     this cell does not raise. The plan skips such a cell, and a trial that finds one does not train."""
     if result is None:
         return False
     return result["status"] in FINISHED or (result["status"] == "unconverged" and cell.epochs <= result["cell"]["epochs"])
+
+
+def _kind(st: os.stat_result) -> str:
+    return ("a directory" if stat.S_ISDIR(st.st_mode) else "a file" if stat.S_ISREG(st.st_mode) else
+            "a named pipe" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else
+            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a special file")
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _same_file(a: os.stat_result, b: os.stat_result | None) -> bool:
+    return b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this host still runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # someone else's process: it exists
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def write_json_atomic(path: Path, obj) -> None:

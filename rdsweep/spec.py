@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -180,6 +181,10 @@ class Spec:
                 "evaluation": {"eval_samples": b.eval_samples, "iwae_k": b.iwae_k, "images": b.images}}
 
     def cells(self) -> list[Cell]:
+        return list(self._cells)
+
+    @cached_property   # a spec is frozen: expanded and validated once (load_spec does it, then launch uses them)
+    def _cells(self) -> tuple[Cell, ...]:
         cells = []
         for family in self.families:
             for encoder_std in self.encoder_stds:
@@ -191,7 +196,7 @@ class Spec:
                             cells.append(replace(self.base, family=family, encoder_std=encoder_std, seed=seed,
                                                  **setting))
         unique = list({c.cell_id: c for c in cells}.values())  # a value listed twice is one cell
-        return [self._validated(c) for c in unique]
+        return tuple(self._validated(c) for c in unique)
 
     def _validated(self, cell: Cell) -> Cell:
         try:

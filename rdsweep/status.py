@@ -171,6 +171,7 @@ def experiment_status(experiment: Experiment, now: float | None = None) -> Exper
     if not experiment.path.is_dir():
         raise UserError(f"{experiment.path} is not a directory: give an experiment directory, "
                         "e.g. rdsweep-results/quick")
+    experiment.check_layout(reads=("cells", "progress", "checkpoints"))   # a damaged ledger: one line, exit 2
     if not (experiment.meta_path.exists() or experiment.cells_dir.is_dir()):
         # A launch writes experiment.json and launch.json once Ray has started (some 20 s): before that, its
         # lock's record says who is launching it.

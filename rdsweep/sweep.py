@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -111,6 +111,84 @@ def _families_first(todo: list[PlannedCell]) -> list[PlannedCell]:
     for p in todo:
         first.setdefault(p.cell.family, p)
     return [*first.values(), *(p for p in todo if first[p.cell.family] is not p)]
+
+
+CONNECT_S = 5.0   # how long a Ray cluster may take to accept a connection and answer it (Ray's own GCS connect
+                  # timeout is 5 s too, after which ray.init retries without end)
+# An HTTP/2 client's opening (RFC 9113 §3.4): its preface and an empty SETTINGS frame; and a GOAWAY to leave.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_H2_GOAWAY = bytes([0, 0, 8, 7, 0, 0, 0, 0, 0]) + bytes(8)
+
+
+def check_address(address: str | None) -> str | None:
+    """Refuse in seconds a Ray address where no Ray cluster answers, before anything is locked or written:
+    ray.init waits for one without end (a dead --address was still waiting after 290 s, holding the
+    experiment's lock). The address is resolved as ray.init resolves it: RAY_ADDRESS when none or "auto" is
+    given, "auto" the latest cluster started on this machine, a localhost address this node's own address,
+    "ray://HOST:PORT" a Ray Client server. Its host must accept a TCP connection within CONNECT_S and answer an
+    HTTP/2 preface as a gRPC server does (Ray's GCS and its Client server are; unless RAY_USE_TLS, whose
+    handshake comes first). Returns the host:port checked (None: a local instance will be started); a
+    UserError names the address."""
+    from ray._private import services
+
+    given, env = address, os.environ.get("RAY_ADDRESS") or None
+    if env and address in (None, "auto"):
+        address = env
+    if address is None or address == "local":
+        return None
+    named = (f"RAY_ADDRESS={env}" if given is None else
+             f"--address auto (RAY_ADDRESS={env})" if given == "auto" and env else f"--address {given}")
+
+    def refuse(why: str) -> UserError:
+        return UserError(f"cannot join the Ray cluster at {named}: {why} (nothing was changed)")
+
+    try:
+        if "://" in address:
+            scheme, target = address.split("://", 1)
+            if scheme != "ray":
+                raise refuse(f"{scheme}:// is not a Ray cluster's address: give HOST:PORT of its head (the GCS, "
+                             "port 6379 by default), ray://HOST:PORT of a Ray Client server, or 'auto'")
+        else:
+            target = services.canonicalize_bootstrap_address(address)
+    except ConnectionError as e:   # 'auto' (or none) and no cluster found on this machine
+        raise refuse(" ".join(str(e).split())[:200]) from None
+    except ValueError:             # Ray's "Invalid address format"
+        target = ""
+    parsed = services.parse_address(target.rstrip("/"))
+    if parsed is None or not parsed[1].isdigit() or not 0 < int(parsed[1]) < 65536:
+        raise refuse("not HOST:PORT (e.g. 10.0.0.1:6379, the head's GCS), ray://HOST:PORT or 'auto'")
+    host, port = parsed[0], int(parsed[1])
+    where = services.build_address(host, port)
+    if where != address.split("://")[-1].rstrip("/"):
+        named += f", that is {where}"   # 'auto', or localhost as this node's address
+
+    def not_ray(seen: str) -> UserError:
+        return refuse(f"something listens there but it is not a Ray cluster (it {seen}, where a Ray head answers "
+                      "as a gRPC server): check the host and the port (the GCS's, 6379 by default)")
+
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_S) as connection:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):
+                frame = b""   # the server's first frame: SETTINGS (type 4, its 4th byte) on stream 0
+                try:
+                    connection.sendall(_H2_PREFACE)
+                    while len(frame) < 4 and (more := connection.recv(9 - len(frame))):
+                        frame += more
+                except (ConnectionResetError, BrokenPipeError):
+                    pass
+                if len(frame) < 4 or frame[3] != 4:
+                    raise not_ray("closed the connection" if not frame else f"answered {frame!r}")
+                with suppress(OSError):
+                    connection.sendall(_H2_GOAWAY)   # a polite goodbye; the answer is in
+    except socket.gaierror as e:
+        raise refuse(f"host {host!r} not found ({e.strerror})") from None
+    except TimeoutError:
+        raise refuse(f"no answer within {CONNECT_S:g} s: is the cluster up, and is its head reachable from here "
+                     "(firewall, VPN)?") from None
+    except OSError as e:   # refused, no route, network unreachable, reset
+        raise refuse(f"{e.strerror or e}: no Ray cluster listens there; start one (`ray start --head`) or give "
+                     "its head's address") from None
+    return where
 
 
 def _init_ray(address: str | None) -> None:
