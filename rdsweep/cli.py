@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import sys
 
 import typer
@@ -303,7 +304,7 @@ def launch(
 ) -> None:
     """Train a spec's cells as Ray Tune trials; finished cells are skipped, interrupted ones resumed.
 
-    Exit status: 0 every cell has a result (unconverged or diverged ones with a warning); 1 a cell failed (or, with --strict, did not converge); 130 interrupted (checkpoints kept: run it again to resume); 2 a mistake in the command or spec (nothing changed)."""
+    Exit status: 0 every cell has a result (unconverged or diverged ones with a warning); 1 a cell failed (or, with --strict, did not converge); 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (checkpoints kept: run it again to resume); 2 a mistake in the command or spec (nothing changed)."""
     from rdsweep.ledger import Experiment, plan
     from rdsweep.spec import cli_overrides, load_spec
 
@@ -329,6 +330,7 @@ def launch(
     from rdsweep.data import load_dataset
 
     load_dataset(sweep_spec.dataset)  # a missing or malformed data file stops here, before Ray starts
+    stop_like_ctrl_c()                # from here on SIGTERM and SIGHUP stop the launch as Ctrl-C does
     with experiment.lock():           # from here on, no other launch trains this experiment's cells
         planned = plan(experiment, sweep_spec.cells())
         _print_plan(experiment, planned, dry_run=False)
@@ -342,9 +344,12 @@ def launch(
                 _warn(f"--strict: {sum(s != 'converged' for s in earlier)} cell(s) of this spec did not converge")
                 raise typer.Exit(1)
             return
-        from rdsweep.sweep import launch as run_launch
+        try:
+            from rdsweep.sweep import launch as run_launch   # imports Ray (seconds)
 
-        summary = run_launch(sweep_spec, experiment, planned, address=address, console=console)
+            summary = run_launch(sweep_spec, experiment, planned, address=address, console=console)
+        except KeyboardInterrupt:     # while Ray starts, or a second Ctrl-C / SIGTERM while Tune stops
+            interrupted("checkpoints kept; run the same command to resume")
     console.print(f"done: {summary.converged} converged, {summary.unconverged} unconverged, {summary.diverged} "
                   f"diverged, {summary.failed} failed, {summary.unfinished} unfinished, {summary.skipped} skipped "
                   "(already finished)", highlight=False)
@@ -361,9 +366,8 @@ def launch(
         _warn(f"{summary.diverged} cell(s) diverged (a non-finite loss, or a blow-up); their rows have no R or D "
               "(`rdsweep curves` shows where)")
     if summary.unfinished:  # Tune returns before every trial ended only when it was interrupted
-        print(f"rdsweep: interrupted: {summary.unfinished} cell(s) unfinished, their checkpoints kept; run the "
-              "same command again to resume them", file=sys.stderr)
-        raise typer.Exit(130)
+        interrupted(f"{summary.unfinished} cell(s) unfinished, their checkpoints kept; run the same command again "
+                    "to resume them")
     if summary.failed:
         print(f"rdsweep: error: {summary.failed} cell(s) failed (`rdsweep status` or the table's error column "
               "says why); run the same command again to retry them", file=sys.stderr)
@@ -372,6 +376,35 @@ def launch(
     if strict and not_converged:
         _warn(f"--strict: {not_converged} cell(s) of this spec did not converge")
         raise typer.Exit(1)
+
+
+_SIGNALLED: list[int] = []   # the SIGTERM or SIGHUP that stopped this process, if one did (Ctrl-C: none)
+
+
+def _like_ctrl_c(signum: int, frame) -> None:
+    if not _SIGNALLED:
+        _SIGNALLED.append(signum)
+    handler = signal.getsignal(signal.SIGINT)   # Tune's while it runs (a graceful stop), else Python's
+    if callable(handler) and handler is not _like_ctrl_c:
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+def stop_like_ctrl_c() -> None:
+    """SIGTERM (SLURM and Kubernetes send it before a kill) and SIGHUP (a closed terminal) take the path of
+    Ctrl-C: Tune stops the trials, checkpoints are kept; a second one stops at once. Ray's ray.init sets its
+    own SIGTERM handler (sys.exit), so rdsweep.sweep puts this one back after it."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _like_ctrl_c)
+
+
+def interrupted(what: str) -> None:
+    """One line on stderr, and exit 128 + the signal's number: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP."""
+    signum = _SIGNALLED[0] if _SIGNALLED else signal.SIGINT
+    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+    print(f"rdsweep: interrupted{by}: {what}", file=sys.stderr)
+    raise typer.Exit(128 + signum)
 
 
 def _warn(message: str) -> None:
@@ -750,8 +783,10 @@ def main() -> None:
     except UserError as e:
         _fail(str(e))
     except typer.Abort:
-        print("rdsweep: interrupted", file=sys.stderr)
-        sys.exit(130)
+        try:
+            interrupted("checkpoints kept; run the same command to resume")
+        except typer.Exit as e:
+            sys.exit(e.exit_code)
     except OSError as e:  # storage that cannot be used mid-run (full, gone, read-only): one line, not a traceback
         print(f"rdsweep: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         sys.exit(1)

@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import shlex
+import signal
 import socket
 import sys
 import tempfile
@@ -197,11 +198,24 @@ def _init_ray(address: str | None) -> None:
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0, the legacy reporter prints nothing
     options = dict(log_to_driver=False, logging_level=logging.ERROR)
+    # ray.init replaces the SIGTERM handler with sys.exit(15) (an exit with no word, or an abort in Ray's C++
+    # once trials run); the launcher's own (rdsweep.cli.stop_like_ctrl_c) goes back after it.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        if address:
-            ray.init(address=address, **options)
-        else:
-            ray.init(include_dashboard=False, **options)
+        try:
+            if address:
+                ray.init(address=address, **options)
+            else:
+                ray.init(include_dashboard=False, **options)
+        finally:
+            for signum, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
+    except SystemExit as e:   # Ray's handler: a SIGTERM while Ray started; the launcher's handler decides
+        if e.code != signal.SIGTERM or not callable(handlers[signal.SIGTERM]):
+            raise
+        handlers[signal.SIGTERM](signal.SIGTERM, None)
+        raise
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise UserError(f"cannot start or join {where}: {' '.join(str(e).split())[:300]}") from None

@@ -92,6 +92,74 @@ def test_lock_interrupt_and_resume(tmp_path, rdsweep, ray_address):
     assert strict.returncode == 1 and "nothing to train" in strict.stdout and "--strict" in strict.stderr
 
 
+def test_sigterm_to_the_launchers_group_stops_it_like_ctrl_c(tmp_path, rdsweep, ray_address):
+    """Issue 33: SIGTERM (SLURM, Kubernetes before a kill) to a launch's process group while a trial trains: exit
+    143 with one line on stderr (no Ray crash lines), the checkpoint kept, no result; the same command resumes
+    the cell. SIGHUP takes the same path (exit 129), a second signal too (stops at once, still one line)."""
+    spec = tmp_path / "toy.toml"
+    spec.write_text(SLOW.replace("MAX_FAILURES", "1"))
+    storage = tmp_path / "results"
+    experiment = Experiment(storage / "toy")
+    (cell,) = load_spec(spec).cells()
+    launch = subprocess.Popen([str(BIN / "rdsweep"), "launch", str(spec), "--storage", str(storage), "--address",
+                               ray_address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True, env={**os.environ, **RAY_ENV, "COLUMNS": "200"})
+    try:
+        wait_for(lambda: experiment.checkpoint_path(cell.cell_id).exists() and experiment.progress_dir.is_dir()
+                 and any(r["epoch"] >= 1 for r in experiment.progress().values()), "the first checkpoint", launch)
+        os.killpg(launch.pid, signal.SIGTERM)
+        out, err = launch.communicate(timeout=120)
+    finally:
+        launch.kill()
+    assert launch.returncode == 143, out + err
+    assert err.count("\n") == 1 and err.startswith("rdsweep: interrupted by SIGTERM: 1 cell(s) unfinished"), err
+    assert experiment.checkpoint_path(cell.cell_id).exists() and experiment.results() == []
+
+    saved = checkpoints.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"]
+    done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, "--epochs", saved + 1)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (result,) = experiment.results()
+    assert result["resumed_from_epoch"] == saved and result["epochs"] == saved + 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_a_signal_while_ray_starts_exits_128_plus_it_with_one_line(tmp_path, ray_address, sig):
+    """Issue 33: SIGHUP or SIGTERM before Tune runs, while the launch imports or joins Ray (ray.init sets its
+    own SIGTERM handler, sys.exit(15), once an exit 15 with no word): 128 + the signal, one line."""
+    spec = tmp_path / "toy.toml"
+    spec.write_text(SLOW.replace("MAX_FAILURES", "1"))
+    experiment = Experiment(tmp_path / "results" / "toy")
+    launch = start("launch", spec, "--storage", tmp_path / "results", "--address", ray_address)
+    try:
+        wait_for(experiment.holder_path.exists, "the launch to take its lock", launch)
+        launch.send_signal(sig)
+        out, err = launch.communicate(timeout=120)
+    finally:
+        launch.kill()
+    assert launch.returncode == 128 + sig, out + err
+    assert err.count("\n") == 1 and err.startswith(f"rdsweep: interrupted by {sig.name}: "), err
+
+
+def test_a_second_ctrl_c_stops_at_once_with_one_line(tmp_path, ray_address):
+    """Issue 33: Ctrl-C twice while a trial trains (Tune's graceful stop cut short): exit 130, one line."""
+    spec = tmp_path / "toy.toml"
+    spec.write_text(SLOW.replace("MAX_FAILURES", "1"))
+    experiment = Experiment(tmp_path / "results" / "toy")
+    (cell,) = load_spec(spec).cells()
+    launch = start("launch", spec, "--storage", tmp_path / "results", "--address", ray_address)
+    try:
+        wait_for(lambda: experiment.checkpoint_path(cell.cell_id).exists(), "the first checkpoint", launch)
+        launch.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        launch.send_signal(signal.SIGINT)
+        out, err = launch.communicate(timeout=120)
+    finally:
+        launch.kill()
+    assert launch.returncode == 130, out + err
+    assert err.count("\n") == 1 and err.startswith("rdsweep: interrupted: "), err
+    assert experiment.checkpoint_path(cell.cell_id).exists() and experiment.results() == []
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the trial's worker process through /proc")
 def test_a_failed_cell_exits_1_and_an_unusable_checkpoint_is_moved_aside(tmp_path, rdsweep, ray_address):
     """A cell whose continuation fails (worker killed, no retries left) exits 1 and keeps its earlier result;
