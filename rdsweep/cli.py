@@ -5,6 +5,7 @@ stderr and exit status 2; `main` is where that happens.
 """
 from __future__ import annotations
 
+import errno
 import inspect
 import os
 import signal
@@ -368,6 +369,8 @@ def launch(
     if summary.unfinished:  # Tune returns before every trial ended only when it was interrupted
         interrupted(f"{summary.unfinished} cell(s) unfinished, their checkpoints kept; run the same command again "
                     "to resume them")
+    if summary.no_space:
+        _no_space(summary.no_space)
     if summary.failed:
         print(f"rdsweep: error: {summary.failed} cell(s) failed (`rdsweep status` or the table's error column "
               "says why); run the same command again to retry them", file=sys.stderr)
@@ -788,6 +791,11 @@ def main() -> None:
         except typer.Exit as e:
             sys.exit(e.exit_code)
     except OSError as e:  # storage that cannot be used mid-run (full, gone, read-only): one line, not a traceback
+        if e.errno == errno.ENOSPC and e.filename:
+            from rdsweep.files import mount_point
+
+            _no_space(mount_point(Path(e.filename)), f" (writing {e.filename})")
+            sys.exit(1)
         print(f"rdsweep: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         sys.exit(1)
     except typer.TyperException as e:  # a bad option or argument, parsed by Typer's click
@@ -795,6 +803,11 @@ def main() -> None:
             e.show()
             sys.exit(0)
         _fail(e.format_message())
+
+
+def _no_space(mount: str, writing: str = "") -> None:
+    print(f"rdsweep: error: no space left on device under {mount} (the experiment's filesystem){writing}: free "
+          "space and run the same command again (checkpoints kept)", file=sys.stderr)
 
 
 def _fail(message: str) -> None:

@@ -59,3 +59,13 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
 def _naming(error: OSError, path: Path) -> OSError:
     """The same error about `path`: OSError(errno, ...) gives the errno's own class (PermissionError, ...)."""
     return OSError(error.errno, error.strerror or str(error), str(path))
+
+
+def mount_point(path: Path) -> str:
+    """The mount point of the filesystem that holds path (the nearest existing folder's)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return str(path)

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import platform
+import re
 import shlex
 import signal
 import socket
@@ -36,6 +37,7 @@ from rich.console import Console
 from rdsweep import __version__
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
+from rdsweep.files import mount_point
 from rdsweep.heartbeat import TrialProgress
 from rdsweep.ledger import Experiment, PlannedCell, is_final
 from rdsweep.live import LaunchView
@@ -57,6 +59,7 @@ class LaunchSummary:
     cell_s: float = 0.0
     slots: int = 1
     wall_s: float = 0.0
+    no_space: str | None = None   # a trial failed on a full disk: the filesystem's mount point (docs/reliability.md)
 
     @property
     def efficiency(self) -> float | None:
@@ -69,7 +72,7 @@ def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
     started = time.perf_counter()
     todo = _families_first([p for p in planned if p.action != "skip"])
     ended: dict[str, str] = {}
-    slots, name = 1, None
+    slots, name, no_space = 1, None, False
     if todo:
         _init_ray(address)
         try:
@@ -78,7 +81,7 @@ def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
             name = time.strftime("launch-%Y%m%d-%H%M%S")
             slots = _slots(spec, resources, ray.cluster_resources(), len(todo))
             with _launch_log(experiment, name, spec, planned, todo, resources, slots, address) as log:
-                ended = _run(todo, experiment, spec, resources, console, name, log)
+                ended, no_space = _run(todo, experiment, spec, resources, console, name, log)
         finally:
             ray.shutdown()
     # A cell counts by what this launch did to it (an earlier launch's result is not this one's), and only
@@ -91,7 +94,29 @@ def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
         failed=statuses.count("failed"), unfinished=len(todo) - len(statuses),
         warnings=tuple(w for r in results for w in r["warnings"]),
         cell_s=sum(_seconds_this_launch(r) for r in results), slots=slots,
-        wall_s=time.perf_counter() - started)
+        wall_s=time.perf_counter() - started, no_space=mount_point(experiment.path) if no_space else None)
+
+
+class _TrialFailureLines(logging.Filter):
+    """Drops Tune's own ERROR lines about failed trials (a traceback per trial, then "Trials did not
+    complete"): rdsweep reports a failed cell itself, with its error, in the table, the log, the ledger
+    (`rdsweep status`) and one line on stderr; the full traceback stays in the trial's error file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Trial task failed", "Trials did not complete"))
+
+
+@contextmanager
+def _quiet_trial_failures() -> Iterator[None]:
+    loggers = [logging.getLogger(n) for n in ("ray.tune.execution.tune_controller", "ray.tune.tune")]
+    quiet = _TrialFailureLines()
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def _seconds_this_launch(result: dict) -> float:
@@ -288,8 +313,9 @@ def _version(package: str) -> str:
 
 
 def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources: dict,
-         console: Console, name: str, log: IO[str]) -> dict[str, str]:
-    """Train the cells; returns the cell ids that ended in this launch (with a result or failed)."""
+         console: Console, name: str, log: IO[str]) -> tuple[dict[str, str], bool]:
+    """Train the cells; returns the cell ids that ended in this launch (with a result or failed), and whether
+    a trial failed on a full disk."""
     experiment.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     config = {
         "cell": tune.grid_search([p.cell.to_dict() for p in todo]),
@@ -301,6 +327,7 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
         "launch": name,
     }
     view = LaunchView(todo, experiment, console, log)
+    progress = Progress(view, experiment, name)
     tuner = tune.Tuner(
         tune.with_resources(_trial, resources),
         param_space=config,
@@ -317,16 +344,16 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
             storage_path=str(experiment.ray_dir),
             failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[Progress(view, experiment, name)],
+            callbacks=[progress],
             verbose=0,
         ),
     )
-    with view.live():
+    with view.live(), _quiet_trial_failures():
         try:
             tuner.fit()
         finally:  # also on a second Ctrl-C, which Tune lets through as KeyboardInterrupt
             view.close()
-    return view.ended_cells()
+    return view.ended_cells(), progress.no_space
 
 
 def _trial_dirname(trial) -> str:
@@ -432,6 +459,7 @@ class Progress(tune.Callback):
         self.view = view
         self.experiment = experiment
         self.launch = launch   # the results this launch's trials write carry its name
+        self.no_space = False  # a trial failed on a full disk (ENOSPC)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.view.started(_trial_dirname(trial))
@@ -458,6 +486,8 @@ class Progress(tune.Callback):
             return
         cell = self.view.cells[cell_id]
         error = _last_line(trial.error_file)
+        if _ENOSPC.search(error):
+            self.no_space = True
         if earlier is None or earlier["status"] == "failed":
             self.experiment.write_result({
                 "cell": cell.to_dict(), "cell_id": cell_id, "status": "failed", "error": error,
@@ -466,6 +496,9 @@ class Progress(tune.Callback):
         # else an earlier launch's result (e.g. unconverged, being continued) stays: its numbers are still
         # true; the failure is this launch's (exit 1, the log and stderr say it), and a relaunch retries it.
         self.view.ended(cell_id, "failed", error)
+
+
+_ENOSPC = re.compile(r"errno 28\b|no space left on device", re.IGNORECASE)
 
 
 def _last_line(path) -> str:

@@ -650,3 +650,29 @@ def test_a_dry_run_of_a_huge_grid_is_fast_and_small_and_names_every_cell_whole(t
     assert {c.cell_id for c in load_spec(spec).cells()} == set(ids)
     assert took < 60 and int(peak.read_text()) < 200 * 1024, (took, peak.read_text())   # kB
     assert not (tmp_path / "r").exists()
+
+
+def test_a_full_disk_mid_run_exits_1_with_one_line_naming_the_filesystem(tmp_path, rdsweep, ray_address):
+    """Issue 33: a trial's checkpoint meets a full disk (a small tmpfs, filled to 300 kB from full: a checkpoint
+    and its copy in Ray's storage do not both fit). Exit 1 and rdsweep's own lines only, one naming the full
+    filesystem, none of Tune's tracebacks; the failed cell's error is in the ledger."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode:
+        pytest.skip("a full filesystem needs root to mount a small tmpfs (mount -t tmpfs)")
+    try:
+        free = os.statvfs(mnt)
+        (mnt / "filler").write_bytes(bytes(free.f_bavail * free.f_frsize - 300 * 1024))
+        spec = tmp_path / "toy.toml"
+        spec.write_text(SLOW.replace("MAX_FAILURES", "0").replace("epochs = 100", "epochs = 3"))
+        done = rdsweep("launch", spec, "--storage", mnt, "--address", ray_address)
+        lines = done.stderr.splitlines()
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr and len(lines) <= 3, done.stderr
+        assert any(f"no space left on device under {mnt} (the experiment's filesystem)" in line
+                   for line in lines), done.stderr
+        [result] = [json.loads(p.read_text()) for p in (mnt / "toy" / "cells").glob("*.json")]
+        assert result["status"] == "failed" and "No space left on device" in result["error"]
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
