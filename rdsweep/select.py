@@ -43,7 +43,7 @@ from rdsweep.collect import cell_order
 from rdsweep.errors import UserError
 from rdsweep.frontier import analyse, family_label, point_knob, read_table, setting_key
 from rdsweep.models.families import FAMILIES
-from rdsweep.uncertainty import Error, load_examples, mean_se, pooled_seed_sd, seeds_error
+from rdsweep.uncertainty import Error, load_examples, mean_se, typical_seed_sd, seeds_error
 
 CRITERIA = ("valid-elbo", "iwae", "probe-accuracy")   # plus one rate criterion per --rate σ, probe per --probe p
 OVERALL = "overall"
@@ -182,14 +182,14 @@ def _name(c: dict, with_family: bool, by_setting: bool) -> str:
 
 def _settings(cells: list[dict]) -> list[dict]:
     """One candidate per setting: its seeds' means of R, D, ELBO, probe, active units (the first cell stands
-    for its identity), `seeds`, the seeds' ELBOs, and its `error`: the examples' (the largest of its cells':
+    for its identity), `seeds`, the seeds' ELBOs, and its `noise`: the examples' (the largest of its cells':
     they share the examples, so their errors do not average out) with the seeds' standard error of the mean.
-    A one-seed setting's training noise is not measured; it gets the seed spread pooled over the table's
-    settings with several seeds (`seeds_pooled`), where there are any."""
+    A one-seed setting's training noise is not measured; it gets the seed spread typical of the table's
+    settings with several seeds (`seeds_pooled`: the median of their standard deviations), where there are any."""
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
         groups.setdefault(setting_key(c), []).append(c)
-    pooled_sd, pooled_df = pooled_seed_sd([[c["elbo"] for c in g] for g in groups.values()])
+    pooled_sd, pooled_df = typical_seed_sd([[c["elbo"] for c in g] for g in groups.values()])
     out = []
     for members in groups.values():
         setting = {**members[0], "seed": None, "examples_file": None, "seeds": len(members),
@@ -379,7 +379,7 @@ def render(selection: Selection, width: int = 80) -> Group:
                 f"famil{'y' if len(s.families) == 1 else 'ies'} in {s.path}. Each criterion picks by its score on "
                 f"the {s.judged_on} split; R, ELBO (nats) and the latent's numbers are on the {s.reported_on} "
                 "split; ±: the ELBO's standard error over the split's examples"
-                + (" and the seeds (a one-seed setting's: the seed spread pooled over the settings with several)"
+                + (" and the seeds (a one-seed setting's: the median seed spread of the settings with several)"
                    if s.by_setting else "") + "; I(x;z) ≥: at its log N ceiling; AU: active units; cost: the ELBO "
                 "given up against the valid-elbo pick.")
     overall = [[p] for p in s.picks if p["scope"] == OVERALL]

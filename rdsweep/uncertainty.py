@@ -87,14 +87,17 @@ def seeds_error(a: list[float], b: list[float] | None = None) -> tuple[float | N
     return se, df
 
 
-def pooled_seed_sd(groups: list[list[float]]) -> tuple[float | None, float | None]:
-    """(standard deviation, degrees of freedom) of one seed's value around its setting's mean, pooled over the
-    groups (settings) with two or more seeds: the training noise a one-seed setting carries unmeasured."""
+def typical_seed_sd(groups: list[list[float]]) -> tuple[float | None, float | None]:
+    """(standard deviation, degrees of freedom) of one seed's value around its setting's mean, typical of the
+    groups (settings) with two or more seeds: the median of their sample standard deviations, on their pooled
+    degrees of freedom. The training noise a one-seed setting carries unmeasured. A median, not the pooled
+    variance: one setting whose seeds land in different optima (a seed that collapses) would otherwise set
+    every other setting's error."""
     groups = [np.asarray(g, dtype=np.float64) for g in groups if len(g) >= 2]
     df = sum(g.size - 1 for g in groups)
     if not df:
         return None, None
-    return math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / df), float(df)
+    return float(np.median([g.std(ddof=1) for g in groups])), float(df)
 
 
 CEILING_SLACK = 0.05   # nats: an estimate this close to log N may hide any larger I(x; z)

@@ -427,27 +427,6 @@ def test_atomic_write_names_its_target_whichever_step_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["launch.json"]     # the temporary file is gone
 
 
-def test_status_during_a_launchs_start_says_it_is_starting(tmp_path, ray_address):
-    """For the first seconds of a launch (Ray starting), the experiment has its lock and no experiment.json
-    yet: status says a launch is starting, never "is not an rdsweep experiment". Needs Ray."""
-    spec = tmp_path / "toy.toml"
-    spec.write_text(QUICK)
-    experiment = Experiment(tmp_path / "results" / "toy")
-    launch = start("launch", spec, "--storage", tmp_path / "results", "--address", ray_address)
-    seen = []
-    try:
-        wait_for(experiment.holder_path.exists, "the launch to take its lock", launch)
-        while not experiment.meta_path.exists() and launch.poll() is None:
-            seen.append(experiment_status(experiment).starting)   # a UserError here is the fault
-            time.sleep(0.05)
-        assert launch.wait(timeout=300) == 0, launch.communicate()
-    finally:
-        if launch.poll() is None:
-            launch.send_signal(signal.SIGINT)
-            launch.wait(timeout=60)
-    assert seen and all(s is not None and s["pid"] == launch.pid and s["alive"] for s in seen)
-
-
 # Issue 33, the operator's audit: each kind of fault through the console script, one line on stderr, exit 2,
 # nothing on disk lost or overwritten. None of these needs Ray: each is refused before Ray would start.
 

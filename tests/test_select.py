@@ -270,6 +270,7 @@ def test_without_probe_values_the_default_skips_it_and_says_how_to_price_a_laten
 @pytest.mark.parametrize("command, objective", [
     ("rdsweep select beta.parquet --probe 0.8", "beta"),   # seed 003 among the β: the page's first quote
     ("rdsweep select docs/studies/mnist5k/frontier.parquet --rate 5 --rate 20 --probe 0.8", None),
+    ("rdsweep select docs/studies/mnist5k/frontier.parquet --by-setting --probe 0.8", None),   # with its errors
 ])
 def test_the_mnist5k_answer_quoted_in_the_docs_is_what_select_prints(command, objective, rdsweep, tmp_path):
     """docs/selection.md answers seed 003 by quoting `select` on the committed study table: each quote must be
