@@ -43,7 +43,7 @@ from rdsweep.collect import cell_order
 from rdsweep.errors import UserError
 from rdsweep.frontier import analyse, family_label, point_knob, read_table, setting_key
 from rdsweep.models.families import FAMILIES
-from rdsweep.uncertainty import Error, load_examples, mean_se, typical_seed_sd, seeds_error
+from rdsweep.uncertainty import Error, load_examples, mean_se, seeds_error, typical_seed_sd, welch
 
 CRITERIA = ("valid-elbo", "iwae", "probe-accuracy")   # plus one rate criterion per --rate σ, probe per --probe p
 OVERALL = "overall"
@@ -261,10 +261,7 @@ class _Examples:
             examples = None
         if "noise" not in a or a["noise"].seeds is None or b["noise"].seeds is None:
             return Error(examples)
-        seeds = math.hypot(a["noise"].seeds, b["noise"].seeds)
-        parts = [a["noise"].seeds ** 2, b["noise"].seeds ** 2]
-        df = (sum(parts) ** 2 / sum(p ** 2 / e.df for p, e in zip(parts, (a["noise"], b["noise"])))
-              if seeds else a["noise"].df + b["noise"].df)   # Welch–Satterthwaite
+        seeds, df = welch([(a["noise"].seeds, a["noise"].df), (b["noise"].seeds, b["noise"].df)])
         return Error(examples, seeds, df)
 
 

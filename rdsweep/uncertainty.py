@@ -61,7 +61,7 @@ class Error:
         hundreds); None without a seeds' part."""
         if self.seeds is None or not self.df or not self.total:
             return None
-        return self.df * (self.total / self.seeds) ** 4 if self.seeds else None
+        return self.df * (self.total / self.seeds) ** 4
 
     @property
     def factor(self) -> float:
@@ -79,12 +79,16 @@ def seeds_error(a: list[float], b: list[float] | None = None) -> tuple[float | N
     sides = [np.asarray(v, dtype=np.float64) for v in ((a,) if b is None else (a, b))]
     if any(v.size < 2 for v in sides):
         return None, None
-    parts = [v.var(ddof=1) / v.size for v in sides]
-    se = math.sqrt(sum(parts))
-    if se == 0:
-        return 0.0, float(sum(v.size - 1 for v in sides))
-    df = sum(parts) ** 2 / sum(p ** 2 / (v.size - 1) for p, v in zip(parts, sides))
-    return se, df
+    return welch([(math.sqrt(v.var(ddof=1) / v.size), v.size - 1) for v in sides])
+
+
+def welch(parts: list[tuple[float, float]]) -> tuple[float, float]:
+    """(standard error, degrees of freedom) of a sum or difference of independent estimates, each given as
+    (standard error, degrees of freedom): errors in quadrature, Welch–Satterthwaite's degrees of freedom."""
+    variances = [se ** 2 for se, _ in parts]
+    if not sum(variances):
+        return 0.0, float(sum(df for _, df in parts))
+    return math.sqrt(sum(variances)), sum(variances) ** 2 / sum(v ** 2 / df for v, (_, df) in zip(variances, parts))
 
 
 def typical_seed_sd(groups: list[list[float]]) -> tuple[float | None, float | None]:
