@@ -19,7 +19,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+from rdsweep import stops
 from rdsweep.errors import UserError
+
 
 class _NoHelpMetavar:
     """Typer shows its own --help flag as "--help <bool>"; a flag takes no value, so it shows none."""
@@ -331,26 +333,29 @@ def launch(
     from rdsweep.data import load_dataset
 
     load_dataset(sweep_spec.dataset)  # a missing or malformed data file stops here, before Ray starts
-    stop_like_ctrl_c()                # from here on SIGTERM and SIGHUP stop the launch as Ctrl-C does
-    with experiment.lock():           # from here on, no other launch trains this experiment's cells
-        planned = plan(experiment, sweep_spec.cells())
-        _print_plan(experiment, planned, dry_run=False)
-        earlier = [p.status for p in planned if p.action == "skip"]  # finished before this launch
-        if len(earlier) == len(planned):
-            console.print("nothing to train")
-            for state in ("unconverged", "diverged"):
-                if earlier.count(state):
-                    _warn(f"{earlier.count(state)} cell(s) of this spec are {state} (`rdsweep status` lists them)")
-            if strict and any(status != "converged" for status in earlier):
-                _warn(f"--strict: {sum(s != 'converged' for s in earlier)} cell(s) of this spec did not converge")
-                raise typer.Exit(1)
-            return
-        try:
-            from rdsweep.sweep import launch as run_launch   # imports Ray (seconds)
+    stops.stop_like_ctrl_c()          # from here on SIGTERM and SIGHUP stop the launch as Ctrl-C does
+    try:
+        with experiment.lock():           # from here on, no other launch trains this experiment's cells
+            planned = plan(experiment, sweep_spec.cells())
+            _print_plan(experiment, planned, dry_run=False)
+            earlier = [p.status for p in planned if p.action == "skip"]  # finished before this launch
+            if len(earlier) == len(planned):
+                console.print("nothing to train")
+                for state in ("unconverged", "diverged"):
+                    if earlier.count(state):
+                        _warn(f"{earlier.count(state)} cell(s) of this spec are {state} "
+                              "(`rdsweep status` lists them)")
+                if strict and any(status != "converged" for status in earlier):
+                    _warn(f"--strict: {sum(s != 'converged' for s in earlier)} cell(s) of this spec did not "
+                          "converge")
+                    raise typer.Exit(1)
+                return
+            with stops.deferred():
+                from rdsweep.sweep import launch as run_launch   # imports Ray (seconds)
 
             summary = run_launch(sweep_spec, experiment, planned, address=address, console=console)
-        except KeyboardInterrupt:     # while Ray starts, or a second Ctrl-C / SIGTERM while Tune stops
-            interrupted("checkpoints kept; run the same command to resume")
+    except KeyboardInterrupt:   # while it plans or Ray starts, or a second Ctrl-C / SIGTERM while Tune stops
+        interrupted("checkpoints kept; run the same command to resume")
     console.print(f"done: {summary.converged} converged, {summary.unconverged} unconverged, {summary.diverged} "
                   f"diverged, {summary.failed} failed, {summary.unfinished} unfinished, {summary.skipped} skipped "
                   "(already finished)", highlight=False)
@@ -381,30 +386,9 @@ def launch(
         raise typer.Exit(1)
 
 
-_SIGNALLED: list[int] = []   # the SIGTERM or SIGHUP that stopped this process, if one did (Ctrl-C: none)
-
-
-def _like_ctrl_c(signum: int, frame) -> None:
-    if not _SIGNALLED:
-        _SIGNALLED.append(signum)
-    handler = signal.getsignal(signal.SIGINT)   # Tune's while it runs (a graceful stop), else Python's
-    if callable(handler) and handler is not _like_ctrl_c:
-        handler(signal.SIGINT, frame)
-    else:
-        raise KeyboardInterrupt
-
-
-def stop_like_ctrl_c() -> None:
-    """SIGTERM (SLURM and Kubernetes send it before a kill) and SIGHUP (a closed terminal) take the path of
-    Ctrl-C: Tune stops the trials, checkpoints are kept; a second one stops at once. Ray's ray.init sets its
-    own SIGTERM handler (sys.exit), so rdsweep.sweep puts this one back after it."""
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _like_ctrl_c)
-
-
 def interrupted(what: str) -> None:
     """One line on stderr, and exit 128 + the signal's number: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP."""
-    signum = _SIGNALLED[0] if _SIGNALLED else signal.SIGINT
+    signum = stops.stopped_by()
     by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
     print(f"rdsweep: interrupted{by}: {what}", file=sys.stderr)
     raise typer.Exit(128 + signum)

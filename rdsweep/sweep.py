@@ -34,7 +34,7 @@ import ray
 from ray import tune
 from rich.console import Console
 
-from rdsweep import __version__
+from rdsweep import __version__, stops
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 from rdsweep.files import mount_point
@@ -74,8 +74,8 @@ def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
     ended: dict[str, str] = {}
     slots, name, no_space = 1, None, False
     if todo:
-        _init_ray(address)
         try:
+            _init_ray(address)
             resources = _trial_resources(spec)
             experiment.record_protocol(spec.protocol, __version__)
             name = time.strftime("launch-%Y%m%d-%H%M%S")
@@ -97,19 +97,24 @@ def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
         wall_s=time.perf_counter() - started, no_space=mount_point(experiment.path) if no_space else None)
 
 
-class _TrialFailureLines(logging.Filter):
+class _TuneFaultLines(logging.Filter):
     """Drops Tune's own ERROR lines about failed trials (a traceback per trial, then "Trials did not
     complete"): rdsweep reports a failed cell itself, with its error, in the table, the log, the ledger
-    (`rdsweep status`) and one line on stderr; the full traceback stays in the trial's error file."""
+    (`rdsweep status`) and one line on stderr; the full traceback stays in the trial's error file. Also
+    Tune's failed save of its experiment state (a traceback when a signal stops the launch while Tune
+    syncs it): rdsweep never restores from that state, the ledger and the cells' checkpoints are what a
+    launch resumes from."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(("Trial task failed", "Trials did not complete"))
+        return not str(record.msg).startswith(("Trial task failed", "Trials did not complete",
+                                               "Saving experiment state to storage"))
 
 
 @contextmanager
 def _quiet_trial_failures() -> Iterator[None]:
-    loggers = [logging.getLogger(n) for n in ("ray.tune.execution.tune_controller", "ray.tune.tune")]
-    quiet = _TrialFailureLines()
+    loggers = [logging.getLogger(n) for n in ("ray.tune.execution.tune_controller", "ray.tune.tune",
+                                              "ray.tune.execution.experiment_state")]
+    quiet = _TuneFaultLines()
     for logger in loggers:
         logger.addFilter(quiet)
     try:
@@ -217,29 +222,50 @@ def check_address(address: str | None) -> str | None:
     return where
 
 
+@contextmanager
+def _ray_starting() -> Iterator[None]:
+    """ray.init, shielded: a stop that lands meanwhile waits until Ray is up (rdsweep.stops.deferred says
+    why), and what is written to file descriptor 2 is held and given back unless the start was stopped or
+    refused (the launch then says one line). Ray's C++ core installs a failure-signal handler that answers
+    a SIGTERM with a stack dump on stderr before passing it on to Ray's own (sys.exit(15)); both live until
+    the launcher's handler goes back, when this block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held, stops.deferred() as waiting:
+        os.dup2(held.fileno(), 2)
+        refused = False
+        try:
+            yield
+        except (SystemExit, KeyboardInterrupt, ConnectionError, ValueError, RuntimeError):
+            refused = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not (refused or waiting):
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+                sys.stderr.flush()
+
+
 def _init_ray(address: str | None) -> None:
     # Trials keep the driver's working directory (relative paths keep their meaning); Ray's own chatter
     # and the trials' stdout stay in Ray's logs, so the terminal shows rdsweep's progress table only.
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0, the legacy reporter prints nothing
     options = dict(log_to_driver=False, logging_level=logging.ERROR)
-    # ray.init replaces the SIGTERM handler with sys.exit(15) (an exit with no word, or an abort in Ray's C++
-    # once trials run); the launcher's own (rdsweep.cli.stop_like_ctrl_c) goes back after it.
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    sigterm = signal.getsignal(signal.SIGTERM)   # the launcher's (rdsweep.stops), put back as the block ends
     try:
-        try:
+        with _ray_starting():
             if address:
                 ray.init(address=address, **options)
             else:
                 ray.init(include_dashboard=False, **options)
-        finally:
-            for signum, handler in handlers.items():
-                if handler is not None:
-                    signal.signal(signum, handler)
     except SystemExit as e:   # Ray's handler: a SIGTERM while Ray started; the launcher's handler decides
-        if e.code != signal.SIGTERM or not callable(handlers[signal.SIGTERM]):
+        if e.code != signal.SIGTERM or not callable(sigterm):
             raise
-        handlers[signal.SIGTERM](signal.SIGTERM, None)
+        sigterm(signal.SIGTERM, None)
         raise
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"

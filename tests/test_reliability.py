@@ -655,3 +655,34 @@ def test_a_full_disk_mid_run_exits_1_with_one_line_naming_the_filesystem(tmp_pat
         assert result["status"] == "failed" and "No space left on device" in result["error"]
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_a_stop_while_ray_starts_waits_for_it_and_a_second_goes_through(monkeypatch):
+    """rdsweep.stops.deferred: a SIGHUP inside the block (Ray's import, ray.init) is acted on as the block
+    ends, as Ctrl-C, with the signal named for the exit status; a second one inside goes through at once."""
+    from rdsweep import stops
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    monkeypatch.setattr(stops, "SIGNALLED", [])
+    try:
+        stops.stop_like_ctrl_c()
+        reached_the_end = False
+        with pytest.raises(KeyboardInterrupt):
+            with stops.deferred() as waiting:
+                os.kill(os.getpid(), signal.SIGHUP)
+                time.sleep(0.1)   # Python runs a handler between bytecodes: it has run by now
+                assert waiting == [signal.SIGHUP]
+                reached_the_end = True
+        assert reached_the_end and stops.stopped_by() == signal.SIGHUP
+        assert signal.getsignal(signal.SIGHUP) is stops._like_ctrl_c   # the launcher's again
+
+        with pytest.raises(KeyboardInterrupt):
+            with stops.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)
+                pytest.fail("a second stop did not go through")
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
