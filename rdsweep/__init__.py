@@ -1,2 +1,2 @@
 """rdsweep: rate-distortion sweeps of VAE families."""
-__version__ = "0.5.0"
+__version__ = "0.6.0"

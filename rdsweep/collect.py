@@ -88,6 +88,8 @@ SCHEMA = pa.schema([
     ("examples_file", pa.string()),       # its per-example R and D (rdsweep compare), relative as grid; null
                                           # before 0.5
     ("device", pa.string()),
+    ("node", pa.string()),                # Ray's id of the node that trained it (its last run); null before 0.6
+    ("gpu_ids", pa.string()),             # the accelerator ids Ray assigned it, comma-separated; "" none
     ("rdsweep_version", pa.string()),
 ], metadata={"rdsweep": "frontier table"})  # how collect knows a file it may replace
 _FAMILY_ORDER = {name: i for i, name in enumerate(FAMILIES)}
@@ -228,7 +230,8 @@ def result_rows(result: dict, experiment: str, grid: str | None = None, examples
             "lr_divisor": cell.get("lr_divisor") if plateau else None, "eval_samples": cell["eval_samples"],
             "iwae_k": cell["iwae_k"], "status": result["status"], "error": result.get("error"),
             "wall_s": result.get("wall_s"), "grid": grid, "examples_file": examples_file if evaluated else None,
-            "device": result.get("device"),
+            "device": result.get("device"), "node": result.get("node"),
+            "gpu_ids": ",".join(result.get("gpu_ids") or []) if result.get("node") else None,
             "rdsweep_version": result.get("rdsweep_version"),
         })
     return rows

@@ -19,8 +19,8 @@ class TrialProgress:
     between by a daemon thread (with the step of the epoch under way), so its age tells a live trial from an
     interrupted one, also through long epochs and evaluations; `finished_at` once the result is written."""
 
-    def __init__(self, experiment: Experiment, cell: Cell, started: float):
-        self.experiment, self.cell, self.started = experiment, cell, started
+    def __init__(self, experiment: Experiment, cell: Cell, started: float, node: str | None = None):
+        self.experiment, self.cell, self.started, self.node = experiment, cell, started, node   # node: Ray's id
         self.record: dict = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -35,7 +35,7 @@ class TrialProgress:
         with self._lock:
             self.record = {
                 "cell_id": self.cell.cell_id, "cell": self.cell.to_dict(), "host": socket.gethostname(),
-                "started_at": self.started, "finished_at": None, "resumed_from_epoch": epoch, "epoch": epoch,
+                "node": self.node, "started_at": self.started, "finished_at": None, "resumed_from_epoch": epoch, "epoch": epoch,
                 "step": 0, "steps": None, "first_step_at": None, "valid_objective": valid,
                 "blew_up": blew_up,
                 "best_epoch": resume_state["rule"]["best_epoch"] if resume_state else None, "epoch_wall_s": []}

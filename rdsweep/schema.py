@@ -123,6 +123,8 @@ class CellResult(_Record):
     best_valid_objective: Optional[float] = None
     wall_s: Optional[float] = Field(default=None, ge=0)
     device: Optional[str] = None
+    node: Optional[str] = None                  # Ray's id of the node whose worker wrote it; none before 0.6
+    gpu_ids: list[str] = []                     # the accelerator ids Ray assigned the trial (empty: none)
     kernels: Optional[dict[str, str]] = None    # torch build and CPU kernels (devices.kernels); none before 0.4.1
     compiled: bool = False                      # torch.compile (resources.compile); none before 0.4
     splits: Optional[dict[Literal["train", "valid", "test"], SplitMetrics]] = None

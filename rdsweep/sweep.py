@@ -397,7 +397,9 @@ def _trial(config: dict) -> None:
     cell = Cell.from_dict(config["cell"])
     experiment = Experiment(config["experiment"])
     ledger_checkpoint = experiment.checkpoint_path(cell.cell_id)
-    progress = TrialProgress(experiment, cell, started)
+    where = {"node": ray.get_runtime_context().get_node_id(), "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}
+    progress = TrialProgress(experiment, cell, started, where["node"])
+    device, device_warnings = _trial_device(config["device"], cell, where)
 
     last_saved = time.monotonic()
 
@@ -430,7 +432,7 @@ def _trial(config: dict) -> None:
             keep_model = experiment.model_path(cell.cell_id)
         experiment.examples_dir.mkdir(exist_ok=True)
         return trainer.train(cell, on_epoch=on_epoch, resume_state=resume_state, on_step=progress.step,
-                             device=config["device"], threads=config["threads"], images=images,
+                             device=device, threads=config["threads"], images=images,
                              keep_model=keep_model, examples=experiment.examples_path(cell.cell_id),
                              compile=config["compile"])
 
@@ -440,7 +442,7 @@ def _trial(config: dict) -> None:
     with FileLock(experiment.cell_lock_path(cell.cell_id)), progress:
         if is_final(experiment.result(cell.cell_id), cell):
             return
-        warnings, resume_state = [], None
+        warnings, resume_state = list(device_warnings), None
         retry = tune.get_checkpoint()
         source = retry.path if retry is not None else ledger_checkpoint if ledger_checkpoint.exists() else None
         try:
@@ -456,15 +458,28 @@ def _trial(config: dict) -> None:
             resume_state = None
             result = train(None)
         result.update(resumed_from_epoch=resume_state["epoch"] if resume_state else 0,
-                      experiment=experiment.name, warnings=warnings, launch=config["launch"])
+                      experiment=experiment.name, warnings=warnings, launch=config["launch"], **where)
         experiment.write_result(result)
         progress.finish()
         if result["status"] != "unconverged":  # an unconverged cell keeps its state: a larger cap continues it
             ledger_checkpoint.unlink(missing_ok=True)
-    if config["device"] == "cuda":  # the worker may train the next cell: hand back what this one cached
+    if device == "cuda":  # the worker may train the next cell: hand back what this one cached
         import torch
 
         torch.cuda.empty_cache()
+
+
+def _trial_device(device: str, cell: Cell, where: dict) -> tuple[str, list[str]]:
+    """The device a trial trains on: the CPU, with a warning, where Ray booked a GPU that the worker cannot
+    see (a node that advertises GPUs it lacks, a driver without CUDA, a torch built for the CPU); a crash
+    there would fail every cell of the sweep."""
+    import torch
+
+    if device != "cuda" or torch.cuda.is_available():
+        return device, []
+    return "cpu", [f"cell {cell.cell_id}: Ray booked GPU {','.join(where['gpu_ids']) or '(none)'} on node "
+                   f"{where['node'][:12]} but its worker finds no CUDA device (torch {torch.__version__}, "
+                   f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}); trained on the CPU"]
 
 
 def _saved_state(retry, ledger_checkpoint: Path) -> dict | None:

@@ -64,7 +64,7 @@ def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`make test` runs two workers), every test of the Ray cluster goes to one worker, so
     the session starts Ray once and its launches never wait for each other's CPUs."""
     for item in items:
-        if "ray_address" in getattr(item, "fixturenames", ()):
+        if {"ray_address", "ray_cluster"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("ray"))
 
 
@@ -74,50 +74,105 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class RayCluster:
+    """A real multi-node Ray cluster on this machine: a head that runs no trials (0 CPUs) and worker nodes,
+    each `ray start --block` in its own process group, so a test can lose one (SIGKILL to its group, as a
+    machine that dies) and the teardown stops exactly this cluster (`ray stop` would stop every Ray instance
+    of the user on the machine)."""
+
+    def __init__(self):
+        self.temp = tempfile.mkdtemp(prefix="rdray", dir="/tmp")  # short: Ray's socket paths have a length limit
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.head = self._start("head", "--head", "--port", str(self.port), "--num-cpus", "0", "--num-gpus", "0",
+                                "--include-dashboard=false", "--disable-usage-stats",
+                                "--dashboard-port", str(_free_port()),
+                                "--object-store-memory", str(200 * 2**20), "--temp-dir", self.temp)
+        self.workers: dict[str, subprocess.Popen] = {}
+
+    def _start(self, name: str, *args: str) -> subprocess.Popen:
+        log_path = Path(self.temp) / f"ray-start-{name}.log"
+        with open(log_path, "w") as log:
+            node = subprocess.Popen(
+                [str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1",
+                 "--dashboard-agent-listen-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
+                 "--runtime-env-agent-port", str(_free_port()), *args],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **RAY_ENV})
+        _wait_for_node(node, log_path)
+        return node
+
+    def add_worker(self, name: str, cpus: float = 1, gpus: float = 0) -> None:
+        """A worker node; `gpus` advertises GPUs the machine need not have (Ray books them, CUDA finds none)."""
+        self.workers[name] = self._start(name, "--address", self.address, "--num-cpus", f"{cpus:g}",
+                                         "--num-gpus", f"{gpus:g}", "--object-store-memory", str(100 * 2**20))
+        _wait_for_nodes(self.address, len(self.workers) + 1)
+
+    def node_of(self, pid: int) -> str:
+        """The worker node a process runs on: Ray's workers stay in their raylet's session, which is that
+        node's `ray start`."""
+        (name,) = [name for name, node in self.workers.items() if node.pid == os.getsid(pid)]
+        return name
+
+    def lose_worker(self, name: str) -> None:
+        """The node dies at once, its raylet and its trials' workers with it."""
+        _stop(self.workers.pop(name), graceful=False)
+
+    def stop(self) -> None:
+        for node in [*self.workers.values(), self.head]:
+            _stop(node)
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def ray_address():
-    """A real `ray start --head` on 127.0.0.1 with 2 CPUs and no GPU (on a GPU host too: the tests compare the
-    trials with in-process CPU runs), private ports and temp dir; yields its address.
-
-    It runs with --block in its own process group, so the teardown stops exactly this cluster
-    (`ray stop` would stop every Ray instance of the user on the machine)."""
-    temp = tempfile.mkdtemp(prefix="rdray", dir="/tmp")  # short: Ray's socket paths have a length limit
-    port = _free_port()
-    cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-           "--port", str(port), "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard=false",
-           "--disable-usage-stats",
-           "--dashboard-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()),
-           "--object-store-memory", str(200 * 2**20), "--temp-dir", temp]
-    log = open(Path(temp) / "ray-start.log", "w")
-    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, **RAY_ENV})
-    address = f"127.0.0.1:{port}"
+def ray_cluster():
+    """The session's one Ray cluster: a head with no CPUs and two 1-CPU worker nodes, no GPU (on a GPU host
+    too: the tests compare the trials with in-process CPU runs), private ports and temp dir. Every launch
+    test runs across two nodes, as on a real cluster."""
+    cluster = RayCluster()
     try:
-        _wait_for_head(head, port, temp)
-        yield address
+        for name in ("node-1", "node-2"):
+            cluster.add_worker(name)
+        yield cluster
     finally:
-        _stop(head)
-        log.close()
-        shutil.rmtree(temp, ignore_errors=True)
+        cluster.stop()
 
 
-def _wait_for_head(head: subprocess.Popen, port: int, temp: str, timeout: float = 90) -> None:
+@pytest.fixture(scope="session")
+def ray_address(ray_cluster):
+    return ray_cluster.address
+
+
+def _wait_for_node(node: subprocess.Popen, log_path: Path, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if head.poll() is not None:
-            raise RuntimeError(f"ray start exited early: {(Path(temp) / 'ray-start.log').read_text()[-2000:]}")
-        if "will now block forever" in (Path(temp) / "ray-start.log").read_text():
+        if node.poll() is not None:
+            raise RuntimeError(f"ray start exited early: {log_path.read_text()[-2000:]}")
+        if "will now block forever" in log_path.read_text():
             return
         time.sleep(0.5)
-    raise RuntimeError("ray start --head did not come up in time")
+    raise RuntimeError(f"ray start did not come up in time: {log_path.read_text()[-2000:]}")
 
 
-def _stop(head: subprocess.Popen) -> None:
-    # SIGTERM lets Ray drain (up to 30 s); nothing runs any more, so give it a few seconds, then kill the group.
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+def _wait_for_nodes(address: str, count: int, timeout: float = 60) -> None:
+    """Until the cluster's GCS lists `count` live nodes (a worker's `ray start` returns before it registers)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = subprocess.run([str(BIN / "ray"), "status", "--address", address], capture_output=True,
+                                text=True, env={**os.environ, **RAY_ENV})
+        active = status.stdout.split("Active:")[-1].split("Pending:")[0] if "Active:" in status.stdout else ""
+        if active.count("node_") >= count:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the Ray cluster at {address} did not reach {count} nodes: {status.stdout[-1500:]}")
+
+
+def _stop(node: subprocess.Popen, graceful: bool = True) -> None:
+    """SIGTERM lets Ray drain (up to 30 s); nothing runs any more, so give it a few seconds, then kill the
+    group. Not graceful: SIGKILL at once, a node that dies."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10))[0 if graceful else 1:]:
         try:
-            os.killpg(head.pid, sig)
-            head.wait(wait)
+            os.killpg(node.pid, sig)
+            node.wait(wait)
             return
         except subprocess.TimeoutExpired:
             continue

@@ -686,3 +686,32 @@ def test_a_stop_while_ray_starts_waits_for_it_and_a_second_goes_through(monkeypa
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
+
+
+def test_a_lost_node_s_trial_resumes_on_the_other_from_its_checkpoint(tmp_path, ray_cluster):
+    """Issue 31: the node that trains a cell dies (SIGKILL to its raylet's group, as a machine that goes
+    away). Ray retries the trial on the other node from the trial's last checkpoint, not from epoch 0; the
+    launch exits 0, the cell has one result, and its numbers are those of an uninterrupted in-process run."""
+    spec = tmp_path / "toy.toml"
+    spec.write_text(SLOW.replace("MAX_FAILURES", "2").replace("epochs = 100", "epochs = 8"))
+    experiment = Experiment(tmp_path / "results" / "toy")
+    (cell,) = load_spec(spec).cells()
+    launch, lost = start("launch", spec, "--storage", tmp_path / "results", "--address", ray_cluster.address), None
+    try:
+        wait_for(lambda: experiment.progress_dir.is_dir() and any(r["epoch"] >= 2 for r in experiment.progress().values()),
+                 "epoch 2", launch)
+        (record,) = experiment.progress().values()
+        (worker,) = trial_workers(RAY_ENV["RAY_AUTH_TOKEN"])
+        lost = ray_cluster.node_of(worker)
+        ray_cluster.lose_worker(lost)
+        out, err = launch.communicate(timeout=240)
+    finally:
+        launch.kill()
+        if lost:
+            ray_cluster.add_worker(f"{lost}-again")   # two nodes for the tests that follow
+    assert launch.returncode == 0, out + err
+    assert "Traceback" not in err, err
+    (result,) = experiment.results()
+    assert result["node"] != record["node"] and result["resumed_from_epoch"] >= 2, result
+    from rdsweep import trainer
+    assert result["splits"] == trainer.train(cell, threads=1)["splits"]

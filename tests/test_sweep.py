@@ -117,6 +117,8 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
                 "epochs", "status", "wall_s", "device", "rdsweep_version", "true_entropy", "stop_reason",
                 "best_epoch"]
     assert set(required) <= set(table.columns)
+    # Two worker nodes of one CPU each (conftest.ray_cluster): the trials ran on both, with no accelerator.
+    assert table["node"].nunique() == 2 and set(table["gpu_ids"]) == {""}
     for column in ("rate", "distortion", "elbo", "beta", "target_rate", "true_entropy", "iwae", "wall_s"):
         assert table[column].dtype == "Float64", column
     assert table["seed"].dtype == "Int64" and table["epochs"].dtype == "Int64"
@@ -281,3 +283,36 @@ def test_a_killed_trial_is_retried_from_its_last_checkpoint(tmp_path, ray_addres
     assert result["status"] == "unconverged" and result["epochs"] == 12
     assert 1 <= result["resumed_from_epoch"] < 12
     assert [h["epoch"] for h in result["history"]] == list(range(1, 13))
+
+
+def test_gpus_booked_through_ray_where_cuda_finds_none(tmp_path, rdsweep, ray_cluster):
+    """Issue 31, without a GPU: a node advertises two GPUs it does not have. gpus_per_trial = 0.5 runs four
+    trials at once on it, each with the GPU id Ray assigned it; each finds no CUDA device and trains on the
+    CPU with one warning instead of failing, to the numbers of an in-process CPU run."""
+    spec = tmp_path / "toy.toml"
+    spec.write_text(SPEC.replace("BETAS", "[0.3, 3.0]").replace('seeds = [0]', 'seeds = [0, 1]')
+                    .replace("keep_model = true", "keep_model = false").replace("[[objective]]\nkind = \"target-rate\"\n"
+                    "values = [0.5]\n", "").replace("cpus_per_trial = 1\ngpus_per_trial = \"auto\"",
+                                                    "cpus_per_trial = 0.25\ngpus_per_trial = 0.5"))
+    experiment = Experiment(tmp_path / "results" / "toy")
+    ray_cluster.add_worker("gpu-node", cpus=1, gpus=2)
+    try:
+        done = rdsweep("launch", spec, "--storage", tmp_path / "results", "--address", ray_cluster.address)
+    finally:
+        ray_cluster.lose_worker("gpu-node")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 converged" in done.stdout
+    (log,) = experiment.path.glob("launch-*.log")
+    assert "per trial: 0.25 CPU(s), 0.5 GPU(s)" in log.read_text() and "4 trial(s) at once" in log.read_text()
+    results = experiment.results()
+    assert len(results) == 4 and len({r["node"] for r in results}) == 1   # the one node with GPUs
+    assert sorted(r["gpu_ids"][0] for r in results) == ["0", "0", "1", "1"]   # two trials per GPU
+    for r in results:
+        assert r["device"] == "cpu" and len(r["gpu_ids"]) == 1
+        (warning,) = r["warnings"]
+        assert f"Ray booked GPU {r['gpu_ids'][0]}" in warning and "finds no CUDA device" in warning
+        assert warning in done.stderr
+    from rdsweep import trainer
+    cell = load_spec(spec).cells()[0]
+    (result,) = [r for r in results if r["cell_id"] == cell.cell_id]
+    assert result["splits"] == trainer.train(cell, threads=1)["splits"]
