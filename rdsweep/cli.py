@@ -303,6 +303,7 @@ def launch(
     gpus_per_trial: Optional[str] = typer.Option(None, help="Override: 'auto', 0, 1, or a fraction that packs trials per GPU."),
     max_failures: Optional[int] = typer.Option(None, help="Override resources.max_failures (retries per trial)."),
     max_concurrent: Optional[int] = typer.Option(None, help="Override resources.max_concurrent."),
+    cells_per_wave: Optional[int] = typer.Option(None, help="Override resources.cells_per_wave: cells per Tune run (default 500; the driver's memory grows with a run's trials)."),
     strict: bool = typer.Option(False, "--strict", metavar="", help="Exit 1 unless every cell converged (unconverged and diverged cells too)."),
 ) -> None:
     """Train a spec's cells as Ray Tune trials; finished cells are skipped, interrupted ones resumed.
@@ -316,7 +317,7 @@ def launch(
         batch_size=batch_size, lr=lr, schedule=schedule and schedule.value, patience=patience,
         min_delta=min_delta, min_delta_relative=min_delta_relative, eval_every=eval_every,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_failures=max_failures,
-        max_concurrent=max_concurrent)
+        max_concurrent=max_concurrent, cells_per_wave=cells_per_wave)
     sweep_spec = load_spec(spec, overrides)
     experiment = Experiment.at(storage, spec.stem if name is None else name)   # --name '': refused, not the stem
     # a damaged ledger (cells/ a file, a link that loops, a folder this user cannot write): one line, before

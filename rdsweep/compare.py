@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from rich import box
 from rich.console import Group
@@ -30,7 +29,7 @@ from rich.text import Text
 from rdsweep.errors import UserError
 from rdsweep.frontier import family_label, point_knob, read_table
 from rdsweep.models.families import get_family
-from rdsweep.uncertainty import Error, load_examples, mean_se, seeds_error
+from rdsweep.uncertainty import Error, mean_examples, mean_se, seeds_error
 
 QUANTITIES = ("rate", "distortion", "elbo")
 _NAMES = {"rate": "R", "distortion": "D", "elbo": "ELBO"}
@@ -169,23 +168,13 @@ def _per_example(path: Path, a: pd.DataFrame, b: pd.DataFrame, split: str):
     the difference of all of them."""
     sides, seeds = [], []
     for rows in (a, b):
-        kept, rates, distortions = [], [], []
-        for row in rows[rows["examples_file"].notna()].itertuples():
-            try:
-                rate, distortion = load_examples(path.parent / row.examples_file, split, row.cell_id)
-            except (OSError, KeyError, ValueError):   # moved without its examples/, or another cell's file
-                continue
-            # a file rewritten after collect (a retrained cell) is not the row's
-            if not math.isclose(rate.mean(), row.rate, rel_tol=1e-9, abs_tol=1e-9):
-                continue
-            kept.append(row.seed)
-            rates.append(rate)
-            distortions.append(distortion)
-        if not kept or len({len(r) for r in rates}) > 1:
+        kept = rows[rows["examples_file"].notna()]
+        found = mean_examples([(path.parent / r.examples_file, r.cell_id, r.rate) for r in kept.itertuples()], split)
+        if found is None:
             return None
-        rate, distortion = np.mean(rates, axis=0), np.mean(distortions, axis=0)
+        rate, distortion, used = found
         sides.append({"rate": rate, "distortion": distortion, "elbo": -(rate + distortion)})
-        seeds.append(sorted(int(s) for s in kept))
+        seeds.append(sorted(int(kept["seed"].iloc[i]) for i in used))
     if len(sides[0]["rate"]) != len(sides[1]["rate"]) or a["dataset"].iloc[0] != b["dataset"].iloc[0]:
         return None
     return sides, seeds

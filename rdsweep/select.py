@@ -43,7 +43,7 @@ from rdsweep.collect import cell_order
 from rdsweep.errors import UserError
 from rdsweep.frontier import analyse, family_label, point_knob, read_table, setting_key
 from rdsweep.models.families import FAMILIES
-from rdsweep.uncertainty import Error, load_examples, mean_se, seeds_error, typical_seed_sd, welch
+from rdsweep.uncertainty import Error, mean_examples, mean_se, seeds_error, typical_seed_sd, welch
 
 CRITERIA = ("valid-elbo", "iwae", "probe-accuracy")   # plus one rate criterion per --rate σ, probe per --probe p
 OVERALL = "overall"
@@ -227,22 +227,9 @@ class _Examples:
         theirs (rdsweep 0.5 on; their paired error stands for the others'); None where none was found."""
         cells = (zip(candidate["cells"], candidate["examples_files"]) if "cells" in candidate
                  else [(candidate["cell_id"], candidate["examples_file"])])
-        split = self.splits[reported_split]
-        values = []
-        for cell_id, f in cells:
-            if f is None:
-                continue
-            if (f, split) not in self.cache:
-                try:
-                    rate, distortion = load_examples(self.root / f, split, cell_id)
-                    self.cache[f, split] = -(rate + distortion)
-                except (OSError, KeyError, ValueError):   # moved without its examples/, or another cell's file
-                    self.cache[f, split] = None
-            if self.cache[f, split] is not None:
-                values.append(self.cache[f, split])
-        if not values or len({len(v) for v in values}) > 1:
-            return None
-        return np.mean(values, axis=0)
+        found = mean_examples([(f and self.root / f, cell_id, None) for cell_id, f in cells],
+                              self.splits[reported_split], self.cache)
+        return None if found is None else -(found[0] + found[1])
 
     def difference(self, a: dict, b: dict, records: dict | None = None, reported_split: bool = False) -> Error:
         """The error of ELBO(a) − ELBO(b) (candidates of the judging split; `records`: the report split's, by

@@ -16,7 +16,7 @@ A spec is data, in the manner of disentanglement_lib's study files:
                   values = [...]  (β, or σ for the target rates, or λ for free-bits),
                   beta = [...] (free-bits only, default 1), warmup_epochs = [...] (warmup only, required),
                   families = [...] (optional: only these of the spec's families)   (blocks are chained)
-    [resources]   cpus_per_trial, gpus_per_trial ("auto" or a number), max_failures, max_concurrent,
+    [resources]   cpus_per_trial, gpus_per_trial ("auto" or a number), max_failures, max_concurrent, cells_per_wave,
                   checkpoint_s (a trial saves its state at most this often, and at its end)
 
 Cells = families × encoder_std × (chained objective settings) × seeds. Everything is checked up front, unknown keys
@@ -116,6 +116,7 @@ class ResourcesTable(_Table):
     max_concurrent: Optional[int] = Field(default=None, ge=1, le=MAX_COUNT)
     checkpoint_s: float = Field(default=60.0, ge=0, allow_inf_nan=False)
     compile: bool = False
+    cells_per_wave: int = Field(default=500, ge=1, le=MAX_COUNT)
 
     @field_validator("gpus_per_trial", mode="before")
     @classmethod
@@ -154,6 +155,7 @@ class Resources:
     max_concurrent: int | None = None     # None: as many as the resources allow
     checkpoint_s: float = 60.0            # a trial saves its state at most this often (and at its end)
     compile: bool = False                 # torch.compile each trial's model (docs/benchmarks.md: when it pays)
+    cells_per_wave: int = 500             # trials per Tune run: the driver's memory grows with them (cluster.md)
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ def _parse(path: Path, raw: dict) -> Spec:
     spec = Spec(path=path, dataset=dataset, data_kind=data_kind, families=families,
                 objectives=tuple(objectives), seeds=tuple(dict.fromkeys(file.seeds)), base=base,
                 resources=Resources(r.cpus_per_trial, r.gpus_per_trial, r.max_failures, r.max_concurrent,
-                                   r.checkpoint_s, r.compile), encoder_stds=tuple(dict.fromkeys(file.encoder_std)))
+                                   r.checkpoint_s, r.compile, r.cells_per_wave), encoder_stds=tuple(dict.fromkeys(file.encoder_std)))
     if not spec.cells():  # validates every cell now, so a bad grid fails before anything starts
         blocks = "; ".join(f"objective[{i}].families = {', '.join(b.families)}" for i, b in enumerate(file.objective))
         fail("objective", f"the grid is empty: no [[objective]] block is for any of the spec's families "
@@ -324,7 +326,7 @@ def cli_overrides(**options) -> dict:
     """Command-line options (strings as typed, None when not given) as `load_spec` overrides."""
     where = {**{key: f"budget.{key}" for key in BudgetTable.model_fields}, "cpus_per_trial": "resources.cpus_per_trial",
              "gpus_per_trial": "resources.gpus_per_trial", "max_failures": "resources.max_failures",
-             "max_concurrent": "resources.max_concurrent"}
+             "max_concurrent": "resources.max_concurrent", "cells_per_wave": "resources.cells_per_wave"}
     overrides = {}
     for key, value in options.items():
         if value is None:

@@ -301,12 +301,14 @@ def _launch_log(experiment: Experiment, name: str, spec: Spec, planned: list[Pla
         "host": socket.gethostname(), "pid": os.getpid(), "address": address, "slots": slots,
         "resources": {"cpus_per_trial": resources["cpu"], "gpus_per_trial": resources["gpu"],
                       "max_concurrent": spec.resources.max_concurrent, "max_failures": spec.resources.max_failures,
+                      "cells_per_wave": spec.resources.cells_per_wave,
                       "cluster": {k: cluster.get(k, 0) for k in ("CPU", "GPU")}},
         "cells": [{"cell_id": p.cell.cell_id, "action": p.action, "cell": p.cell.to_dict()}   # in launch order
                   for p in todo + [p for p in planned if p.action == "skip"]]})
     with experiment.launch_log_path(name).open("a", buffering=1) as log:  # line-buffered: whole lines on disk
         for line in (
-            f"rdsweep launch {name} of {experiment.path} (Ray Tune's own state: ray/{name}/)",
+            f"rdsweep launch {name} of {experiment.path} (Ray Tune's own state: ray/{name}/"
+            f"{', then ray/' + name + '.2/, ...: one per wave of ' + str(spec.resources.cells_per_wave) + ' cells' if len(todo) > spec.resources.cells_per_wave else ''})",
             f"command: {shlex.join(['rdsweep', *sys.argv[1:]])}  (in {os.getcwd()}, on {socket.gethostname()})",
             f"versions: rdsweep {__version__}, torch {_version('torch')}, ray {ray.__version__}, "
             f"python {platform.python_version()} ({sys.executable})",
@@ -341,20 +343,40 @@ def _version(package: str) -> str:
 def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources: dict,
          console: Console, name: str, log: IO[str]) -> tuple[dict[str, str], bool]:
     """Train the cells; returns the cell ids that ended in this launch (with a result or failed), and whether
-    a trial failed on a full disk."""
+    a trial failed on a full disk. The cells go to Tune in waves of at most resources.cells_per_wave, one Tune
+    run each (Ray Tune folders <name>, <name>.2, ...): the driver's memory grows with the trials of a Tune run
+    (docs/benchmarks.md, "Sweeps of thousands of cells"). A wave that leaves a cell unfinished (a stop) ends
+    the launch."""
     experiment.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    view = LaunchView(todo, experiment, console, log)
+    progress = Progress(view, experiment, name)
+    size = spec.resources.cells_per_wave
+    with view.live(), _quiet_trial_failures():
+        try:
+            for start in range(0, len(todo), size):
+                wave = todo[start:start + size]
+                _tuner(wave, experiment, spec, resources, name if start == 0 else f"{name}.{start // size + 1}",
+                       name, progress).fit()
+                ended = view.ended_cells()
+                if any(p.cell.cell_id not in ended for p in wave):
+                    break
+        finally:  # also on a second Ctrl-C, which Tune lets through as KeyboardInterrupt
+            view.close()
+    return view.ended_cells(), progress.no_space
+
+
+def _tuner(wave: list[PlannedCell], experiment: Experiment, spec: Spec, resources: dict, folder: str,
+           launch: str, progress: "Progress") -> tune.Tuner:
     config = {
-        "cell": tune.grid_search([p.cell.to_dict() for p in todo]),
+        "cell": tune.grid_search([p.cell.to_dict() for p in wave]),
         "experiment": str(experiment.path),
         "device": "cuda" if resources["gpu"] > 0 else "cpu",
         "threads": max(1, math.floor(resources["cpu"])),
         "checkpoint_s": spec.resources.checkpoint_s,
         "compile": spec.resources.compile,
-        "launch": name,
+        "launch": launch,
     }
-    view = LaunchView(todo, experiment, console, log)
-    progress = Progress(view, experiment, name)
-    tuner = tune.Tuner(
+    return tune.Tuner(
         tune.with_resources(_trial, resources),
         param_space=config,
         tune_config=tune.TuneConfig(
@@ -366,7 +388,7 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=name,
+            name=folder,
             storage_path=str(experiment.ray_dir),
             failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -374,12 +396,6 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
             verbose=0,
         ),
     )
-    with view.live(), _quiet_trial_failures():
-        try:
-            tuner.fit()
-        finally:  # also on a second Ctrl-C, which Tune lets through as KeyboardInterrupt
-            view.close()
-    return view.ended_cells(), progress.no_space
 
 
 def _trial_dirname(trial) -> str:

@@ -129,3 +129,32 @@ def load_examples(path: str | Path, split: str, cell_id: str | None = None) -> t
         if cell_id is not None and str(f["cell_id"]) != cell_id:
             raise ValueError(f"{path} holds cell {f['cell_id']}, not {cell_id}")
         return f[f"{split}_rate"], f[f"{split}_distortion"]
+
+
+def mean_examples(cells, split: str, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+    """Per-example R and D averaged over cells (a setting's seeds; or one cell): `cells` are (path, cell_id,
+    rate), rate the row's mean R on the split, to check the file against (None: unchecked). A cell whose file
+    is missing, is another cell's, or no longer has its row's mean (retrained after collect) is left out.
+    Returns (rate, distortion, the positions in `cells` used); None when none was, or their examples differ
+    in number. `cache` keeps what was read, by (path, split)."""
+    cache = {} if cache is None else cache
+    used, rates, distortions = [], [], []
+    for i, (path, cell_id, row_rate) in enumerate(cells):
+        if path is None:
+            continue
+        if (str(path), split) not in cache:
+            try:
+                cache[str(path), split] = load_examples(path, split, cell_id)
+            except (OSError, KeyError, ValueError):   # moved without its examples/, or another cell's file
+                cache[str(path), split] = None
+        if cache[str(path), split] is None:
+            continue
+        rate, distortion = cache[str(path), split]
+        if row_rate is not None and not math.isclose(rate.mean(), row_rate, rel_tol=1e-9, abs_tol=1e-9):
+            continue
+        used.append(i)
+        rates.append(rate)
+        distortions.append(distortion)
+    if not used or len({len(r) for r in rates}) > 1:
+        return None
+    return np.mean(rates, axis=0), np.mean(distortions, axis=0), used

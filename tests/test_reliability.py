@@ -240,9 +240,13 @@ def test_a_killed_launcher_loses_nothing_and_trains_nothing_twice(tmp_path, rdsw
     before = {p.name: p.read_bytes() for p in experiment.cells_dir.glob("*.json")}
     assert 2 <= len(before) < len(cells)
 
-    done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address)
+    # The relaunch runs its cells one wave each (a Tune run per wave, as 500-cell waves do in a long sweep).
+    done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, "--cells-per-wave", 1)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{len(before)} skipped" in done.stdout
+    relaunch = max(experiment.path.glob("launch-*.log")).stem
+    waves = [d.name for d in experiment.ray_dir.iterdir() if d.name.split(".")[0] == relaunch]
+    assert sorted(waves) == [relaunch, *(f"{relaunch}.{i}" for i in range(2, len(cells) - len(before) + 1))]
     after = {p.name: p.read_bytes() for p in experiment.cells_dir.glob("*.json")}
     assert {name: after[name] for name in before} == before     # not trained again, not rewritten
     assert sorted(after) == sorted(f"{c.cell_id}.json" for c in cells)
