@@ -297,11 +297,12 @@ def test_gpus_booked_through_ray_where_cuda_finds_none(tmp_path, rdsweep, ray_cl
     experiment = Experiment(tmp_path / "results" / "toy")
     ray_cluster.add_worker("gpu-node", cpus=1, gpus=2)
     try:
-        done = rdsweep("launch", spec, "--storage", tmp_path / "results", "--address", ray_cluster.address)
+        done = rdsweep("launch", spec, "--storage", tmp_path / "results", "--address", ray_cluster.address,
+                       "--epochs", 2)   # short: the booking is the point, not the convergence
     finally:
         ray_cluster.lose_worker("gpu-node")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "4 converged" in done.stdout
+    assert "0 converged, 4 unconverged" in done.stdout
     (log,) = experiment.path.glob("launch-*.log")
     assert "per trial: 0.25 CPU(s), 0.5 GPU(s)" in log.read_text() and "4 trial(s) at once" in log.read_text()
     results = experiment.results()
@@ -313,6 +314,6 @@ def test_gpus_booked_through_ray_where_cuda_finds_none(tmp_path, rdsweep, ray_cl
         assert f"Ray booked GPU {r['gpu_ids'][0]}" in warning and "finds no CUDA device" in warning
         assert warning in done.stderr
     from rdsweep import trainer
-    cell = load_spec(spec).cells()[0]
+    cell = load_spec(spec, {"budget.epochs": 2}).cells()[0]
     (result,) = [r for r in results if r["cell_id"] == cell.cell_id]
     assert result["splits"] == trainer.train(cell, threads=1)["splits"]
