@@ -69,6 +69,7 @@ class CellStatus:
     clock_ahead_s: float | None = None   # updated_at is this far after `now` (beyond CLOCK_SLACK_S): the writer's
                                          # clock runs ahead of this one's, and the record's age means nothing
     host: str | None = None
+    node: str | None = None              # Ray's id of the node it trains on (rdsweep 0.6 on)
     error: str | None = None             # failed: the last line of its error
 
     @property
@@ -223,7 +224,7 @@ def _cell_status(cell_id, planned, result, record, checkpoint, experiment, now, 
         status.epoch, status.valid_objective = record.get("epoch"), record.get("valid_objective")
         status.blew_up = bool(record.get("blew_up"))
         status.best_epoch, status.started_at = record.get("best_epoch"), record.get("started_at")
-        status.updated_at, status.host = record.get("updated_at"), record.get("host")
+        status.updated_at, status.host, status.node = record.get("updated_at"), record.get("host"), record.get("node")
         if live:
             status.step, status.steps = record.get("step"), record.get("steps")
             if status.step and status.step > 1 and record.get("first_step_at"):
@@ -372,7 +373,8 @@ def render(status: ExperimentStatus, wide: bool) -> Group:
     if shown:
         table = Table(box=None, pad_edge=False)
         columns = ["cell", "family"] if wide else ["cell"]
-        for column in columns + ["state", "epoch", "step", "started", "last sign", "valid", "best"]:
+        nodes = len({c.node for c in shown if c.state == "running"}) > 1   # a cluster: where each one trains
+        for column in columns + ["state", "epoch", "step", "started", "last sign", "valid", "best"] + ["node"] * nodes:
             table.add_column(column, no_wrap=column in ("cell", "family"),
                              justify="right" if column in ("epoch", "step", "valid", "best") else "left")
         for c in shown:
@@ -382,7 +384,7 @@ def render(status: ExperimentStatus, wide: bool) -> Group:
                           clock(c.started_at, now) if c.started_at else "",
                           ago(c.updated_at, now) if c.updated_at else "",
                           ("" if c.valid_objective is None else f"{c.valid_objective:.2f}") + (" ▲" if c.blew_up else ""),
-                          str(c.best_epoch or ""))
+                          str(c.best_epoch or ""), *([(c.node or "")[:8]] if nodes else []))
         parts += [Text(""), table]
         if any(c.blew_up for c in shown):
             parts.append(Text(BLEW_UP_KEY))

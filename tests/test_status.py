@@ -25,9 +25,9 @@ def finished(experiment, cell, epoch_s: list[float], status="converged"):
 
 
 def progress(experiment, cell, *, started, updated, epoch_s, finished_at=None, step=0, steps=None, valid=None,
-             blew_up=False):
+             blew_up=False, node=None):
     experiment.write_progress({
-        "cell_id": cell.cell_id, "cell": cell.to_dict(), "host": "node-1", "started_at": started,
+        "cell_id": cell.cell_id, "cell": cell.to_dict(), "host": "node-1", "node": node, "started_at": started,
         "updated_at": updated, "finished_at": finished_at, "resumed_from_epoch": 0, "epoch": len(epoch_s),
         "step": step, "steps": steps, "valid_objective": valid, "best_epoch": len(epoch_s) or None,
         "epoch_wall_s": epoch_s, "blew_up": blew_up})
@@ -246,3 +246,25 @@ def test_status_while_a_launch_starts_says_so(tmp_path, rdsweep):
     shown = rdsweep("status", experiment.path)
     assert shown.returncode == 0 and "starting: a launch by pid" in shown.stdout and "1 converged" in shown.stdout
     assert _tree(tmp_path) == before                    # status writes nothing
+
+
+def test_status_names_the_node_of_each_running_cell_on_a_cluster(tmp_path, rdsweep):
+    """Issue 31: trials running on more than one Ray node get a node column (the id's first 8 digits); on one
+    node there is none (nothing to tell apart)."""
+    experiment = Experiment(tmp_path / "sweep")
+    experiment.record_protocol({"dataset": "mnist5k"}, "0.6.0")
+    a, b = image_cell("---", 0.3), image_cell("---", 1.0)
+    now = time.time()
+    record_launch(experiment, [a, b], 2, now - 600)
+    for cell, node in ((a, "3f2a9c01" + "0" * 48), (b, "b7e410d2" + "1" * 48)):
+        progress(experiment, cell, started=now - 300, updated=now - 2, epoch_s=[30.0] * 3, step=1, steps=50,
+                 node=node)
+    out = rdsweep("status", experiment.path).stdout
+    header = next(line for line in out.splitlines() if line.startswith("cell"))
+    assert header.split()[-1] == "node"
+    assert next(line for line in out.splitlines() if line.startswith("--- β=0.3")).split()[-1] == "3f2a9c01"
+    assert next(line for line in out.splitlines() if line.startswith("--- β=1 ")).split()[-1] == "b7e410d2"
+    progress(experiment, b, started=now - 300, updated=now - 2, epoch_s=[30.0] * 3, step=1, steps=50,
+             node="3f2a9c01" + "0" * 48)
+    out = rdsweep("status", experiment.path).stdout
+    assert "node" not in next(line for line in out.splitlines() if line.startswith("cell"))
