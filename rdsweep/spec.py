@@ -155,7 +155,7 @@ class Resources:
     max_concurrent: int | None = None     # None: as many as the resources allow
     checkpoint_s: float = 60.0            # a trial saves its state at most this often (and at its end)
     compile: bool = False                 # torch.compile each trial's model (docs/benchmarks.md: when it pays)
-    cells_per_wave: int = 500             # trials per Tune run: the driver's memory grows with them (cluster.md)
+    cells_per_wave: int = 500             # trials per Tune run: the driver's memory grows with them (benchmarks.md)
 
 
 @dataclass(frozen=True)

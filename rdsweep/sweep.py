@@ -79,7 +79,7 @@ def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
             resources = _trial_resources(spec)
             experiment.record_protocol(spec.protocol, __version__)
             name = time.strftime("launch-%Y%m%d-%H%M%S")
-            slots = _slots(spec, resources, ray.cluster_resources(), len(todo))
+            slots = _slots(spec, resources, ray.cluster_resources(), min(len(todo), spec.resources.cells_per_wave))
             with _launch_log(experiment, name, spec, planned, todo, resources, slots, address) as log:
                 ended, no_space = _run(todo, experiment, spec, resources, console, name, log)
         finally:
@@ -224,26 +224,32 @@ def check_address(address: str | None) -> str | None:
 
 @contextmanager
 def _ray_starting() -> Iterator[None]:
-    """ray.init, shielded: a stop that lands meanwhile waits until Ray is up (rdsweep.stops.deferred says
-    why), and what is written to file descriptor 2 is held and given back unless the start was stopped or
-    refused (the launch then says one line). Ray's C++ core installs a failure-signal handler that answers
-    a SIGTERM with a stack dump on stderr before passing it on to Ray's own (sys.exit(15)); both live until
-    the launcher's handler goes back, when this block ends."""
+    """ray.init, shielded: a Ctrl-C or SIGHUP that lands meanwhile waits until Ray is up (rdsweep.stops.deferred
+    says why; a SIGTERM meets Ray's own handler, sys.exit(15), once ray.init has set it), and what is written
+    to file descriptor 2 is held and given back unless the start was stopped or refused (the launch then says
+    one line): Ray's C++ core installs a failure-signal handler that answers a SIGTERM with a stack dump on
+    stderr before passing it on. Ray's handlers live until the launcher's go back, then stderr does."""
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held, stops.deferred() as waiting:
-        os.dup2(held.fileno(), 2)
-        refused = False
+    with tempfile.TemporaryFile() as held:
+        saved = os.dup(2)
+        waiting: list[int] = []
+        replay = False
         try:
-            yield
-        except (SystemExit, KeyboardInterrupt, ConnectionError, ValueError, RuntimeError):
-            refused = True
-            raise
+            with stops.deferred() as waiting:
+                os.dup2(held.fileno(), 2)
+                try:
+                    yield
+                except (SystemExit, KeyboardInterrupt, ConnectionError, ValueError, RuntimeError):
+                    raise             # stopped, or refused: the launch says its one line
+                except BaseException:
+                    replay = True     # a crash: Ray's own words may say why
+                    raise
+                replay = True
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-            if not (refused or waiting):
+            if replay and not waiting:
                 held.seek(0)
                 sys.stderr.write(held.read().decode(errors="replace"))
                 sys.stderr.flush()
@@ -355,14 +361,30 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
         try:
             for start in range(0, len(todo), size):
                 wave = todo[start:start + size]
-                _tuner(wave, experiment, spec, resources, name if start == 0 else f"{name}.{start // size + 1}",
-                       name, progress).fit()
+                tuner = _tuner(wave, experiment, spec, resources,
+                               name if start == 0 else f"{name}.{start // size + 1}", name, progress)
+                stopped = _fit(tuner)
                 ended = view.ended_cells()
-                if any(p.cell.cell_id not in ended for p in wave):
+                if stopped or any(p.cell.cell_id not in ended for p in wave):
                     break
         finally:  # also on a second Ctrl-C, which Tune lets through as KeyboardInterrupt
             view.close()
     return view.ended_cells(), progress.no_space
+
+
+def _fit(tuner: tune.Tuner) -> bool:
+    """One Tune run; True when a stop (Ctrl-C, SIGTERM, SIGHUP) reached Tune meanwhile. Tune's Ctrl-C handler
+    puts the one before it back when a stop reaches it, and stays otherwise: left so, the next wave's would
+    chain to it, and a stop would need one signal more per wave."""
+    ours = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGUSR1)}
+    tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") == "0"
+    try:
+        tuner.fit()
+    finally:
+        stopped = tune_catches and signal.getsignal(signal.SIGINT) is ours[signal.SIGINT]
+        for signum, handler in ours.items():
+            signal.signal(signum, handler)
+    return stopped
 
 
 def _tuner(wave: list[PlannedCell], experiment: Experiment, spec: Spec, resources: dict, folder: str,

@@ -136,20 +136,21 @@ def mean_examples(cells, split: str, cache: dict | None = None) -> tuple[np.ndar
     rate), rate the row's mean R on the split, to check the file against (None: unchecked). A cell whose file
     is missing, is another cell's, or no longer has its row's mean (retrained after collect) is left out.
     Returns (rate, distortion, the positions in `cells` used); None when none was, or their examples differ
-    in number. `cache` keeps what was read, by (path, split)."""
+    in number. `cache` keeps what was read, by (path, cell id, split)."""
     cache = {} if cache is None else cache
     used, rates, distortions = [], [], []
     for i, (path, cell_id, row_rate) in enumerate(cells):
         if path is None:
             continue
-        if (str(path), split) not in cache:
+        key = (str(path), cell_id, split)
+        if key not in cache:
             try:
-                cache[str(path), split] = load_examples(path, split, cell_id)
+                cache[key] = load_examples(path, split, cell_id)
             except (OSError, KeyError, ValueError):   # moved without its examples/, or another cell's file
-                cache[str(path), split] = None
-        if cache[str(path), split] is None:
+                cache[key] = None
+        if cache[key] is None:
             continue
-        rate, distortion = cache[str(path), split]
+        rate, distortion = cache[key]
         if row_rate is not None and not math.isclose(rate.mean(), row_rate, rel_tol=1e-9, abs_tol=1e-9):
             continue
         used.append(i)

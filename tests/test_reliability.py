@@ -95,15 +95,16 @@ def test_lock_interrupt_and_resume(tmp_path, rdsweep, ray_address):
 def test_sigterm_to_the_launchers_group_stops_it_like_ctrl_c(tmp_path, rdsweep, ray_address):
     """Issue 33: SIGTERM (SLURM, Kubernetes before a kill) to a launch's process group while a trial trains: exit
     143 with one line on stderr (no Ray crash lines), the checkpoint kept, no result; the same command resumes
-    the cell. SIGHUP takes the same path (exit 129), a second signal too (stops at once, still one line)."""
+    the cell. SIGHUP takes the same path (exit 129), a second signal too (stops at once, still one line).
+    In waves of one cell, the stop ends the launch: the next wave's cell never starts."""
     spec = tmp_path / "toy.toml"
-    spec.write_text(SLOW.replace("MAX_FAILURES", "1"))
+    spec.write_text(SLOW.replace("MAX_FAILURES", "1").replace("seeds = [0]", "seeds = [0, 1]"))
     storage = tmp_path / "results"
     experiment = Experiment(storage / "toy")
-    (cell,) = load_spec(spec).cells()
+    cell, later = load_spec(spec).cells()
     launch = subprocess.Popen([str(BIN / "rdsweep"), "launch", str(spec), "--storage", str(storage), "--address",
-                               ray_address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True, env={**os.environ, **RAY_ENV, "COLUMNS": "200"})
+                               ray_address, "--cells-per-wave", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True, env={**os.environ, **RAY_ENV, "COLUMNS": "200"})
     try:
         wait_for(lambda: experiment.checkpoint_path(cell.cell_id).exists() and experiment.progress_dir.is_dir()
                  and any(r["epoch"] >= 1 for r in experiment.progress().values()), "the first checkpoint", launch)
@@ -112,14 +113,16 @@ def test_sigterm_to_the_launchers_group_stops_it_like_ctrl_c(tmp_path, rdsweep, 
     finally:
         launch.kill()
     assert launch.returncode == 143, out + err
-    assert err.count("\n") == 1 and err.startswith("rdsweep: interrupted by SIGTERM: 1 cell(s) unfinished"), err
+    assert err.count("\n") == 1 and err.startswith("rdsweep: interrupted by SIGTERM: 2 cell(s) unfinished"), err
     assert experiment.checkpoint_path(cell.cell_id).exists() and experiment.results() == []
+    assert list(experiment.progress()) == [cell.cell_id]   # the second wave never started
 
     saved = checkpoints.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"]
     done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, "--epochs", saved + 1)
     assert done.returncode == 0, done.stdout + done.stderr
-    (result,) = experiment.results()
-    assert result["resumed_from_epoch"] == saved and result["epochs"] == saved + 1
+    result = {r["cell_id"]: r for r in experiment.results()}
+    assert result[cell.cell_id]["resumed_from_epoch"] == saved and result[cell.cell_id]["epochs"] == saved + 1
+    assert result[later.cell_id]["resumed_from_epoch"] == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
