@@ -358,7 +358,7 @@ def render(selection: Selection, width: int = 80) -> Group:
     grow past it rather than cut a number)."""
     s = selection
     what = (f"settings (n: a setting's seeds, {s.seeds} at most; each judged by its seeds' mean)" if s.by_setting
-            else f"{s.included} cells")
+            else f"{s.included} cells" + (" (s: a cell's seed)" if s.seeds > 1 else ""))
     head = Text(f"{s.dataset}: {s.cells} {what} of {len(s.families)} "
                 f"famil{'y' if len(s.families) == 1 else 'ies'} in {s.path}. Each criterion picks by its score on "
                 f"the {s.judged_on} split; R, ELBO (nats) and the latent's numbers are on the {s.reported_on} "
@@ -419,7 +419,7 @@ def _table(s: Selection, rows: list[list[dict]], per_family: bool, width: int = 
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, padding=0)  # the box's blank divider is the gap
     columns = ["code", "picked by", "setting"] if per_family else ["criterion", "model"]
-    seed_column = "n" if s.by_setting else "seed"   # n: the setting's seeds
+    seed_column = "n" if s.by_setting else "s"   # n: the setting's seeds; s: the cell's (one letter: 80 columns)
     # no D (= −ELBO − R): the errors' column fits instead
     columns += ([seed_column] if s.seeds > 1 else []) + ["R"] + [
         "ELBO", "±", "IWAE", "regime", "I(x;z)", "AU", "probe", "cost"]
@@ -428,7 +428,7 @@ def _table(s: Selection, rows: list[list[dict]], per_family: bool, width: int = 
                                         ("±", "elbo_error"))
              if all(p[key] is None for p in picks)}
     columns = [c for c in columns if c not in empty]
-    numeric = {"seed", "n", "R", "D", "ELBO", "±", "IWAE", "I(x;z)", "AU", "probe", "cost"}
+    numeric = {"s", "n", "R", "D", "ELBO", "±", "IWAE", "I(x;z)", "AU", "probe", "cost"}
     lines = []
     for i, (criteria, p) in enumerate(zip(rows, picks)):
         picked = p["cell_id"] is not None
@@ -440,7 +440,7 @@ def _table(s: Selection, rows: list[list[dict]], per_family: bool, width: int = 
             "criterion": Criterion.of(p).label, "picked by": [Criterion.of(c).short for c in criteria],
             "setting": setting,
             "model": f"{FAMILIES[p['family']].code or p['family']} {setting}" if picked else setting,
-            "seed": _fmt(p["seed"], "d"), "n": _fmt(p["seeds"], "d"),
+            "s": _fmt(p["seed"], "d"), "n": _fmt(p["seeds"], "d"),
             "R": _fmt(p["rate"]), "D": _fmt(p["distortion"]), "ELBO": _fmt(p["elbo"]), "±": _fmt(p["elbo_error"]),
             "IWAE": _fmt(p["iwae"]), "regime": p["regime"] or "",
             "I(x;z)": ("≥" if p["mutual_info_at_ceiling"] else "") + _fmt(p["mutual_info"]),
