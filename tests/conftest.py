@@ -114,8 +114,16 @@ class RayCluster:
         return name
 
     def lose_worker(self, name: str) -> None:
-        """The node dies at once, its raylet and its trials' workers with it."""
-        _stop(self.workers.pop(name), graceful=False)
+        """The node dies at once, its raylet and its trials' workers with it: SIGKILL to every process of the
+        node's session (Ray's workers need not share their raylet's process group)."""
+        node = self.workers.pop(name)
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and int(proc.name) != node.pid and os.getsid(int(proc.name)) == node.pid:
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
+        _stop(node, graceful=False)
 
     def stop(self) -> None:
         for node in [*self.workers.values(), self.head]:

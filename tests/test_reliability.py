@@ -719,6 +719,7 @@ def test_a_lost_node_s_trial_resumes_on_the_other_from_its_checkpoint(tmp_path, 
     assert launch.returncode == 0, out + err
     assert "Traceback" not in err, err
     (result,) = experiment.results()
-    assert result["node"] != record["node"] and result["resumed_from_epoch"] >= 2, result
+    assert result["node"] != record["node"] and result["resumed_from_epoch"] >= 2, \
+        (result["node"], record["node"], result["resumed_from_epoch"], out)
     from rdsweep import trainer
     assert result["splits"] == trainer.train(cell, threads=1)["splits"]
