@@ -311,10 +311,12 @@ def _launch_log(experiment: Experiment, name: str, spec: Spec, planned: list[Pla
                       "cluster": {k: cluster.get(k, 0) for k in ("CPU", "GPU")}},
         "cells": [{"cell_id": p.cell.cell_id, "action": p.action, "cell": p.cell.to_dict()}   # in launch order
                   for p in todo + [p for p in planned if p.action == "skip"]]})
+    waves = math.ceil(len(todo) / spec.resources.cells_per_wave)
+    tune_state = f"ray/{name}/" + (f" to ray/{name}.{waves}/, a wave of {spec.resources.cells_per_wave} cells each"
+                                   if waves > 1 else "")
     with experiment.launch_log_path(name).open("a", buffering=1) as log:  # line-buffered: whole lines on disk
         for line in (
-            f"rdsweep launch {name} of {experiment.path} (Ray Tune's own state: ray/{name}/"
-            f"{', then ray/' + name + '.2/, ...: one per wave of ' + str(spec.resources.cells_per_wave) + ' cells' if len(todo) > spec.resources.cells_per_wave else ''})",
+            f"rdsweep launch {name} of {experiment.path} (Ray Tune's own state: {tune_state})",
             f"command: {shlex.join(['rdsweep', *sys.argv[1:]])}  (in {os.getcwd()}, on {socket.gethostname()})",
             f"versions: rdsweep {__version__}, torch {_version('torch')}, ray {ray.__version__}, "
             f"python {platform.python_version()} ({sys.executable})",
