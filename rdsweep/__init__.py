@@ -1,2 +1,2 @@
 """rdsweep: rate-distortion sweeps of VAE families."""
-__version__ = "0.6.0"
+__version__ = "0.7.0"

@@ -18,11 +18,11 @@ from functools import cached_property
 from rdsweep.datasets import parse_dataset
 from rdsweep.errors import UserError
 from rdsweep.models.families import ENCODER_STD, get_family
+from rdsweep.objectives import OBJECTIVES, get_objective
+from rdsweep.registry import pins
 from rdsweep.stopping import DEFAULT_RELATIVE_DELTA
 
 SPLITS = ("train", "valid", "test")   # every trial is evaluated on all three
-OBJECTIVES = ("beta", "target-rate", "squared-target-rate", "free-bits", "warmup", "two-stage")  # objectives.py
-BETA_OBJECTIVES = ("beta", "free-bits", "warmup", "two-stage")   # the others aim at a target rate σ
 ENCODER_STDS = ("learned", "shared")  # or a fixed number: the posterior's std (BILBO)
 SIZES = ("small", "paper")
 SCHEDULES = ("constant", "paper", "plateau")
@@ -36,8 +36,8 @@ MAX_COUNT = 2**31 - 1  # counts beyond it are typos, and would overflow the tabl
 class Cell:
     dataset: str = "mnist5k"
     family: str = "gauss-deconv-normal"   # readable name (paper codes are canonicalised on validation)
-    objective: str = "beta"               # one of OBJECTIVES, defined in rdsweep/objectives.py
-    beta: float | None = 1.0              # set iff the objective is one of BETA_OBJECTIVES
+    objective: str = "beta"               # an entry of rdsweep.objectives.OBJECTIVES
+    beta: float | None = 1.0              # set iff the objective's knob is β
     target_rate: float | None = None      # σ in nats, set iff the objective is a target rate
     seed: int = 0
     size: str = "small"
@@ -63,6 +63,8 @@ class Cell:
                                           # of x), "shared" (one learnt value per latent), or a fixed number
     min_delta_relative: float | None = None  # an improvement must also exceed this fraction of the valid
                                           # objective's size (at least 1 nat): rdsweep/stopping.py
+    plugins: str | None = None            # the plugins the cell's family, dataset and objective come from,
+                                          # "package==version,..." (registry.pins): None for built-ins
 
     @cached_property   # a cell is frozen: hashed once (a spec of 10^5 cells asks for each id several times)
     def cell_id(self) -> str:
@@ -89,13 +91,16 @@ class Cell:
             raise UserError(f"unknown cell field(s): {', '.join(sorted(unknown))}")
         return cls(**d).validated()
 
+    def installed_plugins(self) -> str | None:
+        """registry.pins of the family, dataset and objective as installed here (the cell's own may differ)."""
+        return pins(parse_dataset(self.dataset)[0], get_family(self.family), get_objective(self.objective))
+
     def validated(self) -> "Cell":
         """The same cell with its family canonicalised; a UserError for any value that cannot train."""
-        parse_dataset(self.dataset)
+        data, _ = parse_dataset(self.dataset)
         family = get_family(self.family)
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
-        if self.objective in BETA_OBJECTIVES:
+        objective = get_objective(self.objective)
+        if objective.knob == "beta":
             _positive("beta", self.beta)
             if self.target_rate is not None:
                 raise UserError(f"target_rate is not a parameter of objective {self.objective!r}")
@@ -103,16 +108,17 @@ class Cell:
             _positive("target rate", self.target_rate, allow_zero=True)
             if self.beta is not None:
                 raise UserError(f"beta is not a parameter of objective {self.objective!r}")
-        if self.objective == "two-stage" and family.data_kind == "image":
+        if objective.stages == 2 and (family.data_kind == "image" or not family.source.builtin):
             raise UserError(f"two-stage needs a low-dimensional latent (the toy, linear or curve family): "
-                            f"importance sampling from the marginal does not reach {family.name!r}'s 64-D latent")
-        if (self.objective == "free-bits") != (self.free_bits is not None):
-            raise UserError("free_bits (λ) is the parameter of objective 'free-bits', and only of it")
+                            f"importance sampling from the marginal does not reach {family.name!r}'s latent")
+        for extra, owner in _EXTRAS.items():
+            if (objective.extra == extra) != (getattr(self, extra) is not None):
+                raise UserError(f"{extra}{_SYMBOLS.get(extra, '')} is the parameter of objective {owner!r}, and only of it")
         if self.free_bits is not None:
             _positive("free_bits", self.free_bits, allow_zero=True)
-        if (self.objective == "warmup") != (self.warmup_epochs is not None):
-            raise UserError("warmup_epochs is the parameter of objective 'warmup', and only of it")
         if self.encoder_std is not None:
+            if not family.source.builtin:
+                raise UserError(f"encoder_std: family {family.name!r} ({family.source}) sets its own posterior std")
             if isinstance(self.encoder_std, str):
                 if self.encoder_std not in ENCODER_STDS:
                     raise UserError(f"encoder_std must be {' or '.join(ENCODER_STDS)} or a number > 0, "
@@ -122,6 +128,9 @@ class Cell:
             if family.encoder == "iaf" and self.encoder_std != ENCODER_STD["iaf"]:
                 raise UserError(f"encoder_std {self.encoder_std!r} needs a Gaussian encoder; "
                                 f"{family.name!r} has an IAF encoder")
+        # What it was planned with is kept (a table read where a plugin was since upgraded still reads); the
+        # trainer refuses to train a cell whose plugins are not the installed ones.
+        plugins = self.plugins if self.plugins is not None else pins(data, family, objective)
         if self.size not in SIZES:
             raise UserError(f"unknown size {self.size!r}: use one of {', '.join(SIZES)}")
         if self.schedule not in SCHEDULES:
@@ -162,7 +171,7 @@ class Cell:
                          lr=float(self.lr), min_delta=float(self.min_delta), lr_divisor=float(self.lr_divisor),
                          free_bits=None if self.free_bits is None else float(self.free_bits),
                          min_delta_relative=None if self.min_delta_relative is None else float(self.min_delta_relative),
-                         encoder_std=_encoder_std(self.encoder_std, family.encoder))
+                         encoder_std=_encoder_std(self.encoder_std, family), plugins=plugins)
         # Already canonical (types too: 1 and 1.0 hash differently): the cell itself, its id kept if hashed.
         if all(type(v) is type(old := getattr(self, k)) and v == old for k, v in canonical.items()):
             return self
@@ -181,14 +190,15 @@ def tolerance(min_delta: float | None = None, min_delta_relative: float | None =
 def knob(objective: str, beta: float | None, target_rate: float | None,
          free_bits: float | None = None, warmup_epochs: int | None = None) -> str:
     """The objective's setting as people write it: β=0.3, σ=5, σ=5 sq, λ=0.5 (β=1 omitted), β=1 W=10,
-    β=1 2-stage."""
-    if objective == "free-bits" and free_bits is not None:
+    β=1 2-stage, and a plugin objective's name after its β or σ (β=1 my-objective)."""
+    if free_bits is not None:
         return f"λ={free_bits:g}" + ("" if beta == 1 else f" β={beta:g}")
-    if beta is None:
-        return f"σ={target_rate:g}" + (" sq" if objective == "squared-target-rate" else "")
-    if objective == "two-stage":
-        return f"β={beta:g} 2-stage"
-    return f"β={beta:g}" + (f" W={warmup_epochs}" if objective == "warmup" and warmup_epochs else "")
+    setting = f"σ={target_rate:g}" if beta is None else f"β={beta:g}"
+    if warmup_epochs:
+        setting += f" W={warmup_epochs}"
+    entry = OBJECTIVES[objective] if objective in OBJECTIVES else None
+    tag = objective if entry is None else entry.setting_tag
+    return f"{setting} {tag}" if tag else setting
 
 
 def cell_knob(cell: dict) -> str:
@@ -197,17 +207,26 @@ def cell_knob(cell: dict) -> str:
                 cell.get("warmup_epochs"))
 
 
-def encoder_std_label(value, family: str) -> str:
-    """How a cell's encoder sets its posterior std, spelled out: learned, shared or the fixed number."""
-    value = ENCODER_STD[get_family(family).encoder] if value is None else value
+def encoder_std_label(value, family: str) -> str | None:
+    """How a cell's encoder sets its posterior std, spelled out: learned, shared or the fixed number; None for a
+    plugin's family, which sets its own."""
+    family = get_family(family)
+    if not family.source.builtin:
+        return None
+    value = ENCODER_STD[family.encoder] if value is None else value
     return value if isinstance(value, str) else f"{value:g}"
 
 
-def _encoder_std(value, encoder: str) -> str | float | None:
+def _encoder_std(value, family) -> str | float | None:
     """None for the encoder's own way (so writing it out names the same cell), else the value."""
-    if value is None or value == ENCODER_STD[encoder]:
+    if value is None or value == ENCODER_STD.get(family.encoder) and family.source.builtin:
         return None
     return value if isinstance(value, str) else float(value)
+
+
+# The built-in objectives' second parameters: the Cell field, and the objective it belongs to
+_EXTRAS = {e.extra: e.name for e in OBJECTIVES.builtins() if e.extra}
+_SYMBOLS = {"free_bits": " (λ)"}
 
 
 def _is_int(value) -> bool:

@@ -59,24 +59,37 @@ console = Console()
 
 @app.command(cls=_Command)
 def families() -> None:
-    """List the model families: readable name, paper code, components."""
+    """List the model families, built-in and from installed plugins: name, paper code, data, where each comes
+    from, components (docs/extending.md: adding your own)."""
+    from rdsweep.catalog import families_table
     from rdsweep.models.families import FAMILIES
 
-    table = Table(title="rdsweep families (use --family=NAME or --family=CODE)")
-    for col in ("name", "code", "data", "components"):
-        table.add_column(col, no_wrap=col != "components")
-    for f in FAMILIES.values():
-        table.add_row(f.name, f.code or "", f.data_kind, f.about)
-    console.print(table)
+    console.print(families_table())
+    for problem in FAMILIES.broken:   # an installed plugin that does not load: listed, not fatal
+        _warn(problem)
 
 
-class Objective(str, Enum):
-    beta = "beta"
-    target_rate = "target-rate"
-    squared_target_rate = "squared-target-rate"
-    free_bits = "free-bits"
-    warmup = "warmup"
-    two_stage = "two-stage"
+@app.command(cls=_Command)
+def datasets() -> None:
+    """List the datasets, built-in and from installed plugins: name, kind, example shape, labels, where each
+    comes from."""
+    from rdsweep.catalog import datasets_table
+    from rdsweep.datasets import DATASETS
+
+    console.print(datasets_table())
+    for problem in DATASETS.broken:   # an installed plugin that does not load: listed, not fatal
+        _warn(problem)
+
+
+@app.command(cls=_Command)
+def objectives() -> None:
+    """List the training objectives, built-in and from installed plugins: name, parameter, what each minimises."""
+    from rdsweep.catalog import objectives_table
+    from rdsweep.objectives import OBJECTIVES
+
+    console.print(objectives_table())
+    for problem in OBJECTIVES.broken:   # an installed plugin that does not load: listed, not fatal
+        _warn(problem)
 
 
 class Size(str, Enum):
@@ -119,14 +132,17 @@ def _figure_path(path: Path, option: str) -> Path:
 
 @app.command(cls=_Command)
 def train(
-    dataset: str = typer.Option("mnist5k", help="mnist5k, mnist (the full digits: docs/datasets.md), toy, lingauss, curve, amat:DIR or idx:DIR."),
+    dataset: str = typer.Option("mnist5k", help="mnist5k, mnist (the full digits: docs/datasets.md), toy, lingauss, "
+                                "curve, amat:DIR, idx:DIR, a plugin's (rdsweep datasets) or package.module:DATASET."),
     family: Optional[str] = typer.Option(
-        None, help="Readable name or paper code (write codes as --family=-+v). "
-        "Default: gauss-deconv-normal (---) for images, the dataset's own model for toy, lingauss, curve."),
-    objective: Optional[Objective] = typer.Option(
+        None, help="Readable name, paper code (write codes as --family=-+v), a plugin's (rdsweep families) or "
+        "package.module:FAMILY. Default: gauss-deconv-normal (---) for images, the dataset's own model for toy, "
+        "lingauss, curve."),
+    objective: Optional[str] = typer.Option(
         None, help="beta: D + βR.  target-rate: D + |σ − R|.  squared-target-rate: D + (σ − R)².  "
         "free-bits: D + β Σ max(λ, R per latent).  warmup: β ramped up over --warmup-epochs.  "
         "two-stage: decoder and marginal by log p(x), then the encoder by D + βR (low-dimensional latents). "
+        "Or a plugin's (rdsweep objectives), or package.module:OBJECTIVE. "
         "Default: beta, or the objective whose parameter is given (--target-rate, --free-bits, --warmup-epochs)."),
     beta: float = typer.Option(1.0, help="β of the beta, free-bits, warmup and two-stage objectives (> 0; 1 is the ELBO)."),
     target_rate: Optional[float] = typer.Option(None, help="σ in nats for the target-rate objectives."),
@@ -163,28 +179,32 @@ def train(
         None, help="Save the evaluated (best-valid) weights to this new file; docs/train.md: how to load them."),
 ) -> None:
     """Train one model and print its final rate R, distortion D and ELBO = −(R + D) per split (nats)."""
-    from rdsweep.cells import BETA_OBJECTIVES, Cell, tolerance
+    from rdsweep.cells import Cell, tolerance
     from rdsweep.data import load_dataset
     from rdsweep.ledger import write_json_atomic
     from rdsweep.models.families import DEFAULT_FAMILY
+    from rdsweep.objectives import get_objective
     from rdsweep.stopping import blowups, epoch_ranges, evaluated_epochs, recovered
     from rdsweep.trainer import train as train_cell
 
-    needs = {Objective.target_rate: ("--target-rate SIGMA", target_rate),
-             Objective.squared_target_rate: ("--target-rate SIGMA", target_rate),
-             Objective.free_bits: ("--free-bits LAMBDA", free_bits),
-             Objective.warmup: ("--warmup-epochs W", warmup_epochs)}
-    if objective is None:
-        objective = next((o for o, (_, value) in needs.items() if value is not None), Objective.beta)
-    if objective in needs and needs[objective][1] is None:
-        raise UserError(f"--objective {objective.value} needs {needs[objective][0]}")
+    given = {"target_rate": target_rate, "free_bits": free_bits, "warmup_epochs": warmup_epochs}
+    options = {"target_rate": "--target-rate SIGMA", "free_bits": "--free-bits LAMBDA", "warmup_epochs": "--warmup-epochs W"}
+    if objective is None:   # the objective whose parameter is given
+        objective = {"target_rate": "target-rate", "free_bits": "free-bits", "warmup_epochs": "warmup"}.get(
+            next((k for k, v in given.items() if v is not None), None), "beta")
+    entry = get_objective(objective)
+    for needed in (entry.knob, entry.extra):
+        if needed in given and given[needed] is None:
+            raise UserError(f"--objective {objective} needs {options[needed]}")
     kind = load_dataset(dataset).kind  # checks the dataset before any training starts
+    if family is None and kind not in DEFAULT_FAMILY:
+        raise UserError(f"dataset {dataset!r} is {kind} data, which no built-in family models: give --family")
     cell = Cell(
-        dataset=dataset, family=family or DEFAULT_FAMILY[kind], objective=objective.value,
-        beta=beta if objective.value in BETA_OBJECTIVES else None,
-        target_rate=target_rate if objective.value not in BETA_OBJECTIVES else None,
-        free_bits=free_bits if objective is Objective.free_bits else None,
-        warmup_epochs=warmup_epochs if objective is Objective.warmup else None,
+        dataset=dataset, family=family or DEFAULT_FAMILY[kind], objective=objective,
+        beta=beta if entry.knob == "beta" else None,
+        target_rate=target_rate if entry.knob == "target_rate" else None,
+        free_bits=free_bits if entry.extra == "free_bits" else None,
+        warmup_epochs=warmup_epochs if entry.extra == "warmup_epochs" else None,
         encoder_std=_encoder_std(encoder_std), seed=seed, size=size.value, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule.value,
         eval_every=eval_every, patience=patience, **tolerance(min_delta, min_delta_relative),
         lr_reductions=lr_reductions, lr_divisor=lr_divisor, eval_samples=eval_samples, iwae_k=iwae_k,
@@ -333,7 +353,12 @@ def launch(
         check_address(address)   # no cluster answers there: one line in seconds (ray.init would wait forever)
     from rdsweep.data import load_dataset
 
-    load_dataset(sweep_spec.dataset)  # a missing or malformed data file stops here, before Ray starts
+    dataset = load_dataset(sweep_spec.dataset)  # a missing or malformed data file stops here, before Ray starts
+    if any(c.plugins for c in sweep_spec.cells()):   # and so does a plugin that breaks its contract
+        from rdsweep.contract import check_plugins
+
+        for line in check_plugins(sweep_spec.cells(), dataset):
+            _warn(line)
     stops.stop_like_ctrl_c()          # from here on SIGTERM and SIGHUP stop the launch as Ctrl-C does
     try:
         with experiment.lock():           # from here on, no other launch trains this experiment's cells
@@ -418,7 +443,7 @@ def _print_plan(experiment, planned, dry_run: bool) -> None:
         c = p.cell
         if c.family not in codes:
             codes[c.family] = get_family(c.family).code or ""
-        std = [encoder_std_label(c.encoder_std, c.family)] if stds else []
+        std = [encoder_std_label(c.encoder_std, c.family) or "own"] if stds else []
         rows.append((c.cell_id, c.family, codes[c.family],
                      knob(c.objective, c.beta, c.target_rate, c.free_bits, c.warmup_epochs), *std,
                      str(c.seed), p.status or "", p.action))

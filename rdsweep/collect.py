@@ -35,6 +35,7 @@ SCHEMA = pa.schema([
     ("decoder", pa.string()),
     ("marginal", pa.string()),
     ("objective", pa.string()),           # beta | target-rate | squared-target-rate | free-bits | warmup | two-stage
+                                          # | a plugin's
     ("beta", pa.float64()),               # β of beta, free-bits, warmup, two-stage; null for target rates
     ("target_rate", pa.float64()),        # σ of the target-rate objectives, else null
     ("free_bits", pa.float64()),          # λ of free-bits (nats), else null
@@ -91,6 +92,7 @@ SCHEMA = pa.schema([
     ("node", pa.string()),                # Ray's id of the node that trained it (its last run); null before 0.6
     ("gpu_ids", pa.string()),             # the accelerator ids Ray assigned it, comma-separated; "" none
     ("rdsweep_version", pa.string()),
+    ("plugins", pa.string()),             # the plugins its family, dataset, objective come from; null: built-ins
 ], metadata={"rdsweep": "frontier table"})  # how collect knows a file it may replace
 _FAMILY_ORDER = {name: i for i, name in enumerate(FAMILIES)}
 
@@ -232,7 +234,7 @@ def result_rows(result: dict, experiment: str, grid: str | None = None, examples
             "wall_s": result.get("wall_s"), "grid": grid, "examples_file": examples_file if evaluated else None,
             "device": result.get("device"), "node": result.get("node"),
             "gpu_ids": ",".join(result.get("gpu_ids") or []) if result.get("node") else None,
-            "rdsweep_version": result.get("rdsweep_version"),
+            "rdsweep_version": result.get("rdsweep_version"), "plugins": cell.get("plugins"),
         })
     return rows
 

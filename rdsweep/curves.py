@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from rdsweep.cells import BETA_OBJECTIVES, cell_knob
+from rdsweep.cells import cell_knob
 from rdsweep.errors import UserError
 from rdsweep.ledger import Experiment
+from rdsweep.objectives import get_objective
 from rdsweep.stopping import blowups, evaluations, recovered
 
 COLUMNS = ["experiment", "cell_id", "family", "objective", "beta", "target_rate", "knob", "seed", "status",
@@ -172,7 +173,7 @@ def draw_curves(frame: pd.DataFrame, show: str = SHOWS[0]):
                 curve = cell.dropna(subset=[column])
                 if curve.empty:
                     continue      # failed before its first evaluation: counted in the panel title
-                style = dict(color=colour[first["knob"]], ls="-" if first["objective"] in BETA_OBJECTIVES else "--",
+                style = dict(color=colour[first["knob"]], ls="-" if get_objective(first["objective"]).knob == "beta" else "--",
                              lw=1.3)
                 ax.plot(curve["epoch"], curve[column], gid=f"{experiment}/{cell_id}/{quantity}", **style)
                 if curve["blew_up"].any():   # far above the range: marked on the top edge, where the curve leaves

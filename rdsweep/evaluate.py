@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from rdsweep import twostage
+from rdsweep.objectives import rate_and_distortion
 from rdsweep.uncertainty import mean_se
 
 
@@ -69,7 +70,7 @@ def validate(model, x: torch.Tensor, objective, batch_size: int = 500) -> dict:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(objective.cell.seed + _VALID_NOISE)
         for batch in x.split(batch_size):
-            r, d = model(batch, per_latent=objective.per_latent)
+            r, d = rate_and_distortion(model, batch, objective.per_latent)
             rate, distortion = rate + r.double().sum(0), distortion + d.double().sum()
             if objective.stage == 1:
                 nll -= twostage.log_likelihood(model, batch).double().sum()

@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rdsweep.cells import BETA_OBJECTIVES, ENCODER_STDS, OBJECTIVES, SPLITS, cell_knob
+from rdsweep.cells import ENCODER_STDS, SPLITS, cell_knob
 from rdsweep.datasets import parse_dataset
 from rdsweep.errors import UserError
 from rdsweep.models.families import FAMILIES, IMAGE_FAMILIES
+from rdsweep.objectives import OBJECTIVES, get_objective, names
 
 AUTO_DECODER_RATE = 0.02
 AUTO_ENCODER_DISTORTION = 0.10
@@ -155,7 +156,6 @@ def _schema_dtypes(table: pd.DataFrame) -> pd.DataFrame:
 
 EVALUATED = ("converged", "unconverged")                      # the rows with R and D
 STATUSES = EVALUATED + ("diverged", "failed")
-TARGET_OBJECTIVES = tuple(o for o in OBJECTIVES if o not in BETA_OBJECTIVES)
 ELBO_RTOL = ELBO_ATOL = 1e-6   # elbo is −(rate + distortion); collect writes it exactly, another tool may round
 
 
@@ -235,8 +235,14 @@ def table_fault(table: pd.DataFrame) -> TableFault | None:
     paper_code = [None if pd.isna(c) else c for c in table["paper_code"].astype(object)]
     wrong_code = np.array([c != expected for c, expected in zip(paper_code, codes)], bool)
     discrete = each("family", lambda f: f in FAMILIES and FAMILIES[f].data_kind in DISCRETE_DATA)
-    needs_beta, needs_sigma = among("objective", BETA_OBJECTIVES), among("objective", TARGET_OBJECTIVES)
-    free_bits, warmup = among("objective", ["free-bits"]), among("objective", ["warmup"])
+    # the table's objectives as this rdsweep knows them: installed ones, and import paths that import here
+    entries = {o: OBJECTIVES[o] for o in set(table["objective"].dropna()) if o in OBJECTIVES}
+    objectives = list(dict.fromkeys([*names(), *entries]))
+    beta_objectives = [o for o in objectives if (entries.get(o) or OBJECTIVES[o]).knob == "beta"]
+    target_objectives = [o for o in objectives if o not in beta_objectives]
+    needs_beta, needs_sigma = among("objective", beta_objectives), among("objective", target_objectives)
+    free_bits = among("objective", [o for o, e in entries.items() if e.extra == "free_bits"])
+    warmup = among("objective", [o for o, e in entries.items() if e.extra == "warmup_epochs"])
     beta, sigma, lam, ramp, seed = num("beta"), num("target_rate"), num("free_bits"), num("warmup_epochs"), num("seed")
     rate, distortion, elbo = num("rate"), num("distortion"), num("elbo")
 
@@ -254,12 +260,12 @@ def table_fault(table: pd.DataFrame) -> TableFault | None:
             ("dataset", ~each("dataset", known_dataset), "every row needs a dataset rdsweep knows"),
             ("family", ~family, "not a family this rdsweep knows (`rdsweep families`)"),
             ("paper_code", family & wrong_code, "not its family's paper code"),
-            ("objective", ~among("objective", OBJECTIVES), f"the objective is one of {', '.join(OBJECTIVES)}"),
+            ("objective", ~among("objective", objectives), f"the objective is one of {', '.join(objectives)}"),
             ("beta", needs_beta & ~(np.isfinite(beta) & (beta > 0)),
-             f"its objective ({', '.join(BETA_OBJECTIVES)}) needs a finite β > 0"),
+             f"its objective ({', '.join(beta_objectives)}) needs a finite β > 0"),
             ("beta", ~needs_beta & ~np.isnan(beta), "β is not a parameter of its objective: null"),
             ("target_rate", needs_sigma & ~(np.isfinite(sigma) & (sigma >= 0)),
-             f"its objective ({', '.join(TARGET_OBJECTIVES)}) needs a finite σ ≥ 0"),
+             f"its objective ({', '.join(target_objectives)}) needs a finite σ ≥ 0"),
             ("target_rate", ~needs_sigma & ~np.isnan(sigma), "σ is not a parameter of its objective: null"),
             ("free_bits", free_bits & ~(np.isfinite(lam) & (lam >= 0)), "objective free-bits needs a finite λ ≥ 0"),
             ("free_bits", ~free_bits & ~np.isnan(lam), "λ is the parameter of objective free-bits only: null"),
@@ -547,11 +553,13 @@ def place_label(label, placed: list) -> None:
 
 
 RATE_AXES = ("auto", "linear", "symlog")   # auto: symlog where the rates span more than 10 nats
-_MARKERS = {"beta": "o", "target-rate": "^", "squared-target-rate": "v", "free-bits": "s", "warmup": "D",
-            "two-stage": "P"}
-_OBJECTIVES = {"beta": "β-VAE", "target-rate": "target rate |σ − R|", "squared-target-rate": "target rate (σ − R)²",
-               "free-bits": "free bits λ", "warmup": "KL warm-up (W epochs)", "two-stage": "two-stage (LiBI)"}
 _IAF_DASHES = (0, (5, 2))   # the IAF-encoder twin of a family: its frontier dashed, so overlapping pairs show
+
+
+def _objective_order(name: str) -> tuple:
+    """The registry's order (built-ins first), then import paths by name."""
+    order = list(OBJECTIVES)
+    return (order.index(name), "") if name in order else (len(order), name)
 
 
 def seeds_note(points: pd.DataFrame) -> str:
@@ -608,7 +616,7 @@ def _draw_plane(ax, frontier: Frontier, colours: dict, symlog: bool, labels: boo
         for (objective, converged, seeds), sub in fam.groupby(["objective", "converged", fam["seeds"] >= 2]):
             ax.errorbar(sub["rate"], sub["distortion"], xerr=sub["rate_std"] if seeds else None,
                         yerr=sub["distortion_std"] if seeds else None,
-                        fmt=_MARKERS.get(objective, "s"), color=colour, ms=MARKER_PT,
+                        fmt=get_objective(objective).marker, color=colour, ms=MARKER_PT,
                         mec="black" if converged else colour, mew=0.4 if converged else 1.5,
                         mfc=colour if converged else "white", elinewidth=0.8, capsize=2, zorder=3)
     return bound
@@ -759,8 +767,8 @@ def figure(frontier: Frontier, *, rate_axis: str = "auto", label_limit: int = 80
 
     handles = [Line2D([], [], color=colours[n], marker="o", mec="black", mew=0.4, lw=1.4, ls=_family_dashes(n),
                       label=family_label(n)) for n in families]
-    handles += [Line2D([], [], color="0.4", marker=m, ls="", label=_OBJECTIVES[o])
-                for o, m in _MARKERS.items() if o in set(pts["objective"])]
+    handles += [Line2D([], [], color="0.4", marker=o.marker, ls="", label=o.label or o.name)
+                for o in map(get_objective, sorted(set(pts["objective"]), key=_objective_order))]
     if (pts["seeds"] >= 2).any():
         handles.append(ax.errorbar([np.nan], [np.nan], xerr=[1.0], yerr=[1.0], fmt="o", color="0.4", ms=MARKER_PT,
                                    elinewidth=0.8, capsize=2, label="±1 std over seeds" + (

@@ -3,7 +3,7 @@
 A spec is data, in the manner of disentanglement_lib's study files:
 
     dataset = "toy"
-    families = ["toy"]          # names or paper codes, or "all" (every family for the dataset's kind)
+    families = ["toy"]          # names, paper codes or import paths, or "all" (every built-in family for the dataset)
     seeds = [0, 1]
     size = "small"
     [budget]      epochs (a cap), batch_size, lr, schedule, eval_every, patience, min_delta (nats),
@@ -12,7 +12,8 @@ A spec is data, in the manner of disentanglement_lib's study files:
     [evaluation]  eval_samples, iwae_k, images (grids per image cell: EXPERIMENT/grids/<cell_id>.png),
                   keep_model (the evaluated weights: EXPERIMENT/models/<cell_id>.pt)
     encoder_std = "learned" | "shared" | 0.5 (or a list: an axis; default: each family's own)
-    [[objective]] kind = "beta" | "target-rate" | "squared-target-rate" | "free-bits" | "warmup" | "two-stage",
+    [[objective]] kind = "beta" | "target-rate" | "squared-target-rate" | "free-bits" | "warmup" | "two-stage"
+                  (or a plugin's objective, or an import path "package.module:OBJECTIVE"),
                   values = [...]  (β, or σ for the target rates, or λ for free-bits),
                   beta = [...] (free-bits only, default 1), warmup_epochs = [...] (warmup only, required),
                   families = [...] (optional: only these of the spec's families)   (blocks are chained)
@@ -29,14 +30,15 @@ import tomllib
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rdsweep.cells import BETA_OBJECTIVES, MAX_COUNT, OBJECTIVES, Cell, tolerance
-from rdsweep.datasets import parse_dataset
+from rdsweep.cells import MAX_COUNT, Cell, tolerance
+from rdsweep.datasets import DatasetEntry, parse_dataset
 from rdsweep.errors import SpecError, UserError
 from rdsweep.models.families import FAMILIES, get_family
+from rdsweep.objectives import get_objective
 
 
 # The file's structure and types (pydantic); what the values mean (datasets, families, the cells' own
@@ -77,21 +79,32 @@ def _numbers(value):
 
 
 class ObjectiveBlock(_Table):
-    kind: Literal[OBJECTIVES]
+    kind: str                   # an objective's name or import path (rdsweep/objectives.py)
     values: list[float] = Field(min_length=1)
     families: Names = ["all"]   # a block may name its own: a subset of the spec's families
     beta: Annotated[Optional[list[float]], BeforeValidator(_numbers)] = None             # free-bits
     warmup_epochs: Annotated[Optional[list[int]], BeforeValidator(_numbers)] = None      # warmup
 
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, kind: str) -> str:
+        try:
+            get_objective(kind)
+        except UserError as e:
+            raise ValueError(str(e)) from None
+        return kind
+
     @model_validator(mode="after")
     def _values_in_range(self) -> "ObjectiveBlock":
-        positive = self.kind in BETA_OBJECTIVES and self.kind != "free-bits"   # a β; λ and σ may be 0
+        entry = get_objective(self.kind)
+        positive = entry.values_field == "beta"   # a β; λ and σ may be 0
         for v in self.values:
             if not math.isfinite(v) or v < 0 or (v == 0 and positive):
                 raise ValueError(f"{self.kind} values must be finite numbers {'> 0' if positive else '≥ 0'}, got {v!r}")
-        if self.beta is not None and self.kind != "free-bits":
+        beta_separate = entry.knob == "beta" and entry.values_field != "beta"
+        if self.beta is not None and not beta_separate:
             raise ValueError(f"beta is a parameter of free-bits blocks only (a {self.kind} block's β are its values)")
-        if (self.warmup_epochs is not None) != (self.kind == "warmup"):
+        if (self.warmup_epochs is not None) != (entry.extra == "warmup_epochs"):
             raise ValueError("a warmup block needs warmup_epochs (the ramp's length), and only it takes one")
         for name in ("beta", "warmup_epochs"):
             if getattr(self, name) == []:
@@ -100,13 +113,13 @@ class ObjectiveBlock(_Table):
 
     def settings(self) -> list[dict]:
         """The block's objective settings: the Cell fields each of its values sets."""
-        if self.kind == "free-bits":
-            return [{"objective": self.kind, "beta": b, "free_bits": v} for b in self.beta or [1.0] for v in self.values]
-        if self.kind == "warmup":
-            return [{"objective": self.kind, "beta": v, "warmup_epochs": w} for w in self.warmup_epochs for v in self.values]
-        if self.kind in ("beta", "two-stage"):
-            return [{"objective": self.kind, "beta": v} for v in self.values]
-        return [{"objective": self.kind, "beta": None, "target_rate": v} for v in self.values]
+        entry = get_objective(self.kind)
+        base = {"objective": self.kind, "beta": None}
+        if entry.knob == "beta" and entry.values_field != "beta":        # free-bits: λ values, β from `beta`
+            return [{**base, "beta": b, entry.values_field: v} for b in self.beta or [1.0] for v in self.values]
+        if self.warmup_epochs is not None:
+            return [{**base, "beta": v, "warmup_epochs": w} for w in self.warmup_epochs for v in self.values]
+        return [{**base, entry.knob: v} for v in self.values]
 
 
 class ResourcesTable(_Table):
@@ -239,8 +252,9 @@ def _parse(path: Path, raw: dict) -> Spec:
         file = SpecFile.model_validate(raw)
     except ValidationError as e:
         raise SpecError(f"{path}: {_first_error(e)}") from None
-    dataset, data_kind = _dataset(file.dataset, lambda m: fail("dataset", m))
-    families = _families(file.families, data_kind, dataset, lambda m: fail("families", m))
+    dataset, data = _dataset(file.dataset, lambda m: fail("dataset", m))
+    data_kind = data.kind
+    families = _families(file.families, data, dataset, lambda m: fail("families", m))
     budget = file.budget.model_dump(exclude_none=True)
     budget.update(tolerance(budget.pop("min_delta", None), budget.pop("min_delta_relative", None)))
     base = Cell(dataset=dataset, size=file.size, **budget, **file.evaluation.model_dump(exclude_none=True))
@@ -254,7 +268,8 @@ def _parse(path: Path, raw: dict) -> Spec:
     objectives = []
     for i, block in enumerate(file.objective):
         # A block's own families narrow the spec's, so overriding --families still narrows every block.
-        only = _families(block.families, data_kind, dataset, lambda m: fail(f"objective[{i}].families", m))
+        only = families if block.families == ["all"] else _families(block.families, data, dataset,
+                                                                      lambda m: fail(f"objective[{i}].families", m))
         objectives.append((tuple(block.settings()), tuple(f for f in families if f in only)))
 
     r = file.resources
@@ -292,31 +307,36 @@ def _where(loc: tuple) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
-def _dataset(name: str, fail) -> tuple[str, str]:
+def _dataset(name: str, fail) -> tuple[str, DatasetEntry]:
     """The dataset name (directory datasets made absolute, so every Ray worker reads the same files) and its
-    kind. Only names and directories are checked here; launch loads the data before starting any trial."""
+    entry. Only names and directories are checked here; launch loads the data before starting any trial."""
     try:
-        form, kind, root = parse_dataset(name)
+        entry, root = parse_dataset(name)
     except UserError as e:
         fail(str(e))
     if root is None:
-        return name, kind
+        return name, entry
     if not root.resolve().is_dir():
         fail(f"directory {root.resolve()} does not exist")
-    return f"{form}:{root.resolve()}", kind
+    return f"{entry.name}:{root.resolve()}", entry
 
 
-def _families(value: list[str], data_kind: str, dataset: str, fail) -> tuple[str, ...]:
-    if value == ["all"]:
-        return tuple(f.name for f in FAMILIES.values() if f.data_kind == data_kind)
+def _families(value: list[str], data: DatasetEntry, dataset: str, fail) -> tuple[str, ...]:
+    if value == ["all"]:   # the built-ins: a plugin's family joins a study only where it is named
+        found = tuple(f.name for f in FAMILIES.builtins() if f.mismatch(dataset, data.kind, data.shape) is None)
+        if not found:
+            fail(f"no built-in family models dataset {dataset!r} ({data.kind} data"
+                 + (f", examples of shape {'×'.join(map(str, data.shape))}" if data.shape else "")
+                 + "): name its families (rdsweep families lists the installed ones)")
+        return found
     names = []
     for item in value:
         try:
             family = get_family(item)
         except UserError as e:
             fail(str(e))
-        if family.data_kind != data_kind:
-            fail(f"family {family.name!r} models {family.data_kind} data, but dataset {dataset!r} is {data_kind} data")
+        if (why := family.mismatch(dataset, data.kind, data.shape)) is not None:
+            fail(why)
         if family.name not in names:
             names.append(family.name)
     return tuple(names)

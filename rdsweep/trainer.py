@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from rdsweep import __version__
+from rdsweep import __version__, contract
 from rdsweep.cells import SPLITS, Cell
 from rdsweep.checkpoints import restore, save_model, snapshot
 from rdsweep.data import Dataset, load_dataset
@@ -26,8 +26,7 @@ from rdsweep.errors import UserError
 from rdsweep.evaluate import evaluate, save_image_grids, validate
 from rdsweep.latent import LabelProbe, latent_worth
 from rdsweep.models.families import get_family
-from rdsweep.models.vae import build_model
-from rdsweep.objectives import Objective, warmup_beta
+from rdsweep.objectives import Objective, get_objective, warmup_beta
 from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule
 from rdsweep.uncertainty import save_examples
 
@@ -77,15 +76,19 @@ def train(
     dev = pick_device(device)
     torch.manual_seed(cell.seed)
 
+    if cell.plugins != (installed := cell.installed_plugins()):
+        raise UserError(f"the cell was planned with plugins {cell.plugins}, and this environment has "
+                        f"{installed or 'none of them'}: install the versions it was planned with")
     dataset = load_dataset(cell.dataset)
     family = get_family(cell.family)
-    if family.data_kind != dataset.kind:
-        raise UserError(f"family {family.name!r} models {family.data_kind} data, "
-                        f"but dataset {cell.dataset!r} is {dataset.kind} data")
+    if (why := family.mismatch(cell.dataset, dataset.kind, dataset.info["shape"])) is not None:
+        raise UserError(why)
     if images and dataset.kind != "image":
         raise UserError(f"image grids need image data; {cell.dataset!r} is {dataset.kind} data")
     dataset = dataset.to(dev)
-    model = build_model(family, dataset.info, cell.size, cell.encoder_std).to(dev)
+    model = contract.build(family, dataset.info, cell.size, cell.encoder_std).to(dev)
+    contract.check_model(model, family, dataset.train[:2])
+    lacks = contract.lacks(model)   # optional features the family leaves out: so does the result
     if compile:
         model.compile()  # in place: the state dict, checkpoints and fingerprint keep their names
     objective = Objective(cell, model.latent_dim)
@@ -113,7 +116,7 @@ def train(
         metrics = {"epoch": epoch, **metrics, "lr": lr}
         if objective.stage is not None:   # two-stage: the stage this epoch trained
             metrics["stage"] = objective.stage
-        if cell.objective == "warmup":
+        if cell.warmup_epochs is not None:
             metrics["beta"] = warmup_beta(cell, epoch)
         action = CONTINUE
         if epoch % cell.eval_every == 0:
@@ -151,18 +154,18 @@ def train(
     if status != "diverged":
         if best is not None:  # None only when the cap came right after two-stage's switch to its encoder
             model.load_state_dict(best["model"])   # the reported point is the best-valid state, not the last
-        splits, finite = final_evaluation(cell, model, dataset)
+        splits, finite = final_evaluation(cell, model, dataset, lacks)
         per_example = {s: splits[s].pop("examples") for s in SPLITS}
         if not finite:
             status, stop_reason = "diverged", "non-finite evaluation"
         elif examples:
             save_examples(examples, cell.cell_id, per_example)
-    if images and status != "diverged":
+    if images and status != "diverged" and "grids" not in lacks:
         save_image_grids(model, dataset.test, Path(images))
     if keep_model and status != "diverged":
         save_model(keep_model, cell, model, dataset.info)
     # a warm-up ends at the full β, so it aims at the same optimum; free bits changes the objective itself
-    truth = dataset.truth(cell.beta if cell.objective in ("beta", "warmup") else None)
+    truth = dataset.truth(cell.beta if get_objective(cell.objective).aims_at_beta_optimum else None)
     return {
         "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status,
         "stop_reason": stop_reason or "max epochs", "best_epoch": rule.best_epoch or None,
@@ -170,17 +173,21 @@ def train(
         # training time over every run of this trial (resumed ones included), plus this final evaluation
         "wall_s": sum(h["wall_s"] for h in history) + time.perf_counter() - evaluation_start, "device": device_name(dev),
         "kernels": kernels(dev), "compiled": compile, "rdsweep_version": __version__, "splits": splits, "truth": truth, "history": history,
+        **({"lacks": lacks} if lacks else {}),
     }
 
 
-def final_evaluation(cell: Cell, model, dataset: Dataset) -> tuple[dict, bool]:
+def final_evaluation(cell: Cell, model, dataset: Dataset, lacks: list[str] = ()) -> tuple[dict, bool]:
     """R, D, ELBO (and IWAE) of the model on every split, from the cell's own seed, and whether they are
     finite; when they are, what the latent is worth: I(x; z), active units, a label probe where the data
-    has labels."""
+    has labels. `lacks`: the optional features the model leaves out (contract.lacks), then not measured."""
     torch.manual_seed(cell.seed)
-    splits = {s: evaluate(model, dataset.split(s), samples=cell.eval_samples, iwae_k=cell.iwae_k) for s in SPLITS}
+    iwae_k = 0 if "iwae" in lacks else cell.iwae_k
+    splits = {s: evaluate(model, dataset.split(s), samples=cell.eval_samples, iwae_k=iwae_k) for s in SPLITS}
     if not all(math.isfinite(v) for m in splits.values() for v in (m["rate"], m["distortion"])):
         return splits, False
+    if "latent" in lacks:
+        return splits, True
     labels = dataset.labels or {}
     probe = LabelProbe(model, dataset.train, labels["train"]) if labels else None
     for s in SPLITS:

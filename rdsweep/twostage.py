@@ -45,4 +45,6 @@ def log_likelihood(model, x: torch.Tensor, k: int = IMPORTANCE_SAMPLES) -> torch
 
 def trained_modules(model, stage: int | None) -> list[torch.nn.Module]:
     """What a stage trains: the generative model (1), the encoder (2), or everything (None, one stage)."""
-    return {None: [model], 1: [model.decoder, model.marginal], 2: [model.encoder]}[stage]
+    if stage is None:   # any model: a plugin's need not have the parts two-stage names
+        return [model]
+    return [model.decoder, model.marginal] if stage == 1 else [model.encoder]

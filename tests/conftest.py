@@ -1,7 +1,10 @@
 """Shared fixtures: one real Ray cluster per test session, and the rdsweep command as a subprocess."""
 from __future__ import annotations
 
+import atexit
+import functools
 import gzip
+import importlib.util
 import os
 import secrets
 import shutil
@@ -17,6 +20,7 @@ import numpy as np
 import pytest
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
 # Ray 2.60 clusters use token authentication; the test cluster and every rdsweep run in the session share
 # this token, and never read or write the user's ~/.ray/auth_token.
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
@@ -97,7 +101,8 @@ class RayCluster:
                 [str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1",
                  "--dashboard-agent-listen-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
                  "--runtime-env-agent-port", str(_free_port()), *args],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **RAY_ENV})
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **RAY_ENV, **plugin_env()})
         _wait_for_node(node, log_path)
         return node
 
@@ -129,6 +134,23 @@ class RayCluster:
         for node in [*self.workers.values(), self.head]:
             _stop(node)
         shutil.rmtree(self.temp, ignore_errors=True)
+
+
+@functools.cache
+def plugin_env() -> dict:
+    """The environment of a machine where the example plugin (examples/plugin) is installed, and the contract-
+    breaking test plugins (tests/plugins) are importable: a PYTHONPATH. The plugin is installed with pip into a
+    folder of its own (its dist-info makes its entry points real), not into the suite's environment, so only
+    the processes given this environment see it; every node of the test cluster is one of them, as every node
+    of a real cluster has the same environment (docs/cluster.md)."""
+    temp = tempfile.mkdtemp(prefix="rdplugin")
+    atexit.register(shutil.rmtree, temp, ignore_errors=True)
+    site, source = os.path.join(temp, "site"), os.path.join(temp, "source")   # a build writes into its source
+    shutil.copytree(ROOT / "examples" / "plugin", source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    offline = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    *offline, "--target", site, source], check=True, capture_output=True)
+    return {"PYTHONPATH": os.pathsep.join([site, str(ROOT / "tests" / "plugins"), os.environ.get("PYTHONPATH", "")])}
 
 
 @pytest.fixture(scope="session")

@@ -88,8 +88,8 @@ def test_cli_overrides_replace_spec_fields(tmp_path):
     (("[0.5, 1, 2]", "[]"), "objective[0].values: List should have at least 1 item"),
     (("[0.5, 1, 2]", "[0.5, 0, 2]"), "beta values must be finite numbers > 0, got 0"),
     (("[0.5, 1, 2]", "[-1]"), "beta values must be finite numbers > 0, got -1"),
-    (("kind = \"beta\"", "kind = \"free-bit\""), "objective[0].kind: Input should be 'beta', 'target-rate', "
-     "'squared-target-rate', 'free-bits', 'warmup' or 'two-stage', got 'free-bit'"),
+    (("kind = \"beta\"", "kind = \"free-bit\""), "objective[0].kind: unknown objective 'free-bit': use one of beta, "
+     "target-rate, squared-target-rate, free-bits, warmup, two-stage or an import path"),
     (("kind = \"beta\"", "kind = \"warmup\""), "objective[0]: a warmup block needs warmup_epochs"),
     (("epochs = 2", "epochs = 0"), "epochs must be a positive integer"),
     (("lr = 0.01", "lr = 0.01\nmomentum = 0.9"), "unknown key budget.momentum"),

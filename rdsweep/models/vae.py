@@ -60,9 +60,15 @@ class VAE(nn.Module):
         return self.decoder.sample(z[0])
 
 
-def build_model(family: Family, info: dict, size: str, encoder_std=None) -> VAE:
-    """The VAE of a family for a dataset (its `info` gives bins / dimensions) at a size. `encoder_std`: how a
-    Gaussian encoder sets its posterior's std (see encoders.GaussianEncoder); None: the family's own way."""
+def build_model(family: Family, info: dict, size: str, encoder_std=None) -> nn.Module:
+    """The model of a family (built-in or plugin) for a dataset (its `info`: example shape, bins, dimensions) at
+    a size. `encoder_std`: how a Gaussian encoder sets its posterior's std (see encoders.GaussianEncoder); None:
+    the family's own way."""
+    return family.builder()(family, info, size, encoder_std)
+
+
+def build_builtin(family: Family, info: dict, size: str, encoder_std=None) -> VAE:
+    """The built-in families' VAEs (their entries' `build`)."""
     std = {} if encoder_std is None else {"std": encoder_std}
     if family.data_kind == "toy":
         n_bins = info["n_bins"]
