@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rdsweep.cells import Cell
-from rdsweep.ledger import Experiment, plan
+from rdsweep.sweep.ledger import Experiment, plan
 from rdsweep.models.families import IMAGE_FAMILIES
 from rdsweep.spec import Spec
 
@@ -31,10 +31,10 @@ def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: in
     """Training images/s of every image family at each size, on a batch of real digits."""
     import torch
 
-    from rdsweep.data import load_dataset
+    from rdsweep.data.loaders import load_dataset
     from rdsweep.models.vae import build_model
-    from rdsweep.objectives import Objective
-    from rdsweep.devices import pick_device
+    from rdsweep.training.objectives import Objective
+    from rdsweep.training.devices import pick_device
 
     device = pick_device()
     x = load_dataset("mnist5k").train[:batch_size].to(device)
@@ -74,11 +74,11 @@ def compile_payoff(size: str = "small", families: list[str] | None = None, batch
     break-even of a real trial is later than this one."""
     import torch
 
-    from rdsweep.data import load_dataset
+    from rdsweep.data.loaders import load_dataset
     from rdsweep.models.families import get_family
     from rdsweep.models.vae import build_model
-    from rdsweep.objectives import Objective
-    from rdsweep.devices import pick_device
+    from rdsweep.training.objectives import Objective
+    from rdsweep.training.devices import pick_device
 
     device = pick_device()
     x = load_dataset("mnist5k").train[:batch_size].to(device)
@@ -122,12 +122,12 @@ def trainer_overhead(family: str = "---", size: str = "small") -> dict:
     """One epoch on mnist5k by a bare loop (model, Adam, shuffled batches) and by the trainer, same cell."""
     import torch
 
-    from rdsweep import trainer
-    from rdsweep.data import load_dataset
-    from rdsweep.devices import pick_device
+    from rdsweep.training import trainer
+    from rdsweep.data.loaders import load_dataset
+    from rdsweep.training.devices import pick_device
     from rdsweep.models.families import get_family
     from rdsweep.models.vae import build_model
-    from rdsweep.objectives import Objective
+    from rdsweep.training.objectives import Objective
 
     cell = Cell(family=family, size=size, epochs=1).validated()
     device = pick_device()
@@ -161,7 +161,9 @@ def _sync(device) -> None:
 def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:
     from rich.console import Console
 
-    from rdsweep import sweep, trainer
+    from rdsweep.sweep import launch as sweep
+
+    from rdsweep.training import trainer
     from rdsweep.spec import Resources
 
     base = Cell(dataset="toy", family="toy", epochs=epochs, batch_size=500, lr=1e-2).validated()
@@ -193,7 +195,9 @@ def sweep_efficiency(spec: Spec, keep: Path | None = None, progress=lambda line:
 
     from rich.console import Console
 
-    from rdsweep import sweep, trainer
+    from rdsweep.sweep import launch as sweep
+
+    from rdsweep.training import trainer
     from rdsweep.errors import UserError
 
     if keep is not None and keep.exists():
@@ -241,7 +245,7 @@ def write_fake_experiment(path: str | Path, n_cells: int, seed: int = 0) -> Expe
 
 
 def collect_scale(n_cells: int = 10_000) -> dict:
-    from rdsweep.collect import collect
+    from rdsweep.analysis.collect import collect
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from rdsweep.datasets import DATASETS
+from rdsweep.data.datasets import DATASETS
 from rdsweep.models.families import FAMILIES
-from rdsweep.objectives import KNOBS, OBJECTIVES
+from rdsweep.training.objectives import KNOBS, OBJECTIVES
 
 
 def families_table() -> Table:

@@ -15,12 +15,12 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
 
-from rdsweep.datasets import parse_dataset
+from rdsweep.data.datasets import parse_dataset
 from rdsweep.errors import UserError
 from rdsweep.models.families import ENCODER_STD, get_family
-from rdsweep.objectives import OBJECTIVES, get_objective
+from rdsweep.training.objectives import OBJECTIVES, get_objective
 from rdsweep.registry import pins
-from rdsweep.stopping import DEFAULT_RELATIVE_DELTA
+from rdsweep.training.stopping import DEFAULT_RELATIVE_DELTA
 
 SPLITS = ("train", "valid", "test")   # every trial is evaluated on all three
 ENCODER_STDS = ("learned", "shared")  # or a fixed number: the posterior's std (BILBO)
@@ -36,7 +36,7 @@ MAX_COUNT = 2**31 - 1  # counts beyond it are typos, and would overflow the tabl
 class Cell:
     dataset: str = "mnist5k"
     family: str = "gauss-deconv-normal"   # readable name (paper codes are canonicalised on validation)
-    objective: str = "beta"               # an entry of rdsweep.objectives.OBJECTIVES
+    objective: str = "beta"               # an entry of rdsweep.training.objectives.OBJECTIVES
     beta: float | None = 1.0              # set iff the objective's knob is β
     target_rate: float | None = None      # σ in nats, set iff the objective is a target rate
     seed: int = 0
@@ -62,7 +62,7 @@ class Cell:
     encoder_std: str | float | None = None  # the posterior's std: None the family's own; "learned" (a function
                                           # of x), "shared" (one learnt value per latent), or a fixed number
     min_delta_relative: float | None = None  # an improvement must also exceed this fraction of the valid
-                                          # objective's size (at least 1 nat): rdsweep/stopping.py
+                                          # objective's size (at least 1 nat): rdsweep/training/stopping.py
     plugins: str | None = None            # the plugins the cell's family, dataset and objective come from,
                                           # "package==version,..." (registry.pins): None for built-ins
 

@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-from rdsweep import stops
+from rdsweep.sweep import stops
 from rdsweep.errors import UserError
 
 
@@ -74,7 +74,7 @@ def datasets() -> None:
     """List the datasets, built-in and from installed plugins: name, kind, example shape, labels, where each
     comes from."""
     from rdsweep.catalog import datasets_table
-    from rdsweep.datasets import DATASETS
+    from rdsweep.data.datasets import DATASETS
 
     console.print(datasets_table())
     for problem in DATASETS.broken:   # an installed plugin that does not load: listed, not fatal
@@ -85,7 +85,7 @@ def datasets() -> None:
 def objectives() -> None:
     """List the training objectives, built-in and from installed plugins: name, parameter, what each minimises."""
     from rdsweep.catalog import objectives_table
-    from rdsweep.objectives import OBJECTIVES
+    from rdsweep.training.objectives import OBJECTIVES
 
     console.print(objectives_table())
     for problem in OBJECTIVES.broken:   # an installed plugin that does not load: listed, not fatal
@@ -180,12 +180,12 @@ def train(
 ) -> None:
     """Train one model and print its final rate R, distortion D and ELBO = −(R + D) per split (nats)."""
     from rdsweep.cells import Cell, tolerance
-    from rdsweep.data import load_dataset
-    from rdsweep.ledger import write_json_atomic
+    from rdsweep.data.loaders import load_dataset
+    from rdsweep.sweep.ledger import write_json_atomic
     from rdsweep.models.families import DEFAULT_FAMILY
-    from rdsweep.objectives import get_objective
-    from rdsweep.stopping import blowups, epoch_ranges, evaluated_epochs, recovered
-    from rdsweep.trainer import train as train_cell
+    from rdsweep.training.objectives import get_objective
+    from rdsweep.training.stopping import blowups, epoch_ranges, evaluated_epochs, recovered
+    from rdsweep.training.trainer import train as train_cell
 
     given = {"target_rate": target_rate, "free_bits": free_bits, "warmup_epochs": warmup_epochs}
     options = {"target_rate": "--target-rate SIGMA", "free_bits": "--free-bits LAMBDA", "warmup_epochs": "--warmup-epochs W"}
@@ -266,7 +266,7 @@ def result_table(result: dict) -> Table:
 
     truth, splits = result["truth"], result["splits"]
     has_iwae = any(m["iwae"] is not None for m in splits.values())
-    # what the latent is worth, where measured (rdsweep/latent.py): the columns a split has any value for
+    # what the latent is worth, where measured (rdsweep/training/latent.py): the columns a split has any value for
     latent = [(key, label) for key, label in (("mutual_info", "I(x;z)"), ("active_units", "AU"),
                                               ("probe_accuracy", "probe"))
               if any(m.get(key) is not None for m in splits.values())]
@@ -329,7 +329,7 @@ def launch(
     """Train a spec's cells as Ray Tune trials; finished cells are skipped, interrupted ones resumed.
 
     Exit status: 0 every cell has a result (unconverged or diverged ones with a warning); 1 a cell failed (or, with --strict, did not converge); 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (checkpoints kept: run it again to resume); 2 a mistake in the command or spec (nothing changed)."""
-    from rdsweep.ledger import Experiment, plan
+    from rdsweep.sweep.ledger import Experiment, plan
     from rdsweep.spec import cli_overrides, load_spec
 
     overrides = cli_overrides(
@@ -348,14 +348,14 @@ def launch(
         _print_plan(experiment, plan(experiment, sweep_spec.cells()), dry_run=True)
         return
     if address is not None or os.environ.get("RAY_ADDRESS"):
-        from rdsweep.sweep import check_address
+        from rdsweep.sweep.launch import check_address
 
         check_address(address)   # no cluster answers there: one line in seconds (ray.init would wait forever)
-    from rdsweep.data import load_dataset
+    from rdsweep.data.loaders import load_dataset
 
     dataset = load_dataset(sweep_spec.dataset)  # a missing or malformed data file stops here, before Ray starts
     if any(c.plugins for c in sweep_spec.cells()):   # and so does a plugin that breaks its contract
-        from rdsweep.contract import check_plugins
+        from rdsweep.training.contract import check_plugins
 
         for line in check_plugins(sweep_spec.cells(), dataset):
             _warn(line)
@@ -377,7 +377,7 @@ def launch(
                     raise typer.Exit(1)
                 return
             with stops.deferred():
-                from rdsweep.sweep import launch as run_launch   # imports Ray (seconds)
+                from rdsweep.sweep.launch import launch as run_launch   # imports Ray (seconds)
 
             summary = run_launch(sweep_spec, experiment, planned, address=address, console=console)
     except KeyboardInterrupt:   # while it plans or Ray starts, or a second Ctrl-C / SIGTERM while Tune stops
@@ -495,8 +495,8 @@ def status(
     never started; each family's measured times; an ETA (docs/launch.md, "Watching a sweep")."""
     import json
 
-    from rdsweep.ledger import Experiment
-    from rdsweep.status import experiment_status, render
+    from rdsweep.sweep.ledger import Experiment
+    from rdsweep.sweep.status import experiment_status, render
 
     found = [experiment_status(Experiment(path)) for path in experiments]
     if json_out:
@@ -514,7 +514,7 @@ def collect(
     out: Optional[Path] = typer.Option(None, help="Table path (default: EXPERIMENT/frontier.parquet; required for several)."),
 ) -> None:
     """Gather finished trial results from disk into the frontier table (Parquet), atomically."""
-    from rdsweep.collect import collect as collect_table
+    from rdsweep.analysis.collect import collect as collect_table
 
     path, table = collect_table(experiments, out)
     statuses = table.column("status").to_pylist()[::3]  # one row per cell × 3 splits
@@ -543,7 +543,7 @@ def frontier(
     import pandas as pd
     from rich import box
 
-    from rdsweep.frontier import (RATE_AXES, analyse, family_label, plot as plot_frontier, point_error, point_knob,
+    from rdsweep.analysis.frontier import (RATE_AXES, analyse, family_label, plot as plot_frontier, point_error, point_knob,
                                   read_table, regime_rule)
     from rdsweep.models.families import FAMILIES
 
@@ -593,8 +593,8 @@ def frontier(
         out = plot_frontier(result, plot_path or table.parent / f"frontier-{split}.png", rate_axis=rate_axis)
         console.print(f"wrote {out}", highlight=False)
     if grids is not None:
-        from rdsweep.frontier import regime_examples
-        from rdsweep.grids import compose_regime_grids
+        from rdsweep.analysis.frontier import regime_examples
+        from rdsweep.analysis.grids import compose_regime_grids
 
         examples = regime_examples(result, table.parent)
         out = compose_regime_grids(examples, grids, title=f"{result.dataset}: one model per regime "
@@ -634,7 +634,7 @@ def select(
 
     from rich.measure import Measurement
 
-    from rdsweep.select import render, select as select_cells
+    from rdsweep.analysis.select import render, select as select_cells
 
     selection = select_cells(table, by, rate, split, report_split, include_unconverged, probe, by_setting)
     if json_out:
@@ -664,7 +664,7 @@ def compare(
     sides have two or more; resolved means beyond 2 standard errors of the larger source
     (docs/uncertainty.md). A side without a seed is every seed of its setting. A side that starts with a paper
     code needs `--` before the sides: rdsweep compare TABLE -- '-+- σ=5' '-+- β=1'. Writes nothing."""
-    from rdsweep.compare import compare as compare_cells, render
+    from rdsweep.analysis.compare import compare as compare_cells, render
 
     Console(width=max(console.width, 80)).print(render(compare_cells(table, a, b, split, include_unconverged)))
 
@@ -685,8 +685,8 @@ def curves(
     curves, by default each cell's own objective above its −ELBO (--show)."""
     import pandas as pd
 
-    from rdsweep.curves import curves as read_curves, plot_curves, summary
-    from rdsweep.stopping import epoch_ranges
+    from rdsweep.analysis.curves import curves as read_curves, plot_curves, summary
+    from rdsweep.training.stopping import epoch_ranges
 
     if show is not None and plot is None:
         raise UserError(f"--show {show.value} chooses what --plot draws: give --plot PNG too")

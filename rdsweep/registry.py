@@ -1,7 +1,7 @@
 """Registries: the one place a model family, a dataset or an objective is defined (docs/extending.md).
 
 Each kind has one registry, a read-only mapping from name to entry. The built-ins are added by their own
-modules (models/families.py, datasets.py, objectives.py); plugins come in two ways, and are found the first time
+modules (models/families.py, data/datasets.py, training/objectives.py); plugins come in two ways, and are found the first time
 a name is not a built-in or the registry is listed:
 
 - an installed package's entry points, in the groups `rdsweep.families`, `rdsweep.datasets` and

@@ -8,7 +8,7 @@ A spec is data, in the manner of disentanglement_lib's study files:
     size = "small"
     [budget]      epochs (a cap), batch_size, lr, schedule, eval_every, patience, min_delta (nats),
                   min_delta_relative (neither: 1e-4 relative), lr_reductions, lr_divisor (the stopping
-                  rule: rdsweep/stopping.py)
+                  rule: rdsweep/training/stopping.py)
     [evaluation]  eval_samples, iwae_k, images (grids per image cell: EXPERIMENT/grids/<cell_id>.png),
                   keep_model (the evaluated weights: EXPERIMENT/models/<cell_id>.pt)
     encoder_std = "learned" | "shared" | 0.5 (or a list: an axis; default: each family's own)
@@ -35,10 +35,10 @@ from typing import Annotated, Optional
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rdsweep.cells import MAX_COUNT, Cell, tolerance
-from rdsweep.datasets import DatasetEntry, parse_dataset
+from rdsweep.data.datasets import DatasetEntry, parse_dataset
 from rdsweep.errors import SpecError, UserError
 from rdsweep.models.families import FAMILIES, get_family
-from rdsweep.objectives import get_objective
+from rdsweep.training.objectives import get_objective
 
 
 # The file's structure and types (pydantic); what the values mean (datasets, families, the cells' own
@@ -79,7 +79,7 @@ def _numbers(value):
 
 
 class ObjectiveBlock(_Table):
-    kind: str                   # an objective's name or import path (rdsweep/objectives.py)
+    kind: str                   # an objective's name or import path (rdsweep/training/objectives.py)
     values: list[float] = Field(min_length=1)
     families: Names = ["all"]   # a block may name its own: a subset of the spec's families
     beta: Annotated[Optional[list[float]], BeforeValidator(_numbers)] = None             # free-bits

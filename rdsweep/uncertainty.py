@@ -18,7 +18,7 @@ from scipy.stats import t as student_t
 
 from rdsweep.files import atomic_write
 
-LATENT_EXAMPLES = 1000   # the examples of a split the latent's worth is measured on (rdsweep/latent.py)
+LATENT_EXAMPLES = 1000   # the examples of a split the latent's worth is measured on (rdsweep/training/latent.py)
 RESOLVED_AT = 2.0   # a difference is resolved beyond this many standard errors (many degrees of freedom)
 
 

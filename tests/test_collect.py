@@ -3,9 +3,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from rdsweep.cells import Cell
-from rdsweep.collect import SCHEMA, collect
+from rdsweep.analysis.collect import SCHEMA, collect
 from rdsweep.errors import UserError
-from rdsweep.ledger import Experiment
+from rdsweep.sweep.ledger import Experiment
 
 
 def fake_result(cell: Cell, status="converged", rate=5.0, distortion=90.0, entropy=None) -> dict:

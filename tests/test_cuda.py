@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from rdsweep.cells import Cell
-from rdsweep.data import load_dataset
+from rdsweep.data.loaders import load_dataset
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
-from rdsweep.objectives import Objective
-from rdsweep.trainer import train, train_epoch
+from rdsweep.training.objectives import Objective
+from rdsweep.training.trainer import train, train_epoch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from rdsweep.cells import Cell
-from rdsweep.curves import curves, plot_curves, summary
+from rdsweep.analysis.curves import curves, plot_curves, summary
 from rdsweep.errors import UserError
-from rdsweep.grids import compose_regime_grids
+from rdsweep.analysis.grids import compose_regime_grids
 
 matplotlib.use("Agg")
 
@@ -157,7 +157,7 @@ def test_curves_refuses_empty_or_unevaluated_experiments(tmp_path):
 
 
 def _fake_grid(path, n=8):
-    """A stand-in for rdsweep.evaluate.save_image_grids: three rows of n 28×28 images."""
+    """A stand-in for rdsweep.training.evaluate.save_image_grids: three rows of n 28×28 images."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -212,7 +212,7 @@ def test_compose_regime_grids_refuses_nothing_or_a_missing_png(tmp_path):
 
 
 def test_the_y_range_clips_long_curves_first_epochs_but_shows_short_curves_whole():
-    from rdsweep.curves import y_range
+    from rdsweep.analysis.curves import y_range
 
     long_curves = [[400.0, 150.0, 120.0, 101.0, 100.0], [380.0, 140.0, 112.0, 110.0, 110.5]]
     lo, hi = y_range(long_curves, plateaus=[100.0, 110.0])
@@ -242,7 +242,7 @@ def test_the_elbo_panels_draw_each_epochs_valid_rate_plus_distortion(tmp_path):
     The −ELBO lines are the history's valid_rate + valid_distortion, epoch by epoch (issue 32)."""
     import matplotlib.pyplot as plt
 
-    from rdsweep.curves import draw_curves
+    from rdsweep.analysis.curves import draw_curves
 
     def history(beta, rates, distortions):
         return [{"epoch": e, "loss": 1.0, "rate": r, "distortion": d, "lr": 1e-3, "wall_s": 0.5,

@@ -5,9 +5,9 @@ import pytest
 from conftest import idx_bytes, idx_label_bytes
 
 from rdsweep.cells import Cell
-from rdsweep.data import load_dataset
+from rdsweep.data.loaders import load_dataset
 from rdsweep.models.families import FAMILIES, IMAGE_FAMILIES, get_family
-from rdsweep.trainer import train
+from rdsweep.training.trainer import train
 
 
 def test_registry_has_the_papers_twelve_codes_and_readable_names():

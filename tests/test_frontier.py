@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rdsweep.collect import SCHEMA
+from rdsweep.analysis.collect import SCHEMA
 from rdsweep.errors import UserError
-from rdsweep.frontier import (SemanticBound, analyse, hull_mask, pareto_mask, plot, read_table, regime,
+from rdsweep.analysis.frontier import (SemanticBound, analyse, hull_mask, pareto_mask, plot, read_table, regime,
                               regime_examples)
 
 
@@ -189,7 +189,7 @@ def test_labels_of_points_on_one_spot_are_joined_and_distant_ones_kept_apart():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rdsweep.frontier import crowded_labels
+    from rdsweep.analysis.frontier import crowded_labels
 
     fig, ax = plt.subplots(figsize=(11, 7))
     ax.set_xlim(0, 3.3), ax.set_ylim(0, 3.3)
@@ -209,7 +209,7 @@ def test_labels_of_nearby_points_are_moved_apart_not_printed_over_each_other():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rdsweep.frontier import crowded_labels, marker_boxes, place_label
+    from rdsweep.analysis.frontier import crowded_labels, marker_boxes, place_label
 
     fig, ax = plt.subplots(figsize=(11, 7))
     ax.set_xlim(0, 100), ax.set_ylim(0, 100)
@@ -251,7 +251,7 @@ def test_one_label_for_neighbours_that_say_the_same_and_own_labels_for_neighbour
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rdsweep.frontier import crowded_labels
+    from rdsweep.analysis.frontier import crowded_labels
 
     fig, ax = plt.subplots(figsize=(11, 7))
     ax.set_xlim(0, 100), ax.set_ylim(0, 100)
@@ -265,7 +265,7 @@ def test_one_label_for_neighbours_that_say_the_same_and_own_labels_for_neighbour
 
 def main_axes(result, **kwargs):
     """The RD plot's figure for `result` and its main axes (the inset, where there is one, is its child)."""
-    from rdsweep.frontier import figure
+    from rdsweep.analysis.frontier import figure
 
     fig = figure(result, **kwargs)
     return fig, fig.axes[0]
@@ -380,7 +380,7 @@ BAND = [  # three PixelCNN-like families on one curve (within 0.3 nats), a decon
 def test_frontiers_that_run_together_get_a_zoom_that_names_them(tmp_path):
     import matplotlib.pyplot as plt
 
-    from rdsweep.frontier import crowded_band
+    from rdsweep.analysis.frontier import crowded_band
 
     result = analyse(read_table(write_table(tmp_path / "t.parquet", table_rows(BAND))), "test")
     fig, ax = main_axes(result)
@@ -399,7 +399,7 @@ def test_frontiers_that_run_together_get_a_zoom_that_names_them(tmp_path):
 
 
 def test_spread_keeps_labels_a_gap_apart_in_order():
-    from rdsweep.frontier import spread
+    from rdsweep.analysis.frontier import spread
 
     out = spread([100.0, 101.0, 50.0, 99.0], gap=10.0, low=0.0)
     assert out.tolist() == [91.0, 101.0, 50.0, 81.0]

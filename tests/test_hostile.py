@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from rdsweep.cells import Cell
-from rdsweep.collect import SCHEMA, result_rows
+from rdsweep.analysis.collect import SCHEMA, result_rows
 from rdsweep.errors import UserError
-from rdsweep.frontier import table_fault
-from rdsweep.schema import read_result
+from rdsweep.analysis.frontier import table_fault
+from rdsweep.sweep.schema import read_result
 from rdsweep.spec import _parse, load_spec
 
 # derandomized: CI sees the same examples every run; RDSWEEP_EXAMPLES=3000 searches afresh (done before each

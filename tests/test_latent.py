@@ -1,4 +1,4 @@
-"""What a latent is worth: labels in the datasets, and rdsweep.latent's mutual information (checked against
+"""What a latent is worth: labels in the datasets, and rdsweep.training.latent's mutual information (checked against
 the toy's exact value), active units, linear probe, determinism."""
 import hashlib
 import math
@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from conftest import idx_label_bytes, write_idx
-from rdsweep import data, latent
-from rdsweep.data import load_dataset, toy_distribution
+from rdsweep.data import loaders as data
+from rdsweep.training import latent
+from rdsweep.data.loaders import load_dataset, toy_distribution
 from rdsweep.errors import DataError
-from rdsweep.latent import exact_mutual_info_toy, latent_worth
+from rdsweep.training.latent import exact_mutual_info_toy, latent_worth
 from rdsweep.models import encoders
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model

@@ -7,8 +7,8 @@ import pickle
 from rich.console import Console
 
 from rdsweep.cells import Cell
-from rdsweep.ledger import Experiment, PlannedCell
-from rdsweep.live import LaunchView
+from rdsweep.sweep.ledger import Experiment, PlannedCell
+from rdsweep.sweep.live import LaunchView
 
 CELLS = [Cell(dataset="toy", family="toy", beta=b, epochs=10).validated() for b in (0.5, 1.0)]
 

@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
-from rdsweep import data
+from rdsweep.data import loaders as data
 from rdsweep.cli import main
-from rdsweep.data import load_dataset
+from rdsweep.data.loaders import load_dataset
 from rdsweep.errors import DataError
 
 

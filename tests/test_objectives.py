@@ -1,6 +1,6 @@
 """Each remedy for a broken ELBO does what it claims, on problems small enough for a CPU (docs/objectives.md).
 
-lingauss has a closed-form β-optimum (rdsweep.data.lingauss_optimum): at β = 20 every latent is inactive
+lingauss has a closed-form β-optimum (rdsweep.data.loaders.lingauss_optimum): at β = 20 every latent is inactive
 (its eigenvalues are all below βσ² = 20), so any rate a model keeps there is the remedy's doing.
 """
 from __future__ import annotations
@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from rdsweep.cells import Cell
-from rdsweep.data import load_dataset
+from rdsweep.data.loaders import load_dataset
 from rdsweep.errors import UserError
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
-from rdsweep.trainer import train
+from rdsweep.training.trainer import train
 
 FAST = dict(dataset="lingauss", family="linear", epochs=80, lr=0.01, batch_size=500)
 PRECISE = {**FAST, "epochs": 200, "min_delta": 0.001}   # for comparisons with the closed form

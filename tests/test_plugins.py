@@ -146,7 +146,7 @@ def test_a_new_plugin_version_is_a_new_cell_and_a_cell_is_not_trained_with_anoth
     script = """
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
-from rdsweep.trainer import train
+from rdsweep.training.trainer import train
 now = Cell(dataset="digits8", family="mlp-bernoulli").validated()
 old = Cell(dataset="digits8", family="mlp-bernoulli", plugins="rdsweep-digits8==0.0.9").validated()
 print(now.plugins, now.cell_id != old.cell_id)

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from rdsweep import checkpoints, trainer
-from rdsweep.ledger import Experiment
+from rdsweep.training import checkpoints
+
+from rdsweep.training import trainer
+from rdsweep.sweep.ledger import Experiment
 from rdsweep.spec import load_spec
-from rdsweep.status import STALE_S, experiment_status
+from rdsweep.sweep.status import STALE_S, experiment_status
 
 from conftest import BIN, RAY_ENV, trial_workers
 
@@ -274,7 +276,7 @@ def test_results_and_tables_honour_the_umask(tmp_path):
     for mask, mode in ((0o022, 0o644), (0o077, 0o600)):
         d = tmp_path / f"{mask:03o}"
         d.mkdir()
-        write = (f"from rdsweep.ledger import Experiment; import json; "
+        write = (f"from rdsweep.sweep.ledger import Experiment; import json; "
                  f"Experiment('{d}/toy').write_result(json.load(open('{d}/r.json')))")
         script = (f"umask {mask:03o} && {BIN / 'rdsweep'} train --dataset toy --batch-size 500 --json {d}/r.json "
                   f"&& {BIN / 'python'} -c \"{write}\" && {BIN / 'rdsweep'} collect {d}/toy")
@@ -665,9 +667,9 @@ def test_a_full_disk_mid_run_exits_1_with_one_line_naming_the_filesystem(tmp_pat
 
 
 def test_a_stop_while_ray_starts_waits_for_it_and_a_second_goes_through(monkeypatch):
-    """rdsweep.stops.deferred: a SIGHUP inside the block (Ray's import, ray.init) is acted on as the block
+    """rdsweep.sweep.stops.deferred: a SIGHUP inside the block (Ray's import, ray.init) is acted on as the block
     ends, as Ctrl-C, with the signal named for the exit status; a second one inside goes through at once."""
-    from rdsweep import stops
+    from rdsweep.sweep import stops
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     monkeypatch.setattr(stops, "SIGNALLED", [])
@@ -721,5 +723,5 @@ def test_a_lost_node_s_trial_resumes_on_the_other_from_its_checkpoint(tmp_path, 
     (result,) = experiment.results()
     assert result["node"] != record["node"] and result["resumed_from_epoch"] >= 2, \
         (result["node"], record["node"], result["resumed_from_epoch"], out)
-    from rdsweep import trainer
+    from rdsweep.training import trainer
     assert result["splits"] == trainer.train(cell, threads=1)["splits"]

@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from rdsweep.collect import SCHEMA
+from rdsweep.analysis.collect import SCHEMA
 from rdsweep.errors import UserError
-from rdsweep.select import select
+from rdsweep.analysis.select import select
 
 CODES = {"gauss-deconv-normal": "---", "gauss-pixelcnn-normal": "-+-"}
 
@@ -204,7 +204,7 @@ def test_a_picks_regime_is_its_settings_in_frontier(tmp_path):
     pick = next(p for p in select(path, probes=[0.8]).picks if p["criterion"] == "probe" and p["scope"] == "overall")
     assert (pick["beta"], pick["seed"], pick["rate"]) == (0.3, 1, 9.3)
     assert pick["regime"] == "semantic"
-    from rdsweep.frontier import analyse, read_table
+    from rdsweep.analysis.frontier import analyse, read_table
     points = analyse(read_table(path)).points.set_index("beta")
     assert points.loc[0.3, "rate"] == pytest.approx(9.0) and points.loc[0.3, "regime"] == "semantic"
 

@@ -6,9 +6,9 @@ import random
 import time
 
 from rdsweep.cells import Cell
-from rdsweep.heartbeat import TrialProgress
-from rdsweep.ledger import Experiment
-from rdsweep.status import STALE_S, experiment_status
+from rdsweep.sweep.heartbeat import TrialProgress
+from rdsweep.sweep.ledger import Experiment
+from rdsweep.sweep.status import STALE_S, experiment_status
 
 SPLITS = {s: {"rate": 1.0, "distortion": 2.0, "elbo": -3.0, "iwae": None} for s in ("train", "valid", "test")}
 
@@ -177,7 +177,7 @@ def test_a_heartbeat_dated_in_the_future_shows_the_clock_ahead_not_just_now(tmp_
     "running, 0s ago"; status says the clock is ahead, and that its age tells nothing (issue 33)."""
     import re
 
-    from rdsweep.status import AHEAD_KEY
+    from rdsweep.sweep.status import AHEAD_KEY
 
     experiment = Experiment(tmp_path / "sweep")
     experiment.record_protocol({"dataset": "mnist5k"}, "0.1.0")

@@ -1,5 +1,5 @@
 """The stopping rule on its own: patience, min_delta (accumulated), learning-rate reductions, then a stop."""
-from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule, blowups, epoch_ranges, replay
+from rdsweep.training.stopping import CONTINUE, REDUCE, STOP, StoppingRule, blowups, epoch_ranges, replay
 
 
 def run(rule, values):

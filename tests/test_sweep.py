@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rdsweep.ledger import Experiment
+from rdsweep.sweep.ledger import Experiment
 from rdsweep.spec import load_spec
 
 from conftest import RAY_ENV, trial_workers
@@ -91,13 +91,13 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     pids = {json.loads(line)["pid"] for trial in launches(experiment)[0].iterdir() if trial.is_dir()
             for line in (trial / "result.json").read_text().splitlines()}
     assert len(pids) < len(results)
-    from rdsweep import checkpoints, trainer
+    from rdsweep.training import checkpoints, trainer
     for cell in load_spec(spec).cells():
         fresh = trainer.train(cell, threads=1)
         assert results[cell.cell_id]["splits"] == fresh["splits"] and results[cell.cell_id]["epochs"] == fresh["epochs"]
     # Each worker kept the weights of the point it reported: evaluated afresh, they give its numbers.
-    from rdsweep.data import load_dataset
-    from rdsweep.evaluate import evaluate
+    from rdsweep.data.loaders import load_dataset
+    from rdsweep.training.evaluate import evaluate
     import torch
     toy = load_dataset("toy")
     for cell_id, r in results.items():
@@ -175,7 +175,7 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
 def test_raising_the_cap_continues_unconverged_cells(tmp_path, rdsweep, ray_address):
     """A cell that hits the epoch cap still improving is kept as unconverged (exit 0, a warning); a relaunch
     with a larger cap continues it from its last state and ends exactly where an uninterrupted run ends."""
-    from rdsweep import trainer
+    from rdsweep.training import trainer
 
     storage = tmp_path / "results"
     spec = tmp_path / "toy.toml"
@@ -210,7 +210,7 @@ def test_raising_the_cap_continues_unconverged_cells(tmp_path, rdsweep, ray_addr
 
 
 def write_checkpoint_after_epoch_1(cell, experiment):
-    from rdsweep import checkpoints, trainer
+    from rdsweep.training import checkpoints, trainer
 
     states = []
     trainer.train(replace(cell, epochs=1), on_epoch=lambda metrics, state: states.append(state))
@@ -313,7 +313,7 @@ def test_gpus_booked_through_ray_where_cuda_finds_none(tmp_path, rdsweep, ray_cl
         (warning,) = r["warnings"]
         assert f"Ray booked GPU {r['gpu_ids'][0]}" in warning and "finds no CUDA device" in warning
         assert warning in done.stderr
-    from rdsweep import trainer
+    from rdsweep.training import trainer
     cell = load_spec(spec, {"budget.epochs": 2}).cells()[0]
     (result,) = [r for r in results if r["cell_id"] == cell.cell_id]
     assert result["splits"] == trainer.train(cell, threads=1)["splits"]

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from rdsweep.cells import Cell
-from rdsweep.collect import SCHEMA
+from rdsweep.analysis.collect import SCHEMA
 from rdsweep.errors import UserError
-from rdsweep.frontier import read_table
-from rdsweep.ledger import Experiment
+from rdsweep.analysis.frontier import read_table
+from rdsweep.sweep.ledger import Experiment
 
 FAMILIES = {"gauss-deconv-normal": "---", "gauss-pixelcnn-vamp": "-+v"}
 

@@ -11,7 +11,7 @@ from rdsweep.cells import Cell, tolerance
 from rdsweep.cli import main
 from rdsweep.errors import UserError
 from rdsweep.spec import cli_overrides, load_spec
-from rdsweep.stopping import DEFAULT_RELATIVE_DELTA
+from rdsweep.training.stopping import DEFAULT_RELATIVE_DELTA
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = """

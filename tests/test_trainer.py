@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from rdsweep.cells import Cell
-from rdsweep.data import load_dataset
-from rdsweep.evaluate import evaluate, validate
+from rdsweep.data.loaders import load_dataset
+from rdsweep.training.evaluate import evaluate, validate
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
-from rdsweep.objectives import Objective
+from rdsweep.training.objectives import Objective
 from rdsweep.errors import UserError
-from rdsweep.checkpoints import load_model
-from rdsweep.collect import collect
-from rdsweep.ledger import Experiment
-from rdsweep.stopping import StoppingRule, replay
-from rdsweep.trainer import lr_factor, train
+from rdsweep.training.checkpoints import load_model
+from rdsweep.analysis.collect import collect
+from rdsweep.sweep.ledger import Experiment
+from rdsweep.training.stopping import StoppingRule, replay
+from rdsweep.training.trainer import lr_factor, train
 
 # Toy: 20,000 examples over 30 bins; batch 500 and lr 3e-3 with the plateau schedule converge in ~20 epochs
 # (about 2 s); 100 is only a cap.

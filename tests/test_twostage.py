@@ -1,4 +1,4 @@
-"""Two-stage inference after LiBI (rdsweep/twostage.py) and the curve dataset it is meant for (docs/twostage.md).
+"""Two-stage inference after LiBI (rdsweep/training/twostage.py) and the curve dataset it is meant for (docs/twostage.md).
 
 lingauss is the check with a closed form: a linear Gaussian model's log p(x) is exact (x ~ N(b, WWᵀ + σ²I)),
 and its maximum-likelihood fit is reached by joint β = 1 training too (pPCA), so both generative models can be
@@ -13,12 +13,12 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from rdsweep import twostage
+from rdsweep.training import twostage
 from rdsweep.cells import Cell
-from rdsweep.data import curve_log_density, curve_point, load_dataset
+from rdsweep.data.loaders import curve_log_density, curve_point, load_dataset
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
-from rdsweep.trainer import train
+from rdsweep.training.trainer import train
 
 LINGAUSS = dict(dataset="lingauss", family="linear", beta=1.0, epochs=200, lr=0.01, batch_size=500, min_delta=0.001)
 

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from rdsweep.collect import SCHEMA
-from rdsweep.data import load_dataset
-from rdsweep.evaluate import evaluate
+from rdsweep.analysis.collect import SCHEMA
+from rdsweep.data.loaders import load_dataset
+from rdsweep.training.evaluate import evaluate
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 from rdsweep.uncertainty import mean_se, save_examples

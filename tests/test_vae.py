@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from rdsweep.cells import Cell
-from rdsweep.data import load_dataset
+from rdsweep.data.loaders import load_dataset
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
-from rdsweep.objectives import Objective
+from rdsweep.training.objectives import Objective
 
 
 @pytest.fixture(scope="module")

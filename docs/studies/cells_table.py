@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 
 from rdsweep.cells import knob
-from rdsweep.collect import collect
-from rdsweep.ledger import Experiment
+from rdsweep.analysis.collect import collect
+from rdsweep.sweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES
-from rdsweep.status import experiment_status
+from rdsweep.sweep.status import experiment_status
 
 
 def fmt(value, spec, missing="—"):

@@ -3,7 +3,7 @@
     python docs/studies/claims.py docs/studies/mnist5k/frontier.parquet
     python docs/studies/claims.py docs/studies/mnist5k/frontier.parquet --update docs/mnist5k-study.md
 
-Every row is `rdsweep compare TABLE A B` on the test split (rdsweep/compare.py): A − B averaged over the
+Every row is `rdsweep compare TABLE A B` on the test split (rdsweep/analysis/compare.py): A − B averaged over the
 seeds each side has, ± examples (paired over the cells that kept per-example values), ± seeds (the standard
 error of the difference of seed means, where both sides have ≥ 2 seeds), their total in quadrature, and the
 verdict: resolved when the difference exceeds t × the total (Student's t at the seeds' Welch–Satterthwaite
@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from cells_table import replace_block   # docs/studies/, beside this file
 
-from rdsweep.compare import compare
+from rdsweep.analysis.compare import compare
 from rdsweep.errors import UserError
 
 # claim, what the difference tests, A, B, the quantity it is about

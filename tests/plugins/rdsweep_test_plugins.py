@@ -3,7 +3,7 @@
 import numpy as np
 from torch import nn
 
-from rdsweep.datasets import DatasetEntry
+from rdsweep.data.datasets import DatasetEntry
 from rdsweep.models.families import FAMILIES, Family
 from rdsweep.models.vae import build_builtin
 

@@ -2,7 +2,7 @@
 
     python docs/studies/curve/decoders.py OUT.png LABEL=STATE.pt [LABEL=STATE.pt ...]
 
-STATE.pt is a trial's saved training state (rdsweep.checkpoints.save_state; a sweep keeps the latest one under
+STATE.pt is a trial's saved training state (rdsweep.training.checkpoints.save_state; a sweep keeps the latest one under
 EXPERIMENT/checkpoints/ while a cell runs); its best state is drawn, or its current one before any
 evaluation. For two-stage cells any state saved in stage 2 holds the final generative model (it is frozen).
 FILE.pt#NAME draws the state NAME of warm_start.py's output.
@@ -15,10 +15,10 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rdsweep.data import curve_point, load_dataset  # noqa: E402
+from rdsweep.data.loaders import curve_point, load_dataset  # noqa: E402
 from rdsweep.models.families import get_family  # noqa: E402
 from rdsweep.models.vae import build_model  # noqa: E402
-from rdsweep.checkpoints import load_state  # noqa: E402
+from rdsweep.training.checkpoints import load_state  # noqa: E402
 
 out, runs = sys.argv[1], [a.rsplit("=", 1) for a in sys.argv[2:]]
 data = load_dataset("curve")

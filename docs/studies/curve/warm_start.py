@@ -8,7 +8,7 @@ a synthetic dataset offers), then
     2. joint: from there, encoder, decoder and marginal all train on the ELBO (β = 1).
 If the ELBO prefers a worse generative model whose posteriors are easier (LiBI), step 2 raises the ELBO while
 the generative model's log p(x) falls. log p(x) is estimated by importance sampling from the prior with
-16,384 samples (rdsweep.twostage.log_likelihood), independent of any encoder.
+16,384 samples (rdsweep.training.twostage.log_likelihood), independent of any encoder.
 
     python docs/studies/curve/warm_start.py OUT.pt     # about 10 minutes on one core
 """
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from rdsweep import twostage
-from rdsweep.data import curve_point, load_dataset
+from rdsweep.training import twostage
+from rdsweep.data.loaders import curve_point, load_dataset
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
 

@@ -30,7 +30,7 @@ if torch.cuda.is_available():
     print("device", torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))
 import mlxtend, pydantic, rdsweep
 print("mlxtend", mlxtend.__version__, "pydantic", pydantic.VERSION, "rdsweep", rdsweep.__version__)
-from rdsweep.devices import pick_device; print("pick_device()", pick_device())
+from rdsweep.training.devices import pick_device; print("pick_device()", pick_device())
 EOF
 echo "env rc=$?"
 RD="python3 -m rdsweep"

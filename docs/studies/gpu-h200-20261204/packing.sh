@@ -3,7 +3,7 @@
 export PYTHONUNBUFFERED=1 RDSWEEP_CACHE=/tmp/rdsweep-cache OMP_NUM_THREADS=2
 timeout 60 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
-python3 -c "from rdsweep.data import load_dataset; load_dataset('mnist5k')"   # the cache, once
+python3 -c "from rdsweep.data.loaders import load_dataset; load_dataset('mnist5k')"   # the cache, once
 for size in small paper; do
   for n in 1 2 4 8; do
     [ $size = paper ] && [ $n = 8 ] && continue

@@ -1,9 +1,9 @@
 """rdsweep-digits8: one family, one dataset and one objective that rdsweep does not have, as entries of its
 registries. Nothing here imports torch or scikit-learn: the build, load and loss functions are named by import
 path and imported when a trial (or `rdsweep launch`'s check) first uses them, so `rdsweep families` stays fast."""
-from rdsweep.datasets import DatasetEntry
+from rdsweep.data.datasets import DatasetEntry
 from rdsweep.models.families import Family
-from rdsweep.objectives import ObjectiveEntry
+from rdsweep.training.objectives import ObjectiveEntry
 
 FAMILY = Family(
     name="mlp-bernoulli",

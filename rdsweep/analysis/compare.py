@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rdsweep.errors import UserError
-from rdsweep.frontier import family_label, point_knob, read_table
+from rdsweep.analysis.frontier import family_label, point_knob, read_table
 from rdsweep.models.families import get_family
 from rdsweep.uncertainty import Error, mean_examples, mean_se, seeds_error
 

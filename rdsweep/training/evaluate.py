@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from rdsweep import twostage
-from rdsweep.objectives import rate_and_distortion
+from rdsweep.training import twostage
+from rdsweep.training.objectives import rate_and_distortion
 from rdsweep.uncertainty import mean_se
 
 

@@ -22,7 +22,7 @@ def _like_ctrl_c(signum: int, frame) -> None:
 
 def stop_like_ctrl_c() -> None:
     """From here on SIGTERM and SIGHUP stop this process as Ctrl-C does. ray.init sets its own SIGTERM
-    handler (sys.exit), so rdsweep.sweep puts this one back after it."""
+    handler (sys.exit), so rdsweep.sweep.launch puts this one back after it."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _like_ctrl_c)
 

@@ -3,7 +3,7 @@
 The paper shows one example model per regime (auto-decoder, semantic, syntactic, auto-encoder) so the
 reader can see what a rate buys: an auto-decoder's reconstructions ignore the input, a semantic encoder
 keeps the digit but not its style, a syntactic one keeps the style too, an auto-encoder copies the input.
-Each cell's PNG (grids/<cell_id>.png, written by rdsweep.evaluate.save_image_grids) becomes one band,
+Each cell's PNG (grids/<cell_id>.png, written by rdsweep.training.evaluate.save_image_grids) becomes one band,
 headed by its regime and label, in the order the caller gives.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A trial's progress record in the ledger (EXPERIMENT/progress/<cell_id>.json): what the launch's live view
 and `rdsweep status` know of a running cell. Plain threads and files, no Ray and no torch: the trial
-(rdsweep/sweep.py) feeds it from the trainer's callbacks."""
+(rdsweep/sweep/launch.py) feeds it from the trainer's callbacks."""
 from __future__ import annotations
 
 import socket
@@ -8,9 +8,9 @@ import threading
 import time
 
 from rdsweep.cells import Cell
-from rdsweep.ledger import Experiment
-from rdsweep.status import HEARTBEAT_S
-from rdsweep.stopping import evaluations
+from rdsweep.sweep.ledger import Experiment
+from rdsweep.sweep.status import HEARTBEAT_S
+from rdsweep.training.stopping import evaluations
 
 
 class TrialProgress:

@@ -1,6 +1,6 @@
-"""One trial: train one cell's model until its stopping rule fires (rdsweep/stopping.py) or its epoch budget
+"""One trial: train one cell's model until its stopping rule fires (rdsweep/training/stopping.py) or its epoch budget
 runs out, then evaluate R, D, ELBO of its best-valid state on every split, and what its latent is worth
-(rdsweep/latent.py).
+(rdsweep/training/latent.py).
 
 Pure PyTorch (no Ray): the sweep calls `train` inside a Ray worker, `rdsweep train` calls it directly.
 A trial is deterministic for its seed on CPU: the seed fixes the initialisation, the batch order and the
@@ -17,17 +17,19 @@ from typing import Callable
 
 import torch
 
-from rdsweep import __version__, contract
+from rdsweep import __version__
+
+from rdsweep.training import contract
 from rdsweep.cells import SPLITS, Cell
-from rdsweep.checkpoints import restore, save_model, snapshot
-from rdsweep.data import Dataset, load_dataset
-from rdsweep.devices import device_name, kernels, pick_device
+from rdsweep.training.checkpoints import restore, save_model, snapshot
+from rdsweep.data.loaders import Dataset, load_dataset
+from rdsweep.training.devices import device_name, kernels, pick_device
 from rdsweep.errors import UserError
-from rdsweep.evaluate import evaluate, save_image_grids, validate
-from rdsweep.latent import LabelProbe, latent_worth
+from rdsweep.training.evaluate import evaluate, save_image_grids, validate
+from rdsweep.training.latent import LabelProbe, latent_worth
 from rdsweep.models.families import get_family
-from rdsweep.objectives import Objective, get_objective, warmup_beta
-from rdsweep.stopping import CONTINUE, REDUCE, STOP, StoppingRule
+from rdsweep.training.objectives import Objective, get_objective, warmup_beta
+from rdsweep.training.stopping import CONTINUE, REDUCE, STOP, StoppingRule
 from rdsweep.uncertainty import save_examples
 
 

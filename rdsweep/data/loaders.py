@@ -3,7 +3,7 @@
 Every dataset is deterministic given its name: seeds are fixed here. Image splits are cached on disk as packed
 bits after the first successful load, written atomically, so a failed load never leaves anything behind.
 Labels (digit classes) come along where the source has them (mnist5k, mnist; idx:DIR with its label files): no VAE
-uses them, only the evaluation of what a latent is worth (rdsweep.latent's linear probe).
+uses them, only the evaluation of what a latent is worth (rdsweep.training.latent's linear probe).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from scipy.special import entr, logsumexp
 from scipy.stats import norm
 
 from rdsweep.cells import SPLITS
-from rdsweep.datasets import SPLIT_SIZES, DatasetEntry, parse_dataset
+from rdsweep.data.datasets import SPLIT_SIZES, DatasetEntry, parse_dataset
 from rdsweep.errors import DataError, UserError
 from rdsweep.registry import PluginError, resolve_path
 from rdsweep.files import atomic_write

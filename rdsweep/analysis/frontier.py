@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 
 from rdsweep.cells import ENCODER_STDS, SPLITS, cell_knob
-from rdsweep.datasets import parse_dataset
+from rdsweep.data.datasets import parse_dataset
 from rdsweep.errors import UserError
 from rdsweep.models.families import FAMILIES, IMAGE_FAMILIES
-from rdsweep.objectives import OBJECTIVES, get_objective, names
+from rdsweep.training.objectives import OBJECTIVES, get_objective, names
 
 AUTO_DECODER_RATE = 0.02
 AUTO_ENCODER_DISTORTION = 0.10
@@ -115,7 +115,7 @@ def _check_columns(path: Path, table: pd.DataFrame) -> None:
     hand-made or foreign file); a column of nulls fits any type. Columns the schema does not name are ignored."""
     import pyarrow as pa
 
-    from rdsweep.collect import SCHEMA
+    from rdsweep.analysis.collect import SCHEMA
 
     for column in _SETTING + ["cell_id", "seed", "split", "rate", "distortion", "elbo", "status"]:
         if column not in table:
@@ -141,7 +141,7 @@ def _schema_dtypes(table: pd.DataFrame) -> pd.DataFrame:
     """The table with every column of the schema: those it lacks (an earlier rdsweep's or another tool's table
     without, say, `iwae`) as nulls, and its columns of nulls, of the schema's types, as numpy_nullable reads a
     column collect wrote."""
-    from rdsweep.collect import SCHEMA
+    from rdsweep.analysis.collect import SCHEMA
 
     table = table.assign(**{c: pd.NA for c in SCHEMA.names if c not in table})
     nulls = [c for c in SCHEMA.names if table[c].isna().all()]
@@ -190,7 +190,7 @@ def _shown(value, quote: bool = True) -> str:
 def table_fault(table: pd.DataFrame) -> TableFault | None:
     """The first row of a frontier table (its columns checked by _check_columns) that breaks a rule of what a
     table must hold, or None when every row holds."""
-    from rdsweep.schema import DISCRETE_DATA, NEGATIVE_TOLERANCE, SE_TOLERANCE
+    from rdsweep.sweep.schema import DISCRETE_DATA, NEGATIVE_TOLERANCE, SE_TOLERANCE
 
     if table.empty:
         return None

@@ -8,7 +8,7 @@ needs no Ray and works on a sweep that is still running.
     curves(dirs)             one row per cell × evaluated epoch (plus one row, epoch NaN, per cell that
                              never reached an evaluation, e.g. a failed one), so summary() still sees it
     summary(frame)           one row per cell: status, epochs run, best epoch, best and last valid objective,
-                             the epochs whose evaluation blew up (rdsweep/stopping.py), and whether the last
+                             the epochs whose evaluation blew up (rdsweep/training/stopping.py), and whether the last
                              evaluation was back within bounds
     neg_elbo(frame)          the valid −ELBO = valid_rate + valid_distortion of each row: unlike a cell's own
                              objective (D + βR, D + |σ − R|, …), the same quantity for every cell
@@ -25,9 +25,9 @@ import pandas as pd
 
 from rdsweep.cells import cell_knob
 from rdsweep.errors import UserError
-from rdsweep.ledger import Experiment
-from rdsweep.objectives import get_objective
-from rdsweep.stopping import blowups, evaluations, recovered
+from rdsweep.sweep.ledger import Experiment
+from rdsweep.training.objectives import get_objective
+from rdsweep.training.stopping import blowups, evaluations, recovered
 
 COLUMNS = ["experiment", "cell_id", "family", "objective", "beta", "target_rate", "knob", "seed", "status",
            "best_epoch", "epochs_run", "epoch_cap", "stop_reason", "recovered", "epoch", "valid_objective",
@@ -116,7 +116,7 @@ def draw_curves(frame: pd.DataFrame, show: str = SHOWS[0]):
     (`neg_elbo`), the one quantity that compares across cells; "both" (the default), the objective above the
     −ELBO for each family. One line per cell, β cells solid and σ cells dashed, coloured from low rate
     (large β, small σ) to high rate; the best epoch marked (star: converged, hollow circle: unconverged,
-    cross: diverged), the status in the legend; an evaluation that blew up (rdsweep/stopping.py), far above
+    cross: diverged), the status in the legend; an evaluation that blew up (rdsweep/training/stopping.py), far above
     the range, as a triangle on the top edge. Each line's gid is "EXPERIMENT/CELL_ID/objective" or ".../elbo"."""
     import matplotlib
 
@@ -125,7 +125,7 @@ def draw_curves(frame: pd.DataFrame, show: str = SHOWS[0]):
     from matplotlib.lines import Line2D
     from matplotlib.transforms import offset_copy
 
-    from rdsweep.frontier import family_label  # results are schema-checked: every family is a known one
+    from rdsweep.analysis.frontier import family_label  # results are schema-checked: every family is a known one
 
     if show not in SHOWS:
         raise UserError(f"show {show!r}: use one of {', '.join(SHOWS)}")

@@ -232,7 +232,7 @@ _GRID = np.linspace(-10.0, 10.0, 4001)
 @torch.no_grad()
 def exact_mutual_info_toy(encoder: GaussianEncoder, p_x) -> float:
     """The exact I(x; z) in nats of a 1-D Gaussian encoder over discrete x (the toy model's `LookupEncoder`,
-    one N(μ_x, σ_x²) per bin), for x ~ p_x (e.g. `rdsweep.data.toy_distribution()["p_x"]`):
+    one N(μ_x, σ_x²) per bin), for x ~ p_x (e.g. `rdsweep.data.loaders.toy_distribution()["p_x"]`):
 
         I = Σ_x p(x) ∫ e(z|x) log(e(z|x) / q(z)) dz,   q(z) = Σ_x p(x) e(z|x),
 

@@ -1,4 +1,4 @@
-"""What an experiment is doing, read from its ledger alone (rdsweep/ledger.py): no Ray and no torch, so
+"""What an experiment is doing, read from its ledger alone (rdsweep/sweep/ledger.py): no Ray and no torch, so
 `rdsweep status` works from any shell that sees the storage, while a launch runs or after it ended. The
 launcher's progress display reads the same snapshot for its ETA.
 
@@ -37,7 +37,7 @@ from rich.text import Text
 
 from rdsweep.cells import cell_knob
 from rdsweep.errors import UserError
-from rdsweep.ledger import Experiment
+from rdsweep.sweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES
 
 HEARTBEAT_S = 5.0     # how often a running trial rewrites its progress record
@@ -61,7 +61,7 @@ class CellStatus:
     step: int | None = None              # running: optimiser steps done in the current epoch, of `steps`
     steps: int | None = None
     valid_objective: float | None = None   # the latest (running, resumable)
-    blew_up: bool = False                # that evaluation blew up: far above the best (rdsweep/stopping.py)
+    blew_up: bool = False                # that evaluation blew up: far above the best (rdsweep/training/stopping.py)
     best_epoch: int | None = None
     pace_s: float | None = None          # running: seconds per epoch at the pace of the epoch under way
     started_at: float | None = None      # this trial's start

@@ -39,9 +39,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from rdsweep.collect import cell_order
+from rdsweep.analysis.collect import cell_order
 from rdsweep.errors import UserError
-from rdsweep.frontier import analyse, family_label, point_knob, read_table, setting_key
+from rdsweep.analysis.frontier import analyse, family_label, point_knob, read_table, setting_key
 from rdsweep.models.families import FAMILIES
 from rdsweep.uncertainty import Error, mean_examples, mean_se, seeds_error, typical_seed_sd, welch
 

@@ -49,7 +49,7 @@ from typing import Iterator
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
-from rdsweep.schema import read_launch, read_progress, read_record, read_result, validated_result
+from rdsweep.sweep.schema import read_launch, read_progress, read_record, read_result, validated_result
 
 # What an experiment directory may hold (the module docstring): each entry's kind, checked by check_layout.
 LAYOUT = {**{name: "directory" for name in ("cells", "checkpoints", "locks", "progress", "grids", "models",
@@ -134,7 +134,7 @@ class Experiment:
         return self.checkpoints_dir / f"{cell_id}.pt"
 
     def cell_lock_path(self, cell_id: str) -> Path:
-        """Held by the trial training the cell (rdsweep/sweep.py), so two never train one cell at once."""
+        """Held by the trial training the cell (rdsweep/sweep/launch.py), so two never train one cell at once."""
         return self.path / "locks" / f"{cell_id}.lock"
 
     def progress_path(self, cell_id: str) -> Path:

@@ -13,7 +13,7 @@ in a result's cell too (read_result warns once that they are ignored).
 
 A result is also checked for what no trial can produce: a cell_id that is not its cell's hash (a hand edit, or
 two results' cells swapped), and a rate (or, on discrete data, a distortion) below 0 by more than estimation
-noise (`below_zero`). The frontier table's readers apply the same bounds (rdsweep/frontier.py, table_fault).
+noise (`below_zero`). The frontier table's readers apply the same bounds (rdsweep/analysis/frontier.py, table_fault).
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class SplitMetrics(_Record):
     distortion: Optional[float]
     elbo: Optional[float]
     iwae: Optional[float] = None
-    mutual_info: Optional[float] = None         # what the latent is worth (rdsweep/latent.py)
+    mutual_info: Optional[float] = None         # what the latent is worth (rdsweep/training/latent.py)
     active_units: Optional[int] = _Count
     probe_accuracy: Optional[float] = Field(default=None, ge=0, le=1)
     # standard errors of the split means over examples and z-draws (rdsweep/uncertainty.py); none before 0.5

@@ -7,12 +7,12 @@ of them (rdsweep.registry), and the built-in entries.
     free-bits             D + β·Σ_u max(λ, R_u)  rate below λ nats per latent costs nothing (Kingma et al. 2016)
     warmup                D + β_t·R            β_t ramps linearly from β/W to β over the first W epochs
     two-stage             −log p̂(x), then D + β·R   the generative model alone, then the encoder alone
-                                                     (LiBI, rdsweep/twostage.py)
+                                                     (LiBI, rdsweep/training/twostage.py)
 
 Free bits acts on each latent's rate R_u where the rate factorises over latents (a Gaussian encoder against
 N(0, I)); for the other families it acts on the total, as max(d·λ, R) with d latents, so λ means the same
 budget per latent for every family. During a warm-up the valid objective is judged at the full β, and the
-stopping rule waits for the ramp to end (rdsweep/stopping.py).
+stopping rule waits for the ramp to end (rdsweep/training/stopping.py).
 
 An entry's `loss(rate, distortion, cell, epoch, latents)` gets the rate per example, (B,) or (B, d) when the
 entry asks for it per latent and the model gives it, and the distortion (B,); it returns the batch's objective
@@ -155,14 +155,14 @@ class Objective:
         if self.stage == 1:
             import torch
 
-            from rdsweep import twostage
+            from rdsweep.training import twostage
             with torch.no_grad():
                 rate, distortion = model(x)
             return -twostage.log_likelihood(model, x).mean(), rate, distortion
         # only free bits asks a model for each latent's rate (a plugin's forward need not take the keyword)
         rate, distortion = rate_and_distortion(model, x, self.per_latent)
         if rate.shape[:1] != distortion.shape or distortion.shape != x.shape[:1] or rate.dim() > 1 + self.per_latent:
-            # the model contract (rdsweep/contract.py), checked on every batch: shapes only, nothing waits
+            # the model contract (rdsweep/training/contract.py), checked on every batch: shapes only, nothing waits
             raise PluginError(f"family {self.cell.family!r}: forward(x) returned rate of shape {tuple(rate.shape)} "
                               f"and distortion of shape {tuple(distortion.shape)} for a batch of {len(x)}; the "
                               f"contract is ({len(x)},) each, nats per example")
@@ -170,7 +170,7 @@ class Objective:
 
     def parameters(self, model) -> list[torch.nn.Parameter]:
         """The parameters the objective trains now, for the optimiser; the rest of the model is frozen."""
-        from rdsweep import twostage
+        from rdsweep.training import twostage
         model.requires_grad_(False)
         for module in twostage.trained_modules(model, self.stage):
             module.requires_grad_(True)
