@@ -22,9 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from rdsweep.cells import Cell
-from rdsweep.sweep.ledger import Experiment, plan
 from rdsweep.models.families import IMAGE_FAMILIES
 from rdsweep.spec import Spec
+from rdsweep.sweep.ledger import Experiment, plan
 
 
 def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: int = 4) -> list[dict]:
@@ -33,8 +33,8 @@ def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: in
 
     from rdsweep.data.loaders import load_dataset
     from rdsweep.models.vae import build_model
-    from rdsweep.training.objectives import Objective
     from rdsweep.training.devices import pick_device
+    from rdsweep.training.objectives import Objective
 
     device = pick_device()
     x = load_dataset("mnist5k").train[:batch_size].to(device)
@@ -77,8 +77,8 @@ def compile_payoff(size: str = "small", families: list[str] | None = None, batch
     from rdsweep.data.loaders import load_dataset
     from rdsweep.models.families import get_family
     from rdsweep.models.vae import build_model
-    from rdsweep.training.objectives import Objective
     from rdsweep.training.devices import pick_device
+    from rdsweep.training.objectives import Objective
 
     device = pick_device()
     x = load_dataset("mnist5k").train[:batch_size].to(device)
@@ -122,11 +122,11 @@ def trainer_overhead(family: str = "---", size: str = "small") -> dict:
     """One epoch on mnist5k by a bare loop (model, Adam, shuffled batches) and by the trainer, same cell."""
     import torch
 
-    from rdsweep.training import trainer
     from rdsweep.data.loaders import load_dataset
-    from rdsweep.training.devices import pick_device
     from rdsweep.models.families import get_family
     from rdsweep.models.vae import build_model
+    from rdsweep.training import trainer
+    from rdsweep.training.devices import pick_device
     from rdsweep.training.objectives import Objective
 
     cell = Cell(family=family, size=size, epochs=1).validated()
@@ -163,8 +163,8 @@ def ray_overhead(n_trials: int = 4, epochs: int = 1) -> dict:
 
     from rdsweep.sweep import launch as sweep
 
-    from rdsweep.training import trainer
     from rdsweep.spec import Resources
+    from rdsweep.training import trainer
 
     base = Cell(dataset="toy", family="toy", epochs=epochs, batch_size=500, lr=1e-2).validated()
     cells = [replace(base, beta=0.1 * 2 ** i) for i in range(n_trials)]
@@ -197,8 +197,8 @@ def sweep_efficiency(spec: Spec, keep: Path | None = None, progress=lambda line:
 
     from rdsweep.sweep import launch as sweep
 
-    from rdsweep.training import trainer
     from rdsweep.errors import UserError
+    from rdsweep.training import trainer
 
     if keep is not None and keep.exists():
         raise UserError(f"--keep {keep} exists: name a new directory (nothing in it was touched)")

@@ -18,8 +18,8 @@ from functools import cached_property
 from rdsweep.data.datasets import parse_dataset
 from rdsweep.errors import UserError
 from rdsweep.models.families import ENCODER_STD, get_family
-from rdsweep.training.objectives import OBJECTIVES, get_objective
 from rdsweep.registry import pins
+from rdsweep.training.objectives import OBJECTIVES, get_objective
 from rdsweep.training.stopping import DEFAULT_RELATIVE_DELTA
 
 SPLITS = ("train", "valid", "test")   # every trial is evaluated on all three

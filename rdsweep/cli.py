@@ -19,8 +19,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-from rdsweep.sweep import stops
 from rdsweep.errors import UserError
+from rdsweep.sweep import stops
 
 
 class _NoHelpMetavar:
@@ -181,8 +181,8 @@ def train(
     """Train one model and print its final rate R, distortion D and ELBO = −(R + D) per split (nats)."""
     from rdsweep.cells import Cell, tolerance
     from rdsweep.data.loaders import load_dataset
-    from rdsweep.sweep.ledger import write_json_atomic
     from rdsweep.models.families import DEFAULT_FAMILY
+    from rdsweep.sweep.ledger import write_json_atomic
     from rdsweep.training.objectives import get_objective
     from rdsweep.training.stopping import blowups, epoch_ranges, evaluated_epochs, recovered
     from rdsweep.training.trainer import train as train_cell
@@ -329,8 +329,8 @@ def launch(
     """Train a spec's cells as Ray Tune trials; finished cells are skipped, interrupted ones resumed.
 
     Exit status: 0 every cell has a result (unconverged or diverged ones with a warning); 1 a cell failed (or, with --strict, did not converge); 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (checkpoints kept: run it again to resume); 2 a mistake in the command or spec (nothing changed)."""
-    from rdsweep.sweep.ledger import Experiment, plan
     from rdsweep.spec import cli_overrides, load_spec
+    from rdsweep.sweep.ledger import Experiment, plan
 
     overrides = cli_overrides(
         dataset=dataset, families=families, seeds=seeds, size=size and size.value, epochs=epochs,
@@ -540,55 +540,14 @@ def frontier(
     """Per-family and overall RD frontiers, Ĥ and each point's regime; --plot draws the RD plane.
 
     Only converged cells count unless --include-unconverged is given."""
-    import pandas as pd
-    from rich import box
-
-    from rdsweep.analysis.frontier import (RATE_AXES, analyse, family_label, plot as plot_frontier, point_error, point_knob,
-                                  read_table, regime_rule)
-    from rdsweep.models.families import FAMILIES
+    from rdsweep.analysis.frontier import RATE_AXES, analyse, plot as plot_frontier, read_table, render
 
     if rate_axis not in RATE_AXES:
         raise UserError(f"--rate-axis {rate_axis}: use one of {', '.join(RATE_AXES)}")
     plot_path = plot_path and _figure_path(plot_path, "PATH")   # checked before the table is read
     grids = grids and _figure_path(grids, "--grids")
     result = analyse(read_table(table, split, include_unconverged), split)
-    pts = result.points
-    what = "exact entropy H" if result.h_exact else "Ĥ = best −ELBO"
-    unconverged = int((~pts["converged"]).sum())
-    console.print(f"{result.dataset}, {split} split: {len(pts)} settings"
-                  + (f" ({unconverged} unconverged, marked ~)" if unconverged else "")
-                  + f"; {what} = {result.h_hat:.3f} nats", highlight=False)
-
-    stds = len(pts["encoder_std"].dropna().unique()) > 1   # the posterior's std varies: say which
-    probes = pts["probe"].notna().any()
-
-    def frontier_table(title: str, rows, with_family: bool) -> Table:
-        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=0,
-                  caption="±: the standard error of the point (its seeds' mean): seeds and the split's examples "
-                          "together (docs/uncertainty.md)", caption_justify="left")
-        for col in ((["family"] if with_family else []) + ["objective", "seeds", "R", "D", "−ELBO"]
-                    + (["probe"] if probes else []) + ["convex", "regime"]):
-            # numbers and regimes whole (never cut to fit 80 columns); the setting's name wraps instead
-            t.add_column(col, justify="right" if col in ("seeds", "R", "D", "−ELBO", "probe") else "left",
-                         no_wrap=col not in ("family", "objective"), min_width=len(col))
-        for p in rows.sort_values("rate").itertuples():
-            err = lambda quantity: "" if (e := point_error(p, quantity)) is None else f"±{e:.2f}"   # no spaces
-            hull = p.overall_hull if with_family else p.hull
-            t.add_row(*([FAMILIES[p.family].code or p.family] if with_family else []),   # codes: 80 columns
-                      point_knob(p) + (f" {p.encoder_std}" if stds else "") + ("" if p.converged else " ~"),
-                      str(p.seeds), f"{p.rate:.2f}{err('rate')}", f"{p.distortion:.2f}{err('distortion')}",
-                      f"{p.neg_elbo:.2f}{err('neg_elbo')}",
-                      *([("" if pd.isna(p.probe) else f"{p.probe:.3f}")] if probes else []),
-                      "✓" if hull else "", p.regime)
-        return t
-
-    for name, fam in pts.groupby("family", sort=False):
-        front = fam[fam["pareto"]]
-        title = f"{family_label(name)}: {len(front)} of {len(fam)} settings on its frontier"
-        console.print(frontier_table(title, front, with_family=False))
-    overall = pts[pts["overall_pareto"]]
-    console.print(frontier_table(f"overall: {len(overall)} of {len(pts)} settings on the frontier", overall, True))
-    console.print(regime_rule(result), highlight=False)
+    console.print(render(result, split), highlight=False)
     if plot or plot_path is not None:
         out = plot_frontier(result, plot_path or table.parent / f"frontier-{split}.png", rate_axis=rate_axis)
         console.print(f"wrote {out}", highlight=False)

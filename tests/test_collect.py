@@ -2,8 +2,8 @@
 import pyarrow.parquet as pq
 import pytest
 
-from rdsweep.cells import Cell
 from rdsweep.analysis.collect import SCHEMA, collect
+from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 from rdsweep.sweep.ledger import Experiment
 

@@ -7,10 +7,10 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 
-from rdsweep.cells import Cell
 from rdsweep.analysis.curves import curves, plot_curves, summary
-from rdsweep.errors import UserError
 from rdsweep.analysis.grids import compose_regime_grids
+from rdsweep.cells import Cell
+from rdsweep.errors import UserError
 
 matplotlib.use("Agg")
 

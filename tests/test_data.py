@@ -8,8 +8,8 @@ import torch
 
 from conftest import idx_bytes, write_idx
 from rdsweep.data import loaders as data
-from rdsweep.data.loaders import lingauss_optimum, load_dataset, toy_distribution
 from rdsweep.data.datasets import DATASETS
+from rdsweep.data.loaders import lingauss_optimum, load_dataset, toy_distribution
 from rdsweep.errors import DataError
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from rdsweep.cells import Cell
 from rdsweep.analysis.collect import SCHEMA, result_rows
-from rdsweep.errors import UserError
 from rdsweep.analysis.frontier import table_fault
-from rdsweep.sweep.schema import read_result
+from rdsweep.cells import Cell
+from rdsweep.errors import UserError
 from rdsweep.spec import _parse, load_spec
+from rdsweep.sweep.schema import read_result
 
 # derandomized: CI sees the same examples every run; RDSWEEP_EXAMPLES=3000 searches afresh (done before each
 # change to the readers)

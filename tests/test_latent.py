@@ -10,13 +10,13 @@ from torch import nn
 
 from conftest import idx_label_bytes, write_idx
 from rdsweep.data import loaders as data
-from rdsweep.training import latent
 from rdsweep.data.loaders import load_dataset, toy_distribution
 from rdsweep.errors import DataError
-from rdsweep.training.latent import exact_mutual_info_toy, latent_worth
 from rdsweep.models import encoders
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
+from rdsweep.training import latent
+from rdsweep.training.latent import exact_mutual_info_toy, latent_worth
 
 SPLITS = ("train", "valid", "test")
 FASHION = "/usr/share/datasets/fashion-mnist"

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from rdsweep.data import loaders as data
 from rdsweep.cli import main
+from rdsweep.data import loaders as data
 from rdsweep.data.loaders import load_dataset
 from rdsweep.errors import DataError
 

@@ -13,10 +13,10 @@ import pytest
 
 from rdsweep.training import checkpoints
 
-from rdsweep.training import trainer
-from rdsweep.sweep.ledger import Experiment
 from rdsweep.spec import load_spec
+from rdsweep.sweep.ledger import Experiment
 from rdsweep.sweep.status import STALE_S, experiment_status
+from rdsweep.training import trainer
 
 from conftest import BIN, RAY_ENV, trial_workers
 

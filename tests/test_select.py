@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rdsweep.analysis.collect import SCHEMA
-from rdsweep.errors import UserError
 from rdsweep.analysis.select import select
+from rdsweep.errors import UserError
 
 CODES = {"gauss-deconv-normal": "---", "gauss-pixelcnn-normal": "-+-"}
 

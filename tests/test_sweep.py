@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from rdsweep.sweep.ledger import Experiment
 from rdsweep.spec import load_spec
+from rdsweep.sweep.ledger import Experiment
 
 from conftest import RAY_ENV, trial_workers
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rdsweep.cells import Cell
 from rdsweep.analysis.collect import SCHEMA
-from rdsweep.errors import UserError
 from rdsweep.analysis.frontier import read_table
+from rdsweep.cells import Cell
+from rdsweep.errors import UserError
 from rdsweep.sweep.ledger import Experiment
 
 FAMILIES = {"gauss-deconv-normal": "---", "gauss-pixelcnn-vamp": "-+v"}

@@ -7,16 +7,16 @@ import pytest
 
 import torch
 
+from rdsweep.analysis.collect import collect
 from rdsweep.cells import Cell
 from rdsweep.data.loaders import load_dataset
-from rdsweep.training.evaluate import evaluate, validate
+from rdsweep.errors import UserError
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
-from rdsweep.training.objectives import Objective
-from rdsweep.errors import UserError
-from rdsweep.training.checkpoints import load_model
-from rdsweep.analysis.collect import collect
 from rdsweep.sweep.ledger import Experiment
+from rdsweep.training.checkpoints import load_model
+from rdsweep.training.evaluate import evaluate, validate
+from rdsweep.training.objectives import Objective
 from rdsweep.training.stopping import StoppingRule, replay
 from rdsweep.training.trainer import lr_factor, train
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from rdsweep.training import twostage
 from rdsweep.cells import Cell
 from rdsweep.data.loaders import curve_log_density, curve_point, load_dataset
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
+from rdsweep.training import twostage
 from rdsweep.training.trainer import train
 
 LINGAUSS = dict(dataset="lingauss", family="linear", beta=1.0, epochs=200, lr=0.01, batch_size=500, min_delta=0.001)

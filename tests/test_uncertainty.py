@@ -12,9 +12,9 @@ import torch
 
 from rdsweep.analysis.collect import SCHEMA
 from rdsweep.data.loaders import load_dataset
-from rdsweep.training.evaluate import evaluate
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
+from rdsweep.training.evaluate import evaluate
 from rdsweep.uncertainty import mean_se, save_examples
 
 

@@ -14,10 +14,10 @@ import re
 import tempfile
 from pathlib import Path
 
-from rdsweep.cells import knob
 from rdsweep.analysis.collect import collect
-from rdsweep.sweep.ledger import Experiment
+from rdsweep.cells import knob
 from rdsweep.models.families import FAMILIES
+from rdsweep.sweep.ledger import Experiment
 from rdsweep.sweep.status import experiment_status
 
 

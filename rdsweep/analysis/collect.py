@@ -18,8 +18,8 @@ from rdsweep.cells import SPLITS, encoder_std_label
 from rdsweep.data.datasets import SPLIT_SIZES
 from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
-from rdsweep.sweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES, get_family
+from rdsweep.sweep.ledger import Experiment
 from rdsweep.training.stopping import blowups, evaluated_epochs
 from rdsweep.uncertainty import LATENT_EXAMPLES, at_ceiling, binomial_se
 

@@ -26,8 +26,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from rdsweep.errors import UserError
 from rdsweep.analysis.frontier import family_label, point_knob, read_table
+from rdsweep.errors import UserError
 from rdsweep.models.families import get_family
 from rdsweep.uncertainty import Error, mean_examples, mean_se, seeds_error
 

@@ -31,6 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich import box as boxes
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 
 from rdsweep.cells import ENCODER_STDS, SPLITS, cell_knob
 from rdsweep.data.datasets import parse_dataset
@@ -454,6 +458,48 @@ def regime_rule(frontier: Frontier) -> str:
             parts.append(f"up to the best-ELBO rate in {', '.join(by_basis[basis])} ({why})")
     return f"regimes: semantic {'; '.join(parts)}; syntactic beyond (docs/frontier.md)"
 
+
+
+def render(result: Frontier, split: str) -> Group:
+    """`rdsweep frontier`: a line on the table, each family's frontier, the overall one, and the regime rule."""
+    pts = result.points
+    what = "exact entropy H" if result.h_exact else "Ĥ = best −ELBO"
+    unconverged = int((~pts["converged"]).sum())
+    head = Text(f"{result.dataset}, {split} split: {len(pts)} settings"
+                + (f" ({unconverged} unconverged, marked ~)" if unconverged else "")
+                + f"; {what} = {result.h_hat:.3f} nats")
+    stds = len(pts["encoder_std"].dropna().unique()) > 1   # the posterior's std varies: say which
+    probes = pts["probe"].notna().any()
+
+    def frontier_table(title: str, rows, with_family: bool) -> Table:
+        t = Table(title=title, title_justify="left", box=boxes.SIMPLE_HEAD, pad_edge=False, padding=0,
+                  caption="±: the standard error of the point (its seeds' mean): seeds and the split's examples "
+                          "together (docs/uncertainty.md)", caption_justify="left")
+        for col in ((["family"] if with_family else []) + ["objective", "seeds", "R", "D", "−ELBO"]
+                    + (["probe"] if probes else []) + ["convex", "regime"]):
+            # numbers and regimes whole (never cut to fit 80 columns); the setting's name wraps instead
+            t.add_column(col, justify="right" if col in ("seeds", "R", "D", "−ELBO", "probe") else "left",
+                         no_wrap=col not in ("family", "objective"), min_width=len(col))
+        for p in rows.sort_values("rate").itertuples():
+            err = lambda quantity: "" if (e := point_error(p, quantity)) is None else f"±{e:.2f}"   # no spaces
+            hull = p.overall_hull if with_family else p.hull
+            t.add_row(*([FAMILIES[p.family].code or p.family] if with_family else []),   # codes: 80 columns
+                      point_knob(p) + (f" {p.encoder_std}" if stds else "") + ("" if p.converged else " ~"),
+                      str(p.seeds), f"{p.rate:.2f}{err('rate')}", f"{p.distortion:.2f}{err('distortion')}",
+                      f"{p.neg_elbo:.2f}{err('neg_elbo')}",
+                      *([("" if pd.isna(p.probe) else f"{p.probe:.3f}")] if probes else []),
+                      "✓" if hull else "", p.regime)
+        return t
+
+    parts = [head]
+    for name, fam in pts.groupby("family", sort=False):
+        front = fam[fam["pareto"]]
+        parts.append(frontier_table(f"{family_label(name)}: {len(front)} of {len(fam)} settings on its frontier",
+                                    front, with_family=False))
+    overall = pts[pts["overall_pareto"]]
+    parts.append(frontier_table(f"overall: {len(overall)} of {len(pts)} settings on the frontier", overall, True))
+    parts.append(Text(regime_rule(result)))
+    return Group(*parts)
 
 def regime_examples(frontier: Frontier, table_dir: Path) -> list[dict]:
     """One example model per regime found, in the paper's order: of that regime's settings with an image

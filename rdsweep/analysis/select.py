@@ -40,8 +40,8 @@ from rich.table import Table
 from rich.text import Text
 
 from rdsweep.analysis.collect import cell_order
-from rdsweep.errors import UserError
 from rdsweep.analysis.frontier import analyse, family_label, point_knob, read_table, setting_key
+from rdsweep.errors import UserError
 from rdsweep.models.families import FAMILIES
 from rdsweep.uncertainty import Error, mean_examples, mean_se, seeds_error, typical_seed_sd, welch
 

@@ -31,8 +31,8 @@ from scipy.stats import norm
 from rdsweep.cells import SPLITS
 from rdsweep.data.datasets import SPLIT_SIZES, DatasetEntry, parse_dataset
 from rdsweep.errors import DataError, UserError
-from rdsweep.registry import PluginError, resolve_path
 from rdsweep.files import atomic_write
+from rdsweep.registry import PluginError, resolve_path
 
 _SEED = 2018            # one fixed seed for every binarization, shuffle and sample
 # Bump when the binarization, the split rules or the cache's contents change, so old caches are not reused.

@@ -36,14 +36,14 @@ from rich.console import Console
 
 from rdsweep import __version__
 
-from rdsweep.sweep import stops
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 from rdsweep.files import mount_point
+from rdsweep.spec import Spec
+from rdsweep.sweep import stops
 from rdsweep.sweep.heartbeat import TrialProgress
 from rdsweep.sweep.ledger import Experiment, PlannedCell, is_final
 from rdsweep.sweep.live import LaunchView
-from rdsweep.spec import Spec
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from rich.text import Text
 
 from rdsweep.cells import cell_knob
 from rdsweep.errors import UserError
-from rdsweep.sweep.ledger import Experiment
 from rdsweep.models.families import FAMILIES
+from rdsweep.sweep.ledger import Experiment
 
 HEARTBEAT_S = 5.0     # how often a running trial rewrites its progress record
 STALE_S = 60.0        # a record older than this belongs to a trial that no longer runs

@@ -17,11 +17,11 @@ import torch
 
 from rdsweep import __version__
 from rdsweep.cells import Cell
-from rdsweep.training.devices import pick_device
 from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
+from rdsweep.training.devices import pick_device
 from rdsweep.training.stopping import StoppingRule, replay
 
 

@@ -19,15 +19,15 @@ import torch
 
 from rdsweep import __version__
 
-from rdsweep.training import contract
 from rdsweep.cells import SPLITS, Cell
-from rdsweep.training.checkpoints import restore, save_model, snapshot
 from rdsweep.data.loaders import Dataset, load_dataset
-from rdsweep.training.devices import device_name, kernels, pick_device
 from rdsweep.errors import UserError
+from rdsweep.models.families import get_family
+from rdsweep.training import contract
+from rdsweep.training.checkpoints import restore, save_model, snapshot
+from rdsweep.training.devices import device_name, kernels, pick_device
 from rdsweep.training.evaluate import evaluate, save_image_grids, validate
 from rdsweep.training.latent import LabelProbe, latent_worth
-from rdsweep.models.families import get_family
 from rdsweep.training.objectives import Objective, get_objective, warmup_beta
 from rdsweep.training.stopping import CONTINUE, REDUCE, STOP, StoppingRule
 from rdsweep.uncertainty import save_examples

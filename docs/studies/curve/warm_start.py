@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from rdsweep.training import twostage
 from rdsweep.data.loaders import curve_point, load_dataset
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
+from rdsweep.training import twostage
 
 torch.manual_seed(0)
 torch.set_num_threads(1)
