@@ -183,6 +183,7 @@ def train(
     from rdsweep.data.loaders import load_dataset
     from rdsweep.models.families import DEFAULT_FAMILY
     from rdsweep.sweep.ledger import write_json_atomic
+    from rdsweep.training.report import result_table
     from rdsweep.training.objectives import get_objective
     from rdsweep.training.stopping import blowups, epoch_ranges, evaluated_epochs, recovered
     from rdsweep.training.trainer import train as train_cell
@@ -256,49 +257,6 @@ def _encoder_std(value: str | None) -> str | float | None:
         return value   # None, a name, or a mistake that Cell.validated names
 
 
-def result_table(result: dict) -> Table:
-    """Final R, D, −ELBO (± its standard error over the split's examples and z-draws) per split, what the latent
-    is worth, with what the dataset knows exactly beside them; 80 columns wide at most (a pipe or a file gets
-    80), so no header is cut."""
-    from rich import box
-
-    from rdsweep.uncertainty import at_ceiling
-
-    truth, splits = result["truth"], result["splits"]
-    has_iwae = any(m["iwae"] is not None for m in splits.values())
-    # what the latent is worth, where measured (rdsweep/training/latent.py): the columns a split has any value for
-    latent = [(key, label) for key, label in (("mutual_info", "I(x;z)"), ("active_units", "AU"),
-                                              ("probe_accuracy", "probe"))
-              if any(m.get(key) is not None for m in splits.values())]
-    best = f", best valid at epoch {result['best_epoch']}" if result.get("best_epoch") else ""
-    table = Table(title=f"{result['cell']['family']} on {result['cell']['dataset']}: {result['status']} "
-                        f"({result['stop_reason']}) after {result['epochs']} epoch(s){best}, {result['wall_s']:.1f}s",
-                  caption="nats per example; ±: the standard error of −ELBO; AU: active units", box=box.SIMPLE_HEAD)
-    columns = (["split", "rate R", "distortion D", "−ELBO", "±"] + (["IWAE"] if has_iwae else [])
-               + [label for _, label in latent])
-    for col in columns:
-        table.add_column(col, justify="right", no_wrap=True)
-
-    def add_row(cells: dict) -> None:   # by column name; a column the row does not fill stays blank
-        table.add_row(*[cells.get(col, "") for col in columns])
-
-    fmt = lambda v, spec=".4f": "nan" if v is None else format(v, spec)
-    for split, m in splits.items():
-        add_row({"split": split, "rate R": fmt(m["rate"]), "distortion D": fmt(m["distortion"]),
-                 "−ELBO": fmt(None if m["elbo"] is None else -m["elbo"]),
-                 "±": "" if m.get("elbo_se") is None else fmt(m["elbo_se"], ".3f"), "IWAE": fmt(m["iwae"]),
-                 **{label: "" if m.get(key) is None else str(m[key]) if key == "active_units" else
-                    ("≥" if key == "mutual_info" and at_ceiling(m[key], m.get("latent_examples")) else "")
-                    + fmt(m[key], ".3f") for key, label in latent}})
-    if "entropy" in truth:  # toy: every model has −ELBO ≥ H, and H − D ≤ I(X;Z) ≤ R
-        add_row({"split": "exact", "−ELBO": f"H = {truth['entropy']:.4f}",
-                 "rate R": f"I(x;z*) = {truth['mutual_information']:.4f}"})
-    if "rate" in truth:  # lingauss: the β-VAE optimum in closed form (train-split spectrum)
-        add_row({"split": "closed form", "rate R": fmt(truth["rate"]), "distortion D": fmt(truth["distortion"]),
-                 "−ELBO": fmt(-truth["elbo"])})
-    return table
-
-
 @app.command(cls=_Command)
 def launch(
     spec: Path = typer.Argument(..., help="Sweep spec (TOML), e.g. examples/quick.toml."),
@@ -331,6 +289,7 @@ def launch(
     Exit status: 0 every cell has a result (unconverged or diverged ones with a warning); 1 a cell failed (or, with --strict, did not converge); 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (checkpoints kept: run it again to resume); 2 a mistake in the command or spec (nothing changed)."""
     from rdsweep.spec import cli_overrides, load_spec
     from rdsweep.sweep.ledger import Experiment, plan
+    from rdsweep.sweep.plan_view import print_plan
 
     overrides = cli_overrides(
         dataset=dataset, families=families, seeds=seeds, size=size and size.value, epochs=epochs,
@@ -345,7 +304,7 @@ def launch(
     experiment.check_layout(reads=("cells", "checkpoints"), writes=not dry_run)
     experiment.check_protocol(sweep_spec.protocol)
     if dry_run:
-        _print_plan(experiment, plan(experiment, sweep_spec.cells()), dry_run=True)
+        print_plan(console, experiment, plan(experiment, sweep_spec.cells()), dry_run=True)
         return
     if address is not None or os.environ.get("RAY_ADDRESS"):
         from rdsweep.sweep.launch import check_address
@@ -363,7 +322,7 @@ def launch(
     try:
         with experiment.lock():           # from here on, no other launch trains this experiment's cells
             planned = plan(experiment, sweep_spec.cells())
-            _print_plan(experiment, planned, dry_run=False)
+            print_plan(console, experiment, planned, dry_run=False)
             earlier = [p.status for p in planned if p.action == "skip"]  # finished before this launch
             if len(earlier) == len(planned):
                 console.print("nothing to train")
@@ -422,66 +381,6 @@ def interrupted(what: str) -> None:
 
 def _warn(message: str) -> None:
     print(f"rdsweep: warning: {message}", file=sys.stderr)
-
-
-def _print_plan(experiment, planned, dry_run: bool) -> None:
-    from rdsweep.cells import encoder_std_label, knob
-    from rdsweep.models.families import get_family
-
-    actions = [p.action for p in planned]
-    console.print(f"experiment {experiment.path}: {len(planned)} cells, {actions.count('skip')} finished, "
-                  f"{actions.count('run')} to run, {actions.count('resume')} to resume, "
-                  f"{actions.count('continue')} to continue (unconverged, the cap was raised)", highlight=False)
-    if not dry_run:
-        return
-    stds = any(p.cell.encoder_std is not None for p in planned)   # a column only when the spec varies it
-    columns = [col for col in ("cell_id", "family", "code", "objective", "std", "seed", "ledger", "action")
-               if col != "std" or stds]
-    codes = {}
-    rows = []
-    for p in planned:
-        c = p.cell
-        if c.family not in codes:
-            codes[c.family] = get_family(c.family).code or ""
-        std = [encoder_std_label(c.encoder_std, c.family) or "own"] if stds else []
-        rows.append((c.cell_id, c.family, codes[c.family],
-                     knob(c.objective, c.beta, c.target_rate, c.free_bits, c.warmup_epochs), *std,
-                     str(c.seed), p.status or "", p.action))
-    _print_rows("cells (dry run: nothing started)", columns, rows)
-
-
-def _print_rows(title: str, columns: list[str], rows: list[tuple[str, ...]]) -> None:
-    """A table drawn as rich draws one (its heavy-head box), a line per row, written as it goes: rich's own
-    Table lays out every cell of every row in memory first, some 0.5 ms and several kB a row, which made the
-    dry run of a spec of 10^5 cells take minutes and half a gigabyte. Every column is shown whole, except the
-    family's name, cut to fit the terminal (its paper code is beside it): a cell id is what a reader copies."""
-    from rich import box
-
-    widths = [max([len(col)] + [len(row[i]) for row in rows]) for i, col in enumerate(columns)]
-    if "family" in columns:   # rich's own frame: 3 columns per column, and 1 more
-        family = columns.index("family")
-        over = sum(widths) + 3 * len(widths) + 1 - console.width
-        widths[family] = max(len("family") + 1, widths[family] - max(0, over))
-    frame = box.HEAVY_HEAD
-    padded = [w + 2 for w in widths]
-
-    def line(left: str, middle: str, right: str, cells) -> str:
-        return left + middle.join(f" {_fit(v, w)} " for v, w in zip(cells, widths)) + right + "\n"
-
-    out = console.file
-    out.write(title.center(sum(padded) + len(padded) + 1).rstrip() + "\n")
-    out.write(frame.get_top(padded) + "\n")
-    out.write(line(frame.head_left, frame.head_vertical, frame.head_right, columns))
-    out.write(frame.get_row(padded, "head") + "\n")
-    for start in range(0, len(rows), 1000):
-        out.write("".join(line(frame.mid_left, frame.mid_vertical, frame.mid_right, row)
-                          for row in rows[start:start + 1000]))
-    out.write(frame.get_bottom(padded) + "\n")
-    out.flush()
-
-
-def _fit(value: str, width: int) -> str:
-    return value.ljust(width) if len(value) <= width else value[:width - 1] + "…"
 
 
 @app.command(cls=_Command)

@@ -62,7 +62,7 @@ def test_planning_and_reading_import_neither_torch_nor_ray():
     """What `rdsweep status`, `collect`, `frontier`, `select` and a spec's planning load stays fast."""
     light = ["rdsweep.cli", "rdsweep.spec", "rdsweep.cells", "rdsweep.catalog", "rdsweep.registry",
              "rdsweep.data.datasets", "rdsweep.training.objectives", "rdsweep.models.families",
-             "rdsweep.sweep.status", "rdsweep.sweep.ledger", "rdsweep.analysis.collect", "rdsweep.analysis.frontier",
+             "rdsweep.sweep.status", "rdsweep.sweep.ledger", "rdsweep.sweep.plan_view", "rdsweep.training.report", "rdsweep.analysis.collect", "rdsweep.analysis.frontier",
              "rdsweep.analysis.select"]
     code = f"import sys\nfor m in {light!r}: __import__(m)\nprint('torch' in sys.modules, 'ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
