@@ -11,3 +11,9 @@ class DataError(UserError):
 
 class SpecError(UserError):
     """A sweep spec or option that does not describe a valid grid."""
+
+
+def one_line(text, limit: int = 200) -> str:
+    """A message (an exception's, a plugin's) as one line of at most `limit` characters: what a user sees after
+    `rdsweep: error:`."""
+    return " ".join(str(text).split())[:limit]

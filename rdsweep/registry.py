@@ -17,13 +17,13 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Generic, TypeVar
 
 from rdsweep import __version__
-from rdsweep.errors import UserError
+from rdsweep.errors import UserError, one_line
 
 # "package.module:attribute": what an import path looks like (a directory dataset "idx:/data" has a slash)
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -129,7 +129,7 @@ class Registry(Mapping, Generic[T]):
                 try:
                     entry = point.load()
                 except Exception as e:   # whatever the plugin's import raised: one line, not a traceback
-                    raise PluginError(f"{where}: cannot be loaded: {type(e).__name__}: {_one_line(e)}") from None
+                    raise PluginError(f"{where}: cannot be loaded: {type(e).__name__}: {one_line(e, 300)}") from None
                 self._entries[point.name] = self._checked(entry, point.name, source, where)
             except PluginError as e:
                 self._broken.setdefault(point.name, e)
@@ -157,7 +157,7 @@ def resolve_path(path: str, where: str):
     except ModuleNotFoundError as e:
         raise PluginError(f"{where}: no module named {e.name!r} (is it installed, or on PYTHONPATH?)") from None
     except Exception as e:   # whatever the plugin's import raised: one line, not a traceback
-        raise PluginError(f"{where}: importing {module_name!r} failed: {type(e).__name__}: {_one_line(e)}") from None
+        raise PluginError(f"{where}: importing {module_name!r} failed: {type(e).__name__}: {one_line(e, 300)}") from None
     found = module
     for part in attribute.split("."):
         if not hasattr(found, part):
@@ -166,8 +166,26 @@ def resolve_path(path: str, where: str):
     return found
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())[:300]
+def function(value, where: str) -> Callable:
+    """An entry's function (a family's build, a dataset's load, an objective's loss): itself, or the one its
+    import path names, imported now."""
+    return resolve_path(value, where) if isinstance(value, str) else value
+
+
+# The field checks the entry types share (each entry's `check` adds its own)
+def require_text(where: str, field: str, value) -> None:
+    if not isinstance(value, str) or not value:
+        raise PluginError(f"{where}: {field} must be a non-empty string, got {value!r}")
+
+
+def require_function(where: str, field: str, value, signature: str) -> None:
+    if not (callable(value) or isinstance(value, str)):
+        raise PluginError(f"{where}: {field} must be a function {signature} or its import path")
+
+
+def require_shape(where: str, field: str, value) -> None:
+    if value is not None and not (isinstance(value, tuple) and all(isinstance(n, int) and n > 0 for n in value)):
+        raise PluginError(f"{where}: {field} must be a tuple of positive integers or None, got {value!r}")
 
 
 @cache

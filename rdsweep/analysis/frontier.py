@@ -38,9 +38,9 @@ from rich.text import Text
 
 from rdsweep.cells import ENCODER_STDS, SPLITS, cell_knob
 from rdsweep.data.datasets import parse_dataset
-from rdsweep.errors import UserError
+from rdsweep.errors import UserError, one_line
 from rdsweep.models.families import FAMILIES, IMAGE_FAMILIES
-from rdsweep.training.objectives import OBJECTIVES, get_objective, names
+from rdsweep.training.objectives import OBJECTIVES, get_objective
 
 AUTO_DECODER_RATE = 0.02
 AUTO_ENCODER_DISTORTION = 0.10
@@ -90,7 +90,7 @@ def read_table(path: str | Path, split: str = "test", include_unconverged: bool 
     try:
         table = pd.read_parquet(path, dtype_backend="numpy_nullable")
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet
-        raise UserError(f"cannot read frontier table {path}: {' '.join(str(e).split())[:200]}") from None
+        raise UserError(f"cannot read frontier table {path}: {one_line(e)}") from None
     table = table.assign(**{c: pd.NA for c in _ADDED_LATER if c not in table})
     _check_columns(path, table)
     table = _schema_dtypes(table)
@@ -188,7 +188,7 @@ def _shown(value, quote: bool = True) -> str:
     if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return "null"
     text = repr(value) if quote and isinstance(value, str) else str(value)
-    return " ".join(text.split())[:60]
+    return one_line(text, 60)
 
 
 def table_fault(table: pd.DataFrame) -> TableFault | None:
@@ -240,10 +240,10 @@ def table_fault(table: pd.DataFrame) -> TableFault | None:
     wrong_code = np.array([c != expected for c, expected in zip(paper_code, codes)], bool)
     discrete = each("family", lambda f: f in FAMILIES and FAMILIES[f].data_kind in DISCRETE_DATA)
     # the table's objectives as this rdsweep knows them: installed ones, and import paths that import here
-    entries = {o: OBJECTIVES[o] for o in set(table["objective"].dropna()) if o in OBJECTIVES}
-    objectives = list(dict.fromkeys([*names(), *entries]))
-    beta_objectives = [o for o in objectives if (entries.get(o) or OBJECTIVES[o]).knob == "beta"]
-    target_objectives = [o for o in objectives if o not in beta_objectives]
+    entries = {o: OBJECTIVES[o] for o in dict.fromkeys([*OBJECTIVES, *table["objective"].dropna()]) if o in OBJECTIVES}
+    objectives = list(entries)
+    beta_objectives = [o for o, e in entries.items() if e.knob == "beta"]
+    target_objectives = [o for o, e in entries.items() if e.knob != "beta"]
     needs_beta, needs_sigma = among("objective", beta_objectives), among("objective", target_objectives)
     free_bits = among("objective", [o for o, e in entries.items() if e.extra == "free_bits"])
     warmup = among("objective", [o for o, e in entries.items() if e.extra == "warmup_epochs"])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdsweep.errors import DataError
-from rdsweep.registry import BUILTIN, PluginError, Registry, Source
+from rdsweep.registry import BUILTIN, PluginError, Registry, Source, require_function, require_shape, require_text
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,10 @@ class DatasetEntry:
         return f"{self.name}:DIR" if self.directory else self.name
 
     def check(self, where: str) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise PluginError(f"{where}: a dataset needs a name")
-        if not isinstance(self.kind, str) or not self.kind:
-            raise PluginError(f"{where}: kind must be a non-empty string, got {self.kind!r}")
-        if not (callable(self.load) or isinstance(self.load, str)):
-            raise PluginError(f"{where}: load must be a function returning the train, valid and test arrays")
-        if self.shape is not None and not (isinstance(self.shape, tuple)
-                                           and all(isinstance(n, int) and n > 0 for n in self.shape)):
-            raise PluginError(f"{where}: shape must be a tuple of positive integers or None, got {self.shape!r}")
+        require_text(where, "name", self.name)
+        require_text(where, "kind", self.kind)
+        require_function(where, "load", self.load, "() -> {train, valid, test arrays}")
+        require_shape(where, "shape", self.shape)
         if not self.source.builtin and self.kind in _BUILTIN_KINDS:
             raise PluginError(f"{where}: kind {self.kind!r} is the built-in {self.kind} dataset's own (its families "
                               f"and exact truth assume it); give your data a kind of its own, or 'image' for binary pixels")

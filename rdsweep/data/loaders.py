@@ -30,9 +30,9 @@ from scipy.stats import norm
 
 from rdsweep.cells import SPLITS
 from rdsweep.data.datasets import SPLIT_SIZES, DatasetEntry, parse_dataset
-from rdsweep.errors import DataError, UserError
+from rdsweep.errors import DataError, UserError, one_line
 from rdsweep.files import atomic_write
-from rdsweep.registry import PluginError, resolve_path
+from rdsweep.registry import PluginError, function
 
 _SEED = 2018            # one fixed seed for every binarization, shuffle and sample
 # Bump when the binarization, the split rules or the cache's contents change, so old caches are not reused.
@@ -82,7 +82,7 @@ def load_dataset(name: str, cache_dir: str | Path | None = None) -> Dataset:
     if root is not None and not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
         raise DataError(f"dataset {name!r}: directory {root} {what}")
-    load = resolve_path(entry.load, f"dataset {name!r}") if isinstance(entry.load, str) else entry.load
+    load = function(entry.load, f"dataset {name!r}")
     if entry.source.builtin:
         dataset = load(name, root, cache_dir) if entry.directory else load(name, cache_dir)
     else:
@@ -92,7 +92,7 @@ def load_dataset(name: str, cache_dir: str | Path | None = None) -> Dataset:
         except UserError:
             raise
         except Exception as e:   # the plugin's own failure: one line naming it
-            raise PluginError(f"{where}: load failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+            raise PluginError(f"{where}: load failed: {type(e).__name__}: {one_line(e, 300)}") from None
         dataset = _plugin_dataset(name, entry, arrays, where)
     dataset.info.setdefault("shape", list(dataset.train.shape[1:]))
     return dataset

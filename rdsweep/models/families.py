@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rdsweep.errors import UserError
-from rdsweep.registry import BUILTIN, PluginError, Registry, Source, resolve_path
+from rdsweep.registry import BUILTIN, Registry, Source, function, require_function, require_shape, require_text
 
 ENCODERS = {"-": "gauss", "+": "iaf"}
 DECODERS = {"-": "deconv", "+": "pixelcnn"}
@@ -37,19 +37,14 @@ class Family:
     source: Source = field(default=BUILTIN, compare=False)
 
     def check(self, where: str) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise PluginError(f"{where}: a family needs a name")
-        if not isinstance(self.data_kind, str) or not self.data_kind:
-            raise PluginError(f"{where}: data_kind must be a non-empty string, got {self.data_kind!r}")
-        if not (callable(self.build) or isinstance(self.build, str)):
-            raise PluginError(f"{where}: build must be a function (family, info, size, encoder_std) -> model")
-        if self.shape is not None and not (isinstance(self.shape, tuple)
-                                           and all(isinstance(n, int) and n > 0 for n in self.shape)):
-            raise PluginError(f"{where}: shape must be a tuple of positive integers or None, got {self.shape!r}")
+        require_text(where, "name", self.name)
+        require_text(where, "data_kind", self.data_kind)
+        require_function(where, "build", self.build, "(family, info, size, encoder_std) -> model")
+        require_shape(where, "shape", self.shape)
 
     def builder(self) -> Callable:
         """The build function (imported now when given as a path)."""
-        return resolve_path(self.build, f"family {self.name!r}") if isinstance(self.build, str) else self.build
+        return function(self.build, f"family {self.name!r}")
 
     def mismatch(self, dataset: str, kind: str, shape) -> str | None:
         """Why this family cannot model `dataset` (of this kind and example shape), or None when it can."""

@@ -37,7 +37,7 @@ from rich.console import Console
 from rdsweep import __version__
 
 from rdsweep.cells import Cell
-from rdsweep.errors import UserError
+from rdsweep.errors import UserError, one_line
 from rdsweep.files import mount_point
 from rdsweep.spec import Spec
 from rdsweep.sweep import stops
@@ -184,7 +184,7 @@ def check_address(address: str | None) -> str | None:
         else:
             target = services.canonicalize_bootstrap_address(address)
     except ConnectionError as e:   # 'auto' (or none) and no cluster found on this machine
-        raise refuse(" ".join(str(e).split())[:200]) from None
+        raise refuse(one_line(e)) from None
     except ValueError:             # Ray's "Invalid address format"
         target = ""
     parsed = services.parse_address(target.rstrip("/"))
@@ -277,7 +277,7 @@ def _init_ray(address: str | None) -> None:
         raise
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise UserError(f"cannot start or join {where}: {' '.join(str(e).split())[:300]}") from None
+        raise UserError(f"cannot start or join {where}: {one_line(e, 300)}") from None
 
 
 def _trial_resources(spec: Spec) -> dict:

@@ -27,7 +27,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rdsweep.cells import MAX_COUNT, SPLITS, Cell, cell_knob
-from rdsweep.errors import UserError
+from rdsweep.errors import UserError, one_line
 from rdsweep.models.families import get_family
 
 RESULT_STATUSES = ("converged", "unconverged", "diverged")  # a trial that ended with a result
@@ -232,7 +232,7 @@ def read_result(path: Path) -> dict:
     unchecked = any(v is not None for v in unknown.values())
     if unknown and (frozenset(unknown), unchecked) not in _WARNED:
         _WARNED.add((frozenset(unknown), unchecked))
-        names = " ".join(", ".join(repr(k) for k in sorted(unknown)).split())[:200]
+        names = one_line(", ".join(repr(k) for k in sorted(unknown)))
         print(f"rdsweep: warning: cell field(s) {names} of trial result {path} (and of any others) are unknown to "
               f"this rdsweep (written by a newer one?): ignored"
               + ("; set, they enter a newer rdsweep's cell id, so its id is not checked" if unchecked else ""),
@@ -259,7 +259,7 @@ def _read(path: Path, model: type[BaseModel], what: str) -> dict:
     try:
         return model.model_validate(json.loads(path.read_text())).model_dump()
     except (OSError, ValueError, RecursionError) as e:  # ValidationError and JSONDecodeError are ValueErrors
-        reason = _first_error(e) if isinstance(e, ValidationError) else " ".join(str(e).split())[:200]
+        reason = _first_error(e) if isinstance(e, ValidationError) else one_line(e)
         raise UserError(f"cannot read {what} {path}: {reason} (move the file away to rerun)") from None
 
 
@@ -268,4 +268,4 @@ def _first_error(e: ValidationError) -> str:
     where = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-    return f"{where + ': ' if where else ''}{' '.join(message.split())[:200]}{more}"
+    return f"{where + ': ' if where else ''}{one_line(message)}{more}"

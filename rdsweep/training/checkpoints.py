@@ -17,7 +17,7 @@ import torch
 
 from rdsweep import __version__
 from rdsweep.cells import Cell
-from rdsweep.errors import UserError
+from rdsweep.errors import UserError, one_line
 from rdsweep.files import atomic_write
 from rdsweep.models.families import get_family
 from rdsweep.models.vae import build_model
@@ -68,7 +68,7 @@ def restore(state: dict, cell: Cell, model, optimizer, batch_order: torch.Genera
             torch.cuda.set_rng_state(state["cuda_rng"], dev)  # z-samples on a GPU: its own RNG
         return (state["epoch"] + 1, list(state["history"]), _rule(state, cell), state["best"], state["stop_reason"])
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        raise IncompatibleCheckpoint(f"does not fit this model: {' '.join(str(e).split())[:200]}") from None
+        raise IncompatibleCheckpoint(f"does not fit this model: {one_line(e)}") from None
 
 
 def _rule(state: dict, cell: Cell) -> StoppingRule:
@@ -94,7 +94,7 @@ def load_state(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # a truncated or foreign file fails in pickle, zipfile or torch, with many types
-        raise IncompatibleCheckpoint(f"cannot be read: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+        raise IncompatibleCheckpoint(f"cannot be read: {type(e).__name__}: {one_line(e)}") from None
     if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
         raise IncompatibleCheckpoint("is not an rdsweep training state (keys missing)")
     return state
@@ -121,5 +121,5 @@ def load_model(path: str | Path, device: str | None = None) -> tuple[Cell, torch
     except UserError:
         raise
     except Exception as e:  # not a file, not a torch file, or a torch file of something else
-        raise UserError(f"{path}: not a model kept by rdsweep ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+        raise UserError(f"{path}: not a model kept by rdsweep ({type(e).__name__}: {one_line(e)})") from None
     return cell, model.to(pick_device(device)).eval()

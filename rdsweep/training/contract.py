@@ -18,7 +18,7 @@ import copy
 import torch
 from torch import nn
 
-from rdsweep.errors import UserError
+from rdsweep.errors import UserError, one_line
 from rdsweep.models.vae import build_model
 from rdsweep.registry import PluginError
 
@@ -37,7 +37,7 @@ def build(family, info: dict, size: str, encoder_std=None) -> nn.Module:
         if family.source.builtin:
             raise
         raise PluginError(f"family {family.name!r} ({family.source}): build failed: {type(e).__name__}: "
-                          f"{' '.join(str(e).split())[:200]}") from None
+                          f"{one_line(e)}") from None
 
 
 def lacks(model: nn.Module) -> list[str]:
@@ -61,7 +61,7 @@ def check_model(model, family, x: torch.Tensor) -> None:
                 out = probe(x)
         except Exception as e:
             raise PluginError(f"{where}: forward(x) on {len(x)} examples of shape {_shape(x.shape[1:])} failed: "
-                              f"{type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+                              f"{type(e).__name__}: {one_line(e)}") from None
         check_output(out, len(x), where)
 
 
@@ -125,7 +125,7 @@ def _check_objective(objective, cell) -> None:
         value = objective.loss_function()(rate, distortion, cell, 1, 1)
     except Exception as e:
         raise PluginError(f"{where}: loss(rate, distortion, cell, epoch, latents) failed: {type(e).__name__}: "
-                          f"{' '.join(str(e).split())[:200]}") from None
+                          f"{one_line(e)}") from None
     if not (isinstance(value, torch.Tensor) and value.dim() == 0 and torch.isfinite(value)):
         raise PluginError(f"{where}: loss must return a finite scalar tensor (the batch's objective), got "
                           f"{type(value).__name__}" + (f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else ""))

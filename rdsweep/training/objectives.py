@@ -28,7 +28,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from rdsweep.errors import UserError
-from rdsweep.registry import BUILTIN, PluginError, Registry, Source, resolve_path
+from rdsweep.registry import BUILTIN, PluginError, Registry, Source, function, require_function, require_text
 
 if TYPE_CHECKING:
     import torch
@@ -65,12 +65,10 @@ class ObjectiveEntry:
         return self.values or self.knob
 
     def check(self, where: str) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise PluginError(f"{where}: an objective needs a name")
+        require_text(where, "name", self.name)
         if self.knob not in KNOBS:
             raise PluginError(f"{where}: knob must be 'beta' or 'target_rate', got {self.knob!r}")
-        if not (callable(self.loss) or isinstance(self.loss, str)):
-            raise PluginError(f"{where}: loss must be a function (rate, distortion, cell, epoch, latents) -> tensor")
+        require_function(where, "loss", self.loss, "(rate, distortion, cell, epoch, latents) -> tensor")
         if not self.source.builtin and (self.extra or self.values or self.per_latent or self.stages != 1
                                         or self.aims_at_beta_optimum):
             raise PluginError(f"{where}: extra, values, per_latent, stages and aims_at_beta_optimum are for built-in "
@@ -83,7 +81,7 @@ class ObjectiveEntry:
                 raise PluginError(f"{where}: marker {self.marker!r} is not a matplotlib marker") from None
 
     def loss_function(self) -> Callable:
-        return resolve_path(self.loss, f"objective {self.name!r}") if isinstance(self.loss, str) else self.loss
+        return function(self.loss, f"objective {self.name!r}")
 
 
 def _beta(rate, distortion, cell, epoch, latents):
@@ -132,11 +130,6 @@ def get_objective(name: str) -> ObjectiveEntry:
         raise UserError(f"unknown objective {name!r}: use one of {', '.join(OBJECTIVES)} "
                         f"or an import path package.module:OBJECTIVE")
     return entry
-
-
-def names(knob: str | None = None) -> list[str]:
-    """The installed objectives' names (those whose main parameter is `knob`, if given)."""
-    return [name for name, e in OBJECTIVES.items() if knob is None or e.knob == knob]
 
 
 class Objective:

@@ -28,7 +28,7 @@ from rdsweep.training.checkpoints import restore, save_model, snapshot
 from rdsweep.training.devices import device_name, kernels, pick_device
 from rdsweep.training.evaluate import evaluate, save_image_grids, validate
 from rdsweep.training.latent import LabelProbe, latent_worth
-from rdsweep.training.objectives import Objective, get_objective, warmup_beta
+from rdsweep.training.objectives import Objective, warmup_beta
 from rdsweep.training.stopping import CONTINUE, REDUCE, STOP, StoppingRule
 from rdsweep.uncertainty import save_examples
 
@@ -167,7 +167,7 @@ def train(
     if keep_model and status != "diverged":
         save_model(keep_model, cell, model, dataset.info)
     # a warm-up ends at the full β, so it aims at the same optimum; free bits changes the objective itself
-    truth = dataset.truth(cell.beta if get_objective(cell.objective).aims_at_beta_optimum else None)
+    truth = dataset.truth(cell.beta if objective.entry.aims_at_beta_optimum else None)
     return {
         "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status,
         "stop_reason": stop_reason or "max epochs", "best_epoch": rule.best_epoch or None,

@@ -18,7 +18,7 @@ class WrongShape(nn.Module):
     def forward(self, x, per_latent=False):
         rate, distortion = self.inner(x)
         self.batches += self.training
-        if self.batches > self.after or (self.after == 0):
+        if self.batches >= self.after:
             rate = rate[:, None].expand(-1, 3)
         return rate, distortion
 
