@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rdsweep.analysis.collect import SCHEMA
-from rdsweep.analysis.select import select
+from rdsweep.analysis.select import select, tied_lines
 from rdsweep.errors import UserError
 
 CODES = {"gauss-deconv-normal": "---", "gauss-pixelcnn-normal": "-+-"}
@@ -256,6 +256,18 @@ def test_tables_and_criteria_that_cannot_be_judged(tmp_path):
     rows = rows_of([c[:3] + ("unconverged",) + c[4:] for c in CELLS])
     with pytest.raises(UserError, match="no converged cells.*6 unconverged cells.*--include-unconverged"):
         select(write(tmp_path / "u.parquet", rows))
+
+
+def test_ties_it_cannot_judge_say_why(tmp_path):
+    """Cells with standard errors (rdsweep >= 0.5) have their valid-ELBO ties judged; their IWAE bound carries
+    none, so its ties are not judged, and the line says it is the bound, not the cells' age."""
+    rows = [{**r, "rate_se": 0.1, "distortion_se": 1.0, "elbo_se": 1.0} for r in rows_of(CELLS, iwae=True)]
+    lines = tied_lines(select(write(tmp_path / "t.parquet", rows), by=["valid-elbo", "iwae"]))
+    assert not any(line.startswith("valid-elbo: ties not judged") for line in lines)
+    iwae = [line for line in lines if line.startswith("iwae: ties not judged")]
+    assert len(iwae) == 1 and "IWAE bound's error" in iwae[0] and "before rdsweep 0.5" not in iwae[0]
+    old = tied_lines(select(write(tmp_path / "old.parquet", rows_of(CELLS)), by=["valid-elbo"]))
+    assert any(line.startswith("valid-elbo: ties not judged") and "before rdsweep 0.5" in line for line in old)
 
 
 def test_without_probe_values_the_default_skips_it_and_says_how_to_price_a_latent(tmp_path, rdsweep):

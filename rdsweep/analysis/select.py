@@ -389,8 +389,10 @@ def tied_lines(s: Selection) -> list[str]:
             lines.append(f"{label}: tied with its pick at this noise ({len(p['tied'])} not resolved from it on "
                          f"{s.judged_on}): " + ", ".join(p["tied"]))
         if p["ties_unjudged"]:
+            why = ("rdsweep does not estimate the IWAE bound's error" if SCORE[p["criterion"]] not in _SCORE_SE
+                   else "no standard error: trained before rdsweep 0.5")
             lines.append(f"{label}: ties not judged for {p['ties_unjudged']} of {p['candidates'] - 1} other "
-                         "candidates (no standard error: trained before rdsweep 0.5).")
+                         f"candidates ({why}).")
     return lines
 
 
