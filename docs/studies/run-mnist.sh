@@ -1,0 +1,8 @@
+#!/bin/bash
+# The full-data slice (examples/mnist.toml, issue 32), queued behind the mnist5k seeds on the two cores.
+# Runs from its own clone of a commit, as run-mnist5k.sh does (which says why):
+#   rm -rf /work/mnist-code && git clone -q /work/main /work/mnist-code && nohup /work/mnist-code/docs/studies/run-mnist.sh &
+# A relaunch skips finished cells and resumes the others from their last epoch's checkpoint.
+cd "$(dirname "$0")/../.."
+export PYTHONPATH=$PWD
+/work/main/.venv/bin/python -m rdsweep launch examples/mnist.toml --storage /work/main/docs/studies
