@@ -184,6 +184,32 @@ def test_cli_frontier_prints_and_plots(tmp_path, rdsweep):
     assert done.returncode == 0 and (tmp_path / "custom.png").exists()
 
 
+def test_the_printed_tables_read_whole_at_80_columns(tmp_path, rdsweep):
+    # make demo's output piped to a file (rich assumes 80 columns there): three-digit D and −ELBO with their
+    # errors, a warm-up knob, probes and an auto-decoder. Before, the overall table was 83 columns wide and
+    # rich cut its regimes to "auto-deco" or "auto-decod…".
+    points = [("gauss-pixelcnn-normal", "-+-", 1.0, 0, 1.09, 93.21), ("gauss-pixelcnn-normal", "-+-", 0.3, 0, 7.38, 87.81),
+              ("gauss-deconv-normal", "---", 3.0, 0, 10.58, 111.59), ("gauss-deconv-normal", "---", 0.3, 0, 44.42, 65.83)]
+
+    def printed(distortion_se):
+        rows = table_rows(points)
+        for row, probe in zip(rows, (0.197, 0.716, 0.790, 0.886)):
+            row.update(probe_accuracy=probe, rate_se=0.25, distortion_se=distortion_se, elbo_se=distortion_se)
+        rows[0].update(objective="warmup", warmup_epochs=10)
+        done = rdsweep("frontier", write_table(tmp_path / "t.parquet", rows), env={"COLUMNS": "80"})
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert max(map(len, lines)) <= 80 and not any("…" in line for line in lines), done.stdout
+        return lines[next(i for i, line in enumerate(lines) if line.startswith("overall")):]
+
+    overall = [" ".join(line.split()) for line in printed(1.46)]
+    assert "-+- β=1 W=10 1 1.09±0.25 93.21±1.46 94.30±1.46 0.197 ✓ auto-decoder" in overall
+    assert "--- β=0.3 1 44.42±0.25 65.83±1.46 110.25±1.46 0.886 ✓ syntactic" in overall
+    # Errors of ten nats and more (a seed that collapsed): the numbers stay whole; a regime folds if it must.
+    overall = " ".join(" ".join(printed(11.46)).split())
+    assert "1.09±0.25 93.21±11.46 94.30±11.46" in overall and "auto-decode" in overall
+
+
 def test_labels_of_points_on_one_spot_are_joined_and_distant_ones_kept_apart():
     import matplotlib
     matplotlib.use("Agg")

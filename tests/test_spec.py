@@ -36,7 +36,7 @@ def test_examples_load_and_expand(tmp_path):
     quick = load_spec(EXAMPLES / "quick.toml")
     assert {c.family for c in quick.cells()} == {f.name for f in IMAGE_FAMILIES}
     assert len(quick.cells()) == 12 * 2 and quick.base.size == "small"
-    # make demo's: the slow PixelCNN cells first, both decoders at β = 1, stops that can fire before the cap
+    # make demo's: both decoders at β = 0.3 and 1, the deconv one at 3 too
     demo = [(c.family, c.beta) for c in load_spec(EXAMPLES / "demo.toml").cells()]
     assert demo == [("gauss-pixelcnn-normal", 0.3), ("gauss-pixelcnn-normal", 1.0), ("gauss-deconv-normal", 0.3),
                     ("gauss-deconv-normal", 1.0), ("gauss-deconv-normal", 3.0)]

@@ -472,14 +472,16 @@ def render(result: Frontier, split: str) -> Group:
     probes = pts["probe"].notna().any()
 
     def frontier_table(title: str, rows, with_family: bool) -> Table:
-        t = Table(title=title, title_justify="left", box=boxes.SIMPLE_HEAD, pad_edge=False, padding=0,
+        t = Table(title=title, title_justify="left", box=boxes.SIMPLE_HEAD, show_edge=False, padding=0,
                   caption="±: the standard error of the point (its seeds' mean): seeds and the split's examples "
                           "together (docs/uncertainty.md)", caption_justify="left")
-        for col in ((["family"] if with_family else []) + ["objective", "seeds", "R", "D", "−ELBO"]
-                    + (["probe"] if probes else []) + ["convex", "regime"]):
-            # numbers and regimes whole (never cut to fit 80 columns); the setting's name wraps instead
+        # Numbers whole at 80 columns (never cut): the model's and the setting's names wrap instead, and a
+        # regime folds as a last resort. "hull": on the convex hull, the frontier's convex part.
+        for col in ((["model"] if with_family else []) + ["objective", "seeds", "R", "D", "−ELBO"]
+                    + (["probe"] if probes else []) + ["hull", "regime"]):
             t.add_column(col, justify="right" if col in ("seeds", "R", "D", "−ELBO", "probe") else "left",
-                         no_wrap=col not in ("family", "objective"), min_width=len(col))
+                         no_wrap=col not in ("model", "objective", "regime"), min_width=len(col),
+                         overflow="fold" if col == "regime" else "ellipsis")
         for p in rows.sort_values("rate").itertuples():
             err = lambda quantity: "" if (e := point_error(p, quantity)) is None else f"±{e:.2f}"   # no spaces
             hull = p.overall_hull if with_family else p.hull
