@@ -318,6 +318,12 @@ def test_a_one_seed_table_says_1_seed_and_draws_no_bars(tmp_path):
     assert "(4 settings, 1 seed each)" in title
     assert "mean" not in title and "±" not in title and "std" not in title
     assert bars(ax) == [] and not any("std" in t for t in legend)
+    # no IAF family drawn, so the legend does not explain its dashes (make demo's plot said it did)
+    assert "IAF" not in ax.get_legend().get_title().get_text()
+    iaf = [("iaf-deconv-normal", "+--") + p[2:] for p in one_seed[:2]]
+    fig, ax = main_axes(analyse(read_table(write_table(tmp_path / "i.parquet", table_rows(one_seed + iaf))), "test"))
+    assert "dashed: IAF encoder" in ax.get_legend().get_title().get_text()
+    plt.close(fig)
 
 
 def test_settings_with_two_seeds_have_their_spread_as_bars_and_the_title_says_so(tmp_path):

@@ -826,7 +826,8 @@ def figure(frontier: Frontier, *, rate_axis: str = "auto", label_limit: int = 80
                               label="unconverged (hollow): still improving at the epoch cap"))
     handles += bound   # the region below the bound line, then the line
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
-              title="family (paper code); dashed: IAF encoder\n"
+              title="family (paper code)" + ("; dashed: IAF encoder" if any(_family_dashes(n) != "-" for n in families)
+                                             else "") + "\n"
                     + ("labels: β, or σ for target rate" if plain else "labels: the objective's setting")
                     + (", posterior std" if len(stds) > 1 else ""),
               title_fontsize=8)
