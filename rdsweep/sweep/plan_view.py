@@ -18,16 +18,16 @@ def print_plan(console: Console, experiment, planned, dry_run: bool) -> None:
     if not dry_run:
         return
     stds = any(p.cell.encoder_std is not None for p in planned)   # a column only when the spec varies it
-    columns = [col for col in ("cell_id", "family", "code", "objective", "std", "seed", "ledger", "action")
+    columns = [col for col in ("cell_id", "model", "objective", "std", "seed", "ledger", "action")
                if col != "std" or stds]
-    codes = {}
+    models = {}   # the paper code where the family has one (`rdsweep families` names it), else its name
     rows = []
     for p in planned:
         c = p.cell
-        if c.family not in codes:
-            codes[c.family] = get_family(c.family).code or ""
+        if c.family not in models:
+            models[c.family] = get_family(c.family).code or c.family
         std = [encoder_std_label(c.encoder_std, c.family) or "own"] if stds else []
-        rows.append((c.cell_id, c.family, codes[c.family],
+        rows.append((c.cell_id, models[c.family],
                      knob(c.objective, c.beta, c.target_rate, c.free_bits, c.warmup_epochs), *std,
                      str(c.seed), p.status or "", p.action))
     _print_rows(console, "cells (dry run: nothing started)", columns, rows)
@@ -36,13 +36,14 @@ def print_plan(console: Console, experiment, planned, dry_run: bool) -> None:
 def _print_rows(console: Console, title: str, columns: list[str], rows: list[tuple[str, ...]]) -> None:
     """A table drawn as rich draws one (its heavy-head box), a line per row, written as it goes: rich's own
     Table lays out every cell of every row in memory first, some 0.5 ms and several kB a row, which made the
-    dry run of a spec of 10^5 cells take minutes and half a gigabyte. Every column is shown whole, except the
-    family's name, cut to fit the terminal (its paper code is beside it): a cell id is what a reader copies."""
+    dry run of a spec of 10^5 cells take minutes and half a gigabyte. Every column is shown whole (72 columns
+    for the built-in families), except a long plugin family's name, cut to fit the terminal: a cell id is what
+    a reader copies."""
     widths = [max([len(col)] + [len(row[i]) for row in rows]) for i, col in enumerate(columns)]
-    if "family" in columns:   # rich's own frame: 3 columns per column, and 1 more
-        family = columns.index("family")
+    if "model" in columns:   # rich's own frame: 3 columns per column, and 1 more
+        model = columns.index("model")
         over = sum(widths) + 3 * len(widths) + 1 - console.width
-        widths[family] = max(len("family") + 1, widths[family] - max(0, over))
+        widths[model] = max(len("model") + 1, widths[model] - max(0, over))
     frame = box.HEAVY_HEAD
     padded = [w + 2 for w in widths]
 
