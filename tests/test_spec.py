@@ -177,3 +177,15 @@ values = [2]
 def test_a_bad_encoder_std_is_one_clear_message(tmp_path, text, message):
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_spec(write(tmp_path, text + "\n" + TOY))
+
+
+def test_a_dry_run_plan_reads_whole_at_80_columns(rdsweep, tmp_path):
+    """Each cell's model by its paper code, so no family name is cut to fit (the plan once showed
+    'gauss-pixelc…' beside the code)."""
+    done = rdsweep("launch", EXAMPLES / "demo.toml", "--storage", tmp_path, "--dry-run", env={"COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(map(len, lines)) <= 80 and not any("…" in line for line in lines), done.stdout
+    models = [line.split("│")[2].strip() for line in lines if line.startswith("│")]
+    assert models == ["-+-", "-+-", "---", "---", "---"]
+    assert not any(tmp_path.iterdir())   # a dry run writes nothing

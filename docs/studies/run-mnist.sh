@@ -1,5 +1,5 @@
 #!/bin/bash
-# The full-data slice (examples/mnist.toml, issue 32), queued behind the mnist5k seeds on the two cores.
+# The full-data slice (examples/mnist.toml, issue 32), on the two cores since the mnist5k seeds finished.
 # Runs from its own clone of a commit, as run-mnist5k.sh does (which says why):
 #   rm -rf /work/mnist-code && git clone -q /work/main /work/mnist-code && nohup /work/mnist-code/docs/studies/run-mnist.sh &
 # A relaunch skips finished cells and resumes the others from their last epoch's checkpoint.
