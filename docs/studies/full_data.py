@@ -35,11 +35,10 @@ def summary(t: pd.DataFrame, code: str, beta: float) -> dict | None:
     if rows.empty:
         return None
     test, train = rows[rows.split == "test"], rows[rows.split == "train"].set_index("seed")
-    seeds = sorted(test.seed)
     se, _ = seeds_error(list(test.nelbo))
     if se is None:
         se = float(test.elbo_se.iloc[0]) if test.elbo_se.notna().all() else math.nan
-    return {"seeds": len(seeds), "epochs": test.epochs.mean(), "train": train.nelbo.mean(), "test": test.nelbo.mean(),
+    return {"seeds": len(test), "epochs": test.epochs.mean(), "train": train.nelbo.mean(), "test": test.nelbo.mean(),
             "se": se, "gap": (test.set_index("seed").nelbo - train.nelbo).mean(), "rate": test.rate.mean(),
             "distortion": test.distortion.mean(), "probe": test.probe_accuracy.mean()}
 
