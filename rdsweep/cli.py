@@ -374,6 +374,7 @@ def launch(
 def interrupted(what: str) -> None:
     """One line on stderr, and exit 128 + the signal's number: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP."""
     signum = stops.stopped_by()
+    stops.ignore_further()
     by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
     print(f"rdsweep: interrupted{by}: {what}", file=sys.stderr)
     raise typer.Exit(128 + signum)

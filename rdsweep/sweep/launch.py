@@ -379,7 +379,8 @@ def _run(todo: list[PlannedCell], experiment: Experiment, spec: Spec, resources:
 def _fit(tuner: tune.Tuner) -> bool:
     """One Tune run; True when a stop (Ctrl-C, SIGTERM, SIGHUP) reached Tune meanwhile. Tune's Ctrl-C handler
     puts the one before it back when a stop reaches it, and stays otherwise: left so, the next wave's would
-    chain to it, and a stop would need one signal more per wave."""
+    chain to it, and a stop would need one signal more per wave. Once Tune has stopped, the launch only ends,
+    so later stops are ignored (stops.ignore_further)."""
     ours = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGUSR1)}
     tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") == "0"
     try:
@@ -388,6 +389,8 @@ def _fit(tuner: tune.Tuner) -> bool:
         stopped = tune_catches and signal.getsignal(signal.SIGINT) is ours[signal.SIGINT]
         for signum, handler in ours.items():
             signal.signal(signum, handler)
+    if stopped:
+        stops.ignore_further()
     return stopped
 
 

@@ -27,6 +27,15 @@ def stop_like_ctrl_c() -> None:
         signal.signal(signum, _like_ctrl_c)
 
 
+def ignore_further() -> None:
+    """The process ends on a stop that has done its work, so the stops after it are ignored: one that landed in
+    Ray's shutdown or the interpreter's exit killed the launch by the signal (exit −2 where 130 was due, once
+    in CI; Python's exit puts back the default action of the signals it handled), or raised a
+    KeyboardInterrupt outside any handler."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def stopped_by() -> int:
     """The signal that stopped this process: SIGINT unless a SIGTERM or SIGHUP did."""
     return SIGNALLED[0] if SIGNALLED else signal.SIGINT
