@@ -145,9 +145,8 @@ def trainer_overhead(family: str = "---", size: str = "small") -> dict:
     _sync(device)
     bare = time.perf_counter() - started
     result = trainer.train(cell, on_epoch=lambda metrics, state: None)  # with the per-epoch state snapshot
-    epoch = result["history"][0]["wall_s"]
     return {"family": cell.family, "size": size, "images": len(data.train), "bare_epoch_s": bare,
-            "trainer_epoch_s": epoch, "trainer_total_s": result["wall_s"]}
+            "trainer_epoch_s": result.history[0].wall_s, "trainer_total_s": result.wall_s}
 
 
 def _sync(device) -> None:
@@ -215,7 +214,7 @@ def sweep_efficiency(spec: Spec, keep: Path | None = None, progress=lambda line:
         started = time.perf_counter()
         summary = sweep.launch(spec, experiment, plan(experiment, cells), console=Console(quiet=True))
         launch_s = time.perf_counter() - started
-        same = all((r := experiment.result(c.cell_id)) is not None and r["splits"] == loop[c.cell_id]["splits"]
+        same = all((r := experiment.result(c.cell_id)) is not None and r.splits == loop[c.cell_id].splits
                    for c in cells)
     ideal = loop_s / summary.slots
     return {"spec": str(spec.path), "cells": len(cells), "slots": summary.slots, "loop_s": loop_s,

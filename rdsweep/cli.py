@@ -232,21 +232,22 @@ def train(
                         compile=compile)
     console.print(result_table(result))
     if json_path is not None:
-        write_json_atomic(json_path, result)
+        write_json_atomic(json_path, result.model_dump())
         console.print(f"wrote {json_path}")
     for path in (images, keep_model):
-        if path is not None and result["status"] != "diverged":
+        if path is not None and result.status != "diverged":
             console.print(f"wrote {path}")
-    if (blown := blowups(result)) and result["status"] != "diverged":
-        how = "and recovered" if recovered(result, blown) else "and had not recovered at the last evaluation"
-        evaluated = evaluated_epochs(result["history"])
+    history = result.epoch_records()
+    if (blown := blowups(result.cell, history)) and result.status != "diverged":
+        how = "and recovered" if recovered(history, blown) else "and had not recovered at the last evaluation"
+        evaluated = evaluated_epochs(history)
         print(f"rdsweep: warning: the valid objective blew up at epoch {epoch_ranges(blown, evaluated)} {how}; "
               "look at the history before trusting the point, or lower --lr", file=sys.stderr)
-    if result["status"] == "unconverged":
+    if result.status == "unconverged":
         print(f"rdsweep: warning: unconverged: the valid objective was still improving at epoch {cell.epochs}; "
               "raise --epochs", file=sys.stderr)
-    if result["status"] == "diverged":
-        print(f"rdsweep: error: diverged ({result['stop_reason']}): lower --lr or raise --batch-size", file=sys.stderr)
+    if result.status == "diverged":
+        print(f"rdsweep: error: diverged ({result.stop_reason}): lower --lr or raise --batch-size", file=sys.stderr)
         raise typer.Exit(1)
 
 

@@ -6,6 +6,7 @@ from rdsweep.analysis.collect import SCHEMA, collect
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 from rdsweep.sweep.ledger import Experiment
+from rdsweep.training.result import cell_result
 
 
 def fake_result(cell: Cell, status="converged", rate=5.0, distortion=90.0, entropy=None) -> dict:
@@ -22,7 +23,7 @@ def fake_result(cell: Cell, status="converged", rate=5.0, distortion=90.0, entro
 def make_experiment(root, name, cells_and_status):
     experiment = Experiment(root / name)
     for cell, status in cells_and_status:
-        experiment.write_result(fake_result(cell, status, rate=cell.beta or 1.0))
+        experiment.write_result(cell_result(fake_result(cell, status, rate=cell.beta or 1.0)))
     return experiment
 
 
@@ -54,7 +55,7 @@ def test_rows_schema_and_elbo_identity(tmp_path):
 def test_true_entropy_and_null_paper_code_on_toy(tmp_path):
     experiment = Experiment(tmp_path / "toy")
     cell = Cell(dataset="toy", family="toy", beta=1.0).validated()
-    experiment.write_result(fake_result(cell, rate=0.4, distortion=2.7, entropy=3.0184))
+    experiment.write_result(cell_result(fake_result(cell, rate=0.4, distortion=2.7, entropy=3.0184)))
     _, table = collect([experiment.path])
     assert table.column("true_entropy").to_pylist() == [3.0184] * 3
     assert table.column("paper_code").null_count == 3
@@ -69,7 +70,7 @@ def test_probe_accuracy_from_before_0_4_is_left_out(tmp_path):
         result["rdsweep_version"] = version
         for metrics in result["splits"].values():
             metrics.update(probe_accuracy=0.9, active_units=3)
-        experiment.write_result(result)
+        experiment.write_result(cell_result(result))
     rows = collect([experiment.path])[1].to_pylist()
     probe = {r["beta"]: r["probe_accuracy"] for r in rows if r["split"] == "test"}
     assert probe == {0.3: None, 1.0: 0.9, 3.0: 0.9}

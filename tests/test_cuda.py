@@ -26,12 +26,12 @@ TOY = Cell(dataset="toy", family="toy", objective="target-rate", beta=None, targ
 
 def test_a_gpu_trial_lands_where_the_cpu_trial_does():
     gpu, cpu = train(TOY, device="cuda"), train(TOY, device="cpu")
-    assert gpu["device"] == torch.cuda.get_device_name(0) and cpu["device"] == "cpu"
-    assert gpu["kernels"]["cuda"] == torch.version.cuda and "cuda" not in cpu["kernels"]
+    assert gpu.device == torch.cuda.get_device_name(0) and cpu.device == "cpu"
+    assert gpu.kernels["cuda"] == torch.version.cuda and "cuda" not in cpu.kernels
     # different kernels and random streams: the same point up to training noise, not the same bits
     for split in ("valid", "test"):
-        assert gpu["splits"][split]["rate"] == pytest.approx(cpu["splits"][split]["rate"], abs=0.05)
-        assert gpu["splits"][split]["distortion"] == pytest.approx(cpu["splits"][split]["distortion"], abs=0.05)
+        assert gpu.splits[split].rate == pytest.approx(cpu.splits[split].rate, abs=0.05)
+        assert gpu.splits[split].distortion == pytest.approx(cpu.splits[split].distortion, abs=0.05)
 
 
 # Each encoder, decoder and marginal kind, and each objective a sweep can train (two-stage is for the 2-D curve).

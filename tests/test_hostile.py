@@ -17,7 +17,9 @@ from rdsweep.analysis.frontier import table_fault
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 from rdsweep.spec import _parse, load_spec
+from rdsweep.sweep.ledger import Experiment
 from rdsweep.sweep.schema import read_result
+from rdsweep.training.result import cell_result
 
 # derandomized: CI sees the same examples every run; RDSWEEP_EXAMPLES=3000 searches afresh (done before each
 # change to the readers)
@@ -159,7 +161,24 @@ _NULLABLE = {pa.float64(): pd.Float64Dtype(), pa.int64(): pd.Int64Dtype(), pa.st
 def test_a_valid_result_survives_the_reader(tmp_path):
     path = tmp_path / f"{_result()['cell_id']}.json"
     path.write_text(json.dumps(_result()))
-    assert read_result(path)["splits"]["test"]["rate"] == 0.5
+    assert read_result(path).splits["test"].rate == 0.5
+
+
+def test_a_result_no_trial_can_produce_is_refused_where_it_is_made_and_where_it_is_written(tmp_path):
+    """A CellResult exists only validated; one changed afterwards (model_copy does not validate) is checked
+    again by the ledger, which then writes nothing."""
+    good = _result()
+    bad = copy.deepcopy(good)
+    bad["splits"]["valid"]["rate"] = -2.0
+    with pytest.raises(ValueError, match=r"not a valid trial result: .*rate -2.0 \(valid\) is below 0"):
+        cell_result(bad)
+    experiment = Experiment(tmp_path / "toy")
+    edited = cell_result(good).model_copy(update={"cell_id": "0123456789abcdef"})
+    with pytest.raises(ValueError, match="is not the id of the cell it holds"):
+        experiment.write_result(edited)
+    assert not experiment.cells_dir.exists() or not any(experiment.cells_dir.iterdir())
+    experiment.write_result(cell_result(good))
+    assert read_result(experiment.result_path(good["cell_id"])) == cell_result(good)
 
 
 @pytest.mark.parametrize("text", ["", "[1, 2]", "{\"cell\": 1}", "\x00\xff", "{" * 50, "[" * 100_000])

@@ -17,6 +17,7 @@ from rdsweep.spec import load_spec
 from rdsweep.sweep.ledger import Experiment
 from rdsweep.sweep.status import STALE_S, experiment_status
 from rdsweep.training import trainer
+from rdsweep.training.result import cell_result
 
 from conftest import BIN, RAY_ENV, trial_workers
 
@@ -88,8 +89,8 @@ def test_lock_interrupt_and_resume(tmp_path, rdsweep, ray_address):
     done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, *cap)
     assert done.returncode == 0, done.stdout + done.stderr
     (result,) = experiment.results()
-    assert result["resumed_from_epoch"] == saved and result["epochs"] == saved + 2
-    assert result["status"] == "unconverged" and "raise --epochs" in done.stderr  # a warning, still exit 0
+    assert result.resumed_from_epoch == saved and result.epochs == saved + 2
+    assert result.status == "unconverged" and "raise --epochs" in done.stderr  # a warning, still exit 0
     strict = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, *cap, "--strict")
     assert strict.returncode == 1 and "nothing to train" in strict.stdout and "--strict" in strict.stderr
 
@@ -122,9 +123,9 @@ def test_sigterm_to_the_launchers_group_stops_it_like_ctrl_c(tmp_path, rdsweep, 
     saved = checkpoints.load_state(experiment.checkpoint_path(cell.cell_id))["epoch"]
     done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address, "--epochs", saved + 1)
     assert done.returncode == 0, done.stdout + done.stderr
-    result = {r["cell_id"]: r for r in experiment.results()}
-    assert result[cell.cell_id]["resumed_from_epoch"] == saved and result[cell.cell_id]["epochs"] == saved + 1
-    assert result[later.cell_id]["resumed_from_epoch"] == 0
+    result = {r.cell_id: r for r in experiment.results()}
+    assert result[cell.cell_id].resumed_from_epoch == saved and result[cell.cell_id].epochs == saved + 1
+    assert result[later.cell_id].resumed_from_epoch == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
@@ -206,8 +207,8 @@ def test_a_failed_cell_exits_1_and_an_unusable_checkpoint_is_moved_aside(tmp_pat
     (aside,) = experiment.checkpoints_dir.glob("*.unusable-*")
     assert str(aside) in done.stderr and "the cell restarted" in done.stderr
     (result,) = experiment.results()
-    assert result["status"] == "unconverged" and result["resumed_from_epoch"] == 0
-    assert result["warnings"] and str(aside) in result["warnings"][0]
+    assert result.status == "unconverged" and result.resumed_from_epoch == 0
+    assert result.warnings and str(aside) in result.warnings[0]
 
 
 def test_a_checkpoint_of_another_model_structure_is_refused(tmp_path):
@@ -272,8 +273,8 @@ def test_a_killed_launcher_loses_nothing_and_trains_nothing_twice(tmp_path, rdsw
             continue
         uninterrupted = trainer.train(cell, threads=1)
         rows = table[table["cell_id"] == cell.cell_id].set_index("split")
-        for split, m in uninterrupted["splits"].items():
-            assert (rows.loc[split, "rate"], rows.loc[split, "distortion"]) == (m["rate"], m["distortion"])
+        for split, m in uninterrupted.splits.items():
+            assert (rows.loc[split, "rate"], rows.loc[split, "distortion"]) == (m.rate, m.distortion)
 
 
 def test_results_and_tables_honour_the_umask(tmp_path):
@@ -281,8 +282,8 @@ def test_results_and_tables_honour_the_umask(tmp_path):
     for mask, mode in ((0o022, 0o644), (0o077, 0o600)):
         d = tmp_path / f"{mask:03o}"
         d.mkdir()
-        write = (f"from rdsweep.sweep.ledger import Experiment; import json; "
-                 f"Experiment('{d}/toy').write_result(json.load(open('{d}/r.json')))")
+        write = (f"from rdsweep.sweep.ledger import Experiment; from rdsweep.training.result import cell_result; "
+                 f"import json; Experiment('{d}/toy').write_result(cell_result(json.load(open('{d}/r.json'))))")
         script = (f"umask {mask:03o} && {BIN / 'rdsweep'} train --dataset toy --batch-size 500 --json {d}/r.json "
                   f"&& {BIN / 'python'} -c \"{write}\" && {BIN / 'rdsweep'} collect {d}/toy")
         done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
@@ -303,7 +304,7 @@ def test_collect_replaces_only_its_own_tables(tmp_path, rdsweep):
     done = rdsweep("train", "--dataset", "toy", "--batch-size", "500", "--json", tmp_path / "r.json")
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "r.json").read_text())
-    experiment.write_result(result)
+    experiment.write_result(cell_result(result))
     spec = tmp_path / "toy.toml"
     spec.write_text(QUICK)
     for victim in (spec, experiment.result_path(result["cell_id"])):
@@ -324,7 +325,7 @@ def test_a_damaged_result_is_named_by_its_own_path(tmp_path, rdsweep):
     done = rdsweep("train", "--dataset", "toy", "--batch-size", "500", "--json", tmp_path / "r.json")
     result = json.loads((tmp_path / "r.json").read_text())
     experiment = Experiment(tmp_path / "toy")
-    experiment.write_result(result)
+    experiment.write_result(cell_result(result))
     healthy = experiment.result_path(result["cell_id"])
     broken = experiment.cells_dir / "0123456789abcdef.json"
     for content, message in (({**result}, "holds cell"), ({**result, "cell_id": "0123456789abcdef",
@@ -727,7 +728,7 @@ def test_a_lost_node_s_trial_resumes_on_the_other_from_its_checkpoint(tmp_path, 
     assert launch.returncode == 0, out + err
     assert "Traceback" not in err, err
     (result,) = experiment.results()
-    assert result["node"] != record["node"] and result["resumed_from_epoch"] >= 2, \
-        (result["node"], record["node"], result["resumed_from_epoch"], out)
+    assert result.node != record["node"] and result.resumed_from_epoch >= 2, \
+        (result.node, record["node"], result.resumed_from_epoch, out)
     from rdsweep.training import trainer
-    assert result["splits"] == trainer.train(cell, threads=1)["splits"]
+    assert result.splits == trainer.train(cell, threads=1).splits

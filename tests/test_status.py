@@ -9,6 +9,7 @@ from rdsweep.cells import Cell
 from rdsweep.sweep.heartbeat import TrialProgress
 from rdsweep.sweep.ledger import Experiment
 from rdsweep.sweep.status import STALE_S, experiment_status
+from rdsweep.training.result import cell_result
 
 SPLITS = {s: {"rate": 1.0, "distortion": 2.0, "elbo": -3.0, "iwae": None} for s in ("train", "valid", "test")}
 
@@ -18,10 +19,10 @@ def image_cell(code_family: str, beta: float, seed: int = 0, epochs: int = 50) -
 
 
 def finished(experiment, cell, epoch_s: list[float], status="converged"):
-    experiment.write_result({
+    experiment.write_result(cell_result({
         "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status, "rdsweep_version": "0.1.0",
         "epochs": len(epoch_s), "best_epoch": len(epoch_s), "splits": SPLITS,
-        "history": [{"epoch": i + 1, "wall_s": s} for i, s in enumerate(epoch_s)]})
+        "history": [{"epoch": i + 1, "wall_s": s} for i, s in enumerate(epoch_s)]}))
 
 
 def progress(experiment, cell, *, started, updated, epoch_s, finished_at=None, step=0, steps=None, valid=None,
@@ -48,8 +49,9 @@ def test_status_shows_every_kind_of_cell(tmp_path, rdsweep):
     record_launch(experiment, [done, slow, broken, running, interrupted, never], 2, now - 600)
     finished(experiment, done, [2.0] * 10)
     finished(experiment, slow, [2.0] * 50, status="unconverged")
-    experiment.write_result({"cell": broken.to_dict(), "cell_id": broken.cell_id, "status": "failed",
-                             "rdsweep_version": "0.1.0", "error": "Traceback ...\nRuntimeError: CUDA out of memory"})
+    experiment.write_result(cell_result({"cell": broken.to_dict(), "cell_id": broken.cell_id, "status": "failed",
+                                         "rdsweep_version": "0.1.0",
+                                         "error": "Traceback ...\nRuntimeError: CUDA out of memory"}))
     progress(experiment, running, started=now - 300, updated=now - 2, epoch_s=[30.0] * 7, step=40, steps=50,
              valid=91.25)
     progress(experiment, interrupted, started=now - 7200, updated=now - 3600, epoch_s=[30.0] * 4, valid=4.5e18,

@@ -72,11 +72,11 @@ def test_readers_find_the_blowups_the_rule_found():
     rule = StoppingRule.for_cell(cell)
     run(rule, values)
     history = [{"epoch": e, "valid_objective": v} for e, v in enumerate(values, start=1)]
-    assert blowups({"cell": cell, "history": history}) == rule.blowups == [5, 7]
+    assert blowups(cell, history) == rule.blowups == [5, 7]
     assert replay(cell, history) == [rule]
     staged = [{**h, "stage": 1 if h["epoch"] <= 4 else 2} for h in history]
     # stage 2 starts at 400 (its first evaluation, no best yet): 2e6 blows up from 84, nothing else does
-    assert blowups({"cell": {**cell, "warmup_epochs": None}, "history": staged}) == [2, 7]
+    assert blowups({**cell, "warmup_epochs": None}, staged) == [2, 7]
     assert epoch_ranges([16, 17, 18, 19, 20, 31, 33, 34]) == "16–20, 31, 33–34"
     # with eval_every = 2 the evaluations are every other epoch: consecutive ones still make a run
     assert epoch_ranges([4, 6, 8, 14], evaluated=list(range(2, 21, 2)) + [21]) == "4–8, 14"

@@ -64,11 +64,11 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 converged, 0 unconverged, 0 diverged, 0 failed" in done.stdout
-    results = {r["cell_id"]: r for r in experiment.results()}
+    results = {r.cell_id: r for r in experiment.results()}
     assert len(results) == 3
     for r in results.values():  # the stopping rule, not the cap, ended every cell
-        assert r["status"] == "converged" and r["stop_reason"] == "plateau"
-        assert 1 <= r["best_epoch"] <= r["epochs"] < 40
+        assert r.status == "converged" and r.stop_reason == "plateau"
+        assert 1 <= r.best_epoch <= r.epochs < 40
     assert list(experiment.checkpoints_dir.iterdir()) == []  # converged cells keep no checkpoint
     assert "efficiency" in done.stdout
     # Not a terminal: one line per event. The launch leaves its log, and `rdsweep status` reads the ledger.
@@ -94,7 +94,7 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     from rdsweep.training import checkpoints, trainer
     for cell in load_spec(spec).cells():
         fresh = trainer.train(cell, threads=1)
-        assert results[cell.cell_id]["splits"] == fresh["splits"] and results[cell.cell_id]["epochs"] == fresh["epochs"]
+        assert results[cell.cell_id].splits == fresh.splits and results[cell.cell_id].epochs == fresh.epochs
     # Each worker kept the weights of the point it reported: evaluated afresh, they give its numbers.
     from rdsweep.data.loaders import load_dataset
     from rdsweep.training.evaluate import evaluate
@@ -106,7 +106,7 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
         torch.manual_seed(kept_cell.seed)
         again = {s: evaluate(model, toy.split(s), samples=kept_cell.eval_samples) for s in ("train", "valid", "test")}
         assert {s: (m["rate"], m["distortion"]) for s, m in again.items()} == \
-               {s: (r["splits"][s]["rate"], r["splits"][s]["distortion"]) for s in again}
+               {s: (r.splits[s].rate, r.splits[s].distortion) for s in again}
 
     done = rdsweep("collect", experiment.path)
     assert done.returncode == 0, done.stderr
@@ -131,9 +131,9 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     for cell_id, r in results.items():
         for split in ("train", "valid", "test"):
             rate, distortion = load_examples(experiment.examples_path(cell_id), split)
-            assert len(rate) == r["splits"][split]["examples_n"] == len(toy.split(split))
-            assert rate.mean() == pytest.approx(r["splits"][split]["rate"], rel=1e-12)
-            assert distortion.mean() == pytest.approx(r["splits"][split]["distortion"], rel=1e-12)
+            assert len(rate) == r.splits[split].examples_n == len(toy.split(split))
+            assert rate.mean() == pytest.approx(r.splits[split].rate, rel=1e-12)
+            assert distortion.mean() == pytest.approx(r.splits[split].distortion, rel=1e-12)
     assert ((table["elbo_se"] > 0) & (table["elbo_se"] < 1)).all() and table["examples_file"].notna().all()
     done = rdsweep("compare", experiment.path / "frontier.parquet", "toy β=0.3", "toy β=3")
     assert done.returncode == 0, done.stderr
@@ -165,11 +165,11 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     assert trial_dirs == [new_cell.cell_id]
     assert {p.name: p.stat().st_mtime_ns for p in experiment.cells_dir.iterdir() if p.name in before} == before
     result = json.loads(experiment.result_path(new_cell.cell_id).read_text())
-    assert result["status"] == "converged" and result["resumed_from_epoch"] == 1
+    assert result.status == "converged" and result.resumed_from_epoch == 1
     assert not experiment.model_path(new_cell.cell_id).exists()
-    assert [h["epoch"] for h in result["history"]] == list(range(1, result["epochs"] + 1))
+    assert [h.epoch for h in result.history] == list(range(1, result.epochs + 1))
     # where its rounding came from survives the worker and the ledger's schema: a retrace needs it
-    assert result["kernels"] == {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    assert result.kernels == {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def test_raising_the_cap_continues_unconverged_cells(tmp_path, rdsweep, ray_address):
@@ -185,7 +185,7 @@ def test_raising_the_cap_continues_unconverged_cells(tmp_path, rdsweep, ray_addr
     done = rdsweep("launch", spec, "--storage", storage, "--address", ray_address)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 converged, 2 unconverged" in done.stdout and "raise --epochs" in done.stderr
-    assert all(r["status"] == "unconverged" and r["stop_reason"] == "max epochs" for r in experiment.results())
+    assert all(r.status == "unconverged" and r.stop_reason == "max epochs" for r in experiment.results())
     assert len(list(experiment.checkpoints_dir.iterdir())) == 2   # kept, to continue from
 
     done = rdsweep("collect", experiment.path)
@@ -201,10 +201,10 @@ def test_raising_the_cap_continues_unconverged_cells(tmp_path, rdsweep, ray_addr
     assert done.returncode == 0, done.stdout + done.stderr
     for cell in load_spec(spec, {"budget.epochs": 7}).cells():
         result = json.loads(experiment.result_path(cell.cell_id).read_text())
-        assert result["resumed_from_epoch"] == 3 and result["epochs"] == 7
+        assert result.resumed_from_epoch == 3 and result.epochs == 7
         uninterrupted = trainer.train(cell, threads=1)
-        assert result["splits"] == uninterrupted["splits"]
-        assert result["best_epoch"] == uninterrupted["best_epoch"]
+        assert result.splits == uninterrupted.splits
+        assert result.best_epoch == uninterrupted.best_epoch
     done = rdsweep("launch", spec, "--storage", storage, "--epochs", "7", "--address", ray_address)
     assert done.returncode == 0 and "nothing to train" in done.stdout
 
@@ -280,9 +280,9 @@ def test_a_killed_trial_is_retried_from_its_last_checkpoint(tmp_path, ray_addres
         launch.kill()
     assert launch.returncode == 0, output
     (result,) = experiment.results()
-    assert result["status"] == "unconverged" and result["epochs"] == 12
-    assert 1 <= result["resumed_from_epoch"] < 12
-    assert [h["epoch"] for h in result["history"]] == list(range(1, 13))
+    assert result.status == "unconverged" and result.epochs == 12
+    assert 1 <= result.resumed_from_epoch < 12
+    assert [h.epoch for h in result.history] == list(range(1, 13))
 
 
 def test_gpus_booked_through_ray_where_cuda_finds_none(tmp_path, rdsweep, ray_cluster):
@@ -306,14 +306,14 @@ def test_gpus_booked_through_ray_where_cuda_finds_none(tmp_path, rdsweep, ray_cl
     (log,) = experiment.path.glob("launch-*.log")
     assert "per trial: 0.25 CPU(s), 0.5 GPU(s)" in log.read_text() and "4 trial(s) at once" in log.read_text()
     results = experiment.results()
-    assert len(results) == 4 and len({r["node"] for r in results}) == 1   # the one node with GPUs
-    assert sorted(r["gpu_ids"][0] for r in results) == ["0", "0", "1", "1"]   # two trials per GPU
+    assert len(results) == 4 and len({r.node for r in results}) == 1   # the one node with GPUs
+    assert sorted(r.gpu_ids[0] for r in results) == ["0", "0", "1", "1"]   # two trials per GPU
     for r in results:
-        assert r["device"] == "cpu" and len(r["gpu_ids"]) == 1
-        (warning,) = r["warnings"]
+        assert r.device == "cpu" and len(r.gpu_ids) == 1
+        (warning,) = r.warnings
         assert f"Ray booked GPU {r['gpu_ids'][0]}" in warning and "finds no CUDA device" in warning
         assert warning in done.stderr
     from rdsweep.training import trainer
     cell = load_spec(spec, {"budget.epochs": 2}).cells()[0]
-    (result,) = [r for r in results if r["cell_id"] == cell.cell_id]
-    assert result["splits"] == trainer.train(cell, threads=1)["splits"]
+    (result,) = [r for r in results if r.cell_id == cell.cell_id]
+    assert result.splits == trainer.train(cell, threads=1).splits

@@ -15,6 +15,7 @@ from rdsweep.analysis.frontier import read_table
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 from rdsweep.sweep.ledger import Experiment
+from rdsweep.training.result import cell_result
 
 FAMILIES = {"gauss-deconv-normal": "---", "gauss-pixelcnn-vamp": "-+v"}
 
@@ -225,7 +226,7 @@ def ledger(tmp_path):
     cells = load_spec(spec).cells()
     experiment = Experiment(tmp_path / "results" / "toy")
     for i, cell in enumerate(cells):
-        experiment.write_result(result_of(cell, rate=0.4 + i))
+        experiment.write_result(cell_result(result_of(cell, rate=0.4 + i)))
     return spec, experiment, cells
 
 

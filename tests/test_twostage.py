@@ -95,8 +95,8 @@ def test_the_linear_decoders_pairwise_scores_are_the_direct_ones():
 
 def test_two_stage_fits_the_generative_model_then_only_the_encoder(two_stage_run):
     result, states = two_stage_run
-    assert result["status"] == "converged" and result["stop_reason"] == "plateau"
-    stages = [h["stage"] for h in result["history"]]
+    assert result.status == "converged" and result.stop_reason == "plateau"
+    stages = [h.stage for h in result.history]
     switch = stages.index(2)
     assert stages == [1] * switch + [2] * (len(stages) - switch) and switch >= 5
     first, last_of_1, last = states[0]["model"], states[switch - 1]["model"], states[-1]["model"]
@@ -126,17 +126,17 @@ def test_two_stage_reaches_the_maximum_likelihood_model_whose_posterior_a_diagon
     # measured: 9.796 (two-stage) and 9.804 (joint) nats
     assert abs(two_stage_nll - joint_nll) < 0.02, (two_stage_nll, joint_nll)
     # measured: the joint −ELBO is 0.035 nats above its log p(x); two-stage's 0.25 above its own
-    assert -joint["splits"]["valid"]["elbo"] < joint_nll + 0.06
-    assert -result["splits"]["valid"]["elbo"] > two_stage_nll + 0.2
+    assert -joint.splits["valid"].elbo < joint_nll + 0.06
+    assert -result.splits["valid"].elbo > two_stage_nll + 0.2
 
 
 def test_a_resumed_two_stage_run_continues_in_its_stage(two_stage_run):
     result, states = two_stage_run
-    switch = [h["stage"] for h in result["history"]].index(2)
+    switch = [h.stage for h in result.history].index(2)
     for state in (states[switch - 3], states[switch + 2]):   # saved in stage 1, and in stage 2
         resumed = train(Cell(**LINGAUSS, objective="two-stage"), threads=1, resume_state=state)
-        assert resumed["splits"] == result["splits"]
-        assert [h["stage"] for h in resumed["history"]] == [h["stage"] for h in result["history"]]
+        assert resumed.splits == result.splits
+        assert [h.stage for h in resumed.history] == [h.stage for h in result.history]
 
 
 def test_two_stage_refuses_an_image_family(rdsweep):

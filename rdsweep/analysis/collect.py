@@ -21,6 +21,7 @@ from rdsweep.files import atomic_write
 from rdsweep.models.families import FAMILIES, get_family
 from rdsweep.sweep.ledger import Experiment
 from rdsweep.training.stopping import blowups, evaluated_epochs
+from rdsweep.training.result import CellResult, SplitMetrics
 from rdsweep.uncertainty import LATENT_EXAMPLES, at_ceiling, binomial_se
 
 TABLE_NAME = "frontier.parquet"
@@ -125,11 +126,11 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
 
     rows = []
     for experiment in experiments:
-        results = experiment.results()  # each checked against the result schema (rdsweep/sweep/schema.py)
+        results = experiment.results()  # each checked against the result schema (rdsweep/training/result.py)
         if not results:
             raise UserError(f"no trial results in {experiment.cells_dir} (run `rdsweep launch` first)")
         for result in results:
-            cell_id = str(result.get("cell_id"))
+            cell_id = result.cell_id
             rows += result_rows(result, experiment.name, _relative(experiment.grid_path(cell_id), out),
                                 _relative(experiment.examples_path(cell_id), out))
     rows.sort(key=_row_order)
@@ -186,25 +187,26 @@ def _relative(path: Path, out: Path) -> str | None:
     return os.path.relpath(path, out.absolute().parent) if path.is_file() else None
 
 
-def result_rows(result: dict, experiment: str, grid: str | None = None, examples_file: str | None = None) -> list[dict]:
+def result_rows(result: CellResult, experiment: str, grid: str | None = None,
+                examples_file: str | None = None) -> list[dict]:
     """The three split rows of one cell result (metrics null when it diverged or failed)."""
-    cell = result["cell"]
+    cell = result.cell
     family = get_family(cell["family"])
-    splits = result.get("splits") or {}
-    evaluated = result["status"] in ("converged", "unconverged")
+    evaluated = result.status in ("converged", "unconverged")
     plateau = cell.get("schedule") == "plateau"
-    blowup_count = len(blowups(result)) if evaluated_epochs(result.get("history") or []) else None
+    history = result.epoch_records()
+    blowup_count = len(blowups(cell, history)) if evaluated_epochs(history) else None
     rows = []
     for split in SPLITS:
-        metrics = splits.get(split) or {}
-        rate, distortion = _finite(metrics.get("rate")), _finite(metrics.get("distortion"))
+        metrics = (result.splits or {}).get(split) or SplitMetrics(rate=None, distortion=None, elbo=None)
+        rate, distortion = _finite(metrics.rate), _finite(metrics.distortion)
         if not evaluated or rate is None or distortion is None:
             rate = distortion = None
-        mutual_info = _finite(metrics.get("mutual_info")) if rate is not None else None
-        probe = _finite(metrics.get("probe_accuracy")) if evaluated and _probe_on_draws(result) else None
+        mutual_info = _finite(metrics.mutual_info) if rate is not None else None
+        probe = _finite(metrics.probe_accuracy) if evaluated and _probe_on_draws(result) else None
         n_latent = _latent_examples(metrics, cell["dataset"], split) if evaluated else None
         rows.append({
-            "cell_id": result["cell_id"], "experiment": experiment, "dataset": cell["dataset"],
+            "cell_id": result.cell_id, "experiment": experiment, "dataset": cell["dataset"],
             "family": family.name, "paper_code": family.code, "encoder": family.encoder,
             "decoder": family.decoder, "marginal": family.marginal, "objective": cell["objective"],
             "beta": cell["beta"], "target_rate": cell["target_rate"], "free_bits": cell.get("free_bits"),
@@ -212,47 +214,47 @@ def result_rows(result: dict, experiment: str, grid: str | None = None, examples
             "seed": cell["seed"], "size": cell["size"],
             "split": split, "rate": rate, "distortion": distortion,
             "elbo": None if rate is None else -(rate + distortion),
-            **{f"{k}_se": _finite(metrics.get(f"{k}_se")) if rate is not None else None
+            **{f"{k}_se": _finite(getattr(metrics, f"{k}_se")) if rate is not None else None
                for k in ("rate", "distortion", "elbo")},
-            "examples_n": metrics.get("examples_n") if rate is not None else None,
-            "iwae": _finite(metrics.get("iwae")) if evaluated else None,
+            "examples_n": metrics.examples_n if rate is not None else None,
+            "iwae": _finite(metrics.iwae) if evaluated else None,
             "mutual_info": mutual_info, "mutual_info_at_ceiling": at_ceiling(mutual_info, n_latent),
             "marginal_kl": None if mutual_info is None else rate - mutual_info,
-            "active_units": metrics.get("active_units") if evaluated else None,
+            "active_units": metrics.active_units if evaluated else None,
             "probe_accuracy": probe, "probe_accuracy_se": binomial_se(probe, n_latent), "latent_examples": n_latent,
-            "true_entropy": (result.get("truth") or {}).get("entropy"),
-            "epochs": result.get("epochs"), "max_epochs": cell["epochs"], "best_epoch": result.get("best_epoch"),
-            "best_valid_objective": _finite(result.get("best_valid_objective")),
-            "stop_reason": result.get("stop_reason") or ("error" if result["status"] == "failed" else None),
+            "true_entropy": result.truth.entropy,
+            "epochs": result.epochs, "max_epochs": cell["epochs"], "best_epoch": result.best_epoch,
+            "best_valid_objective": _finite(result.best_valid_objective),
+            "stop_reason": result.stop_reason or ("error" if result.status == "failed" else None),
             "blowups": blowup_count,
             "batch_size": cell["batch_size"], "lr": cell["lr"], "schedule": cell["schedule"],
             "eval_every": cell.get("eval_every"), "patience": cell.get("patience"),
             "min_delta": cell.get("min_delta"), "min_delta_relative": cell.get("min_delta_relative"),
             "lr_reductions": cell.get("lr_reductions") if plateau else None,
             "lr_divisor": cell.get("lr_divisor") if plateau else None, "eval_samples": cell["eval_samples"],
-            "iwae_k": cell["iwae_k"], "status": result["status"], "error": result.get("error"),
-            "wall_s": result.get("wall_s"), "grid": grid, "examples_file": examples_file if evaluated else None,
-            "device": result.get("device"), "node": result.get("node"),
-            "gpu_ids": ",".join(result.get("gpu_ids") or []) if result.get("node") else None,
-            "rdsweep_version": result.get("rdsweep_version"), "plugins": cell.get("plugins"),
+            "iwae_k": cell["iwae_k"], "status": result.status, "error": result.error,
+            "wall_s": result.wall_s, "grid": grid, "examples_file": examples_file if evaluated else None,
+            "device": result.device, "node": result.node,
+            "gpu_ids": ",".join(result.gpu_ids) if result.node else None,
+            "rdsweep_version": result.rdsweep_version, "plugins": cell.get("plugins"),
         })
     return rows
 
 
-def _latent_examples(metrics: dict, dataset: str, split: str) -> int | None:
+def _latent_examples(metrics: SplitMetrics, dataset: str, split: str) -> int | None:
     """The examples a split's latent metrics are over: recorded since 0.5; before, the split's first
     LATENT_EXAMPLES where the dataset's size is fixed by its name, else unknown."""
-    if metrics.get("latent_examples") is not None:
-        return metrics["latent_examples"]
+    if metrics.latent_examples is not None:
+        return metrics.latent_examples
     sizes = SPLIT_SIZES.get(dataset)
     return min(sizes[SPLITS.index(split)], LATENT_EXAMPLES) if sizes else None
 
 
-def _probe_on_draws(result: dict) -> bool:
+def _probe_on_draws(result: CellResult) -> bool:
     """rdsweep 0.3 fit its probe on posterior means, which read a label off an encoder that transmits nothing
     (rdsweep/training/latent.py); one column keeps one meaning, so those values stay out of the table."""
     try:
-        return tuple(int(n) for n in str(result.get("rdsweep_version")).split(".")[:2]) >= (0, 4)
+        return tuple(int(n) for n in result.rdsweep_version.split(".")[:2]) >= (0, 4)
     except ValueError:
         return True  # a version string of another form (a development build) is today's
 

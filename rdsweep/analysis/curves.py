@@ -27,6 +27,7 @@ from rdsweep.cells import cell_knob
 from rdsweep.errors import UserError
 from rdsweep.sweep.ledger import Experiment
 from rdsweep.training.objectives import get_objective
+from rdsweep.training.result import CellResult
 from rdsweep.training.stopping import blowups, evaluations, recovered
 
 COLUMNS = ["experiment", "cell_id", "family", "objective", "beta", "target_rate", "knob", "seed", "status",
@@ -240,22 +241,22 @@ def draw_curves(frame: pd.DataFrame, show: str = SHOWS[0]):
     return fig
 
 
-def _rows(experiment: str, result: dict) -> list[dict]:
+def _rows(experiment: str, result: CellResult) -> list[dict]:
     """A cell's evaluated epochs as rows; one row with epoch NaN if it has none (failed, or too early)."""
-    cell = result.get("cell") or {}
+    cell = result.cell
     objective, beta, target_rate = cell.get("objective"), cell.get("beta"), cell.get("target_rate")
     value = target_rate if beta is None else beta
-    history = result.get("history") or []
-    blown = blowups(result)
+    history = result.epoch_records()
+    blown = blowups(cell, history)
     base = {
-        "experiment": experiment, "cell_id": result.get("cell_id"), "family": cell.get("family"),
+        "experiment": experiment, "cell_id": result.cell_id, "family": cell.get("family"),
         "objective": objective, "beta": beta, "target_rate": target_rate,
         "knob": cell_knob(cell) if value is not None else str(objective),
-        "seed": cell.get("seed"), "status": result.get("status"), "best_epoch": result.get("best_epoch"),
+        "seed": cell.get("seed"), "status": result.status, "best_epoch": result.best_epoch,
         "epochs_run": len(history), "epoch_cap": cell.get("epochs"),
         # a failed cell has no stop reason, only the last line of its error
-        "stop_reason": result.get("stop_reason") or result.get("error"),
-        "recovered": recovered(result, blown),
+        "stop_reason": result.stop_reason or result.error,
+        "recovered": recovered(history, blown),
     }
     rows = [{**base, "epoch": h.get("epoch"), "lr": h.get("lr"), **{k: h.get(k) for k in VALID},
              "blew_up": h.get("epoch") in blown}

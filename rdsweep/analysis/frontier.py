@@ -194,7 +194,7 @@ def _shown(value, quote: bool = True) -> str:
 def table_fault(table: pd.DataFrame) -> TableFault | None:
     """The first row of a frontier table (its columns checked by _check_columns) that breaks a rule of what a
     table must hold, or None when every row holds."""
-    from rdsweep.sweep.schema import DISCRETE_DATA, NEGATIVE_TOLERANCE, SE_TOLERANCE
+    from rdsweep.training.result import DISCRETE_DATA, NEGATIVE_TOLERANCE, SE_TOLERANCE
 
     if table.empty:
         return None

@@ -44,6 +44,7 @@ from rdsweep.sweep import stops
 from rdsweep.sweep.heartbeat import TrialProgress
 from rdsweep.sweep.ledger import Experiment, PlannedCell, is_final
 from rdsweep.sweep.live import LaunchView
+from rdsweep.training.result import CellResult, cell_result
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,12 @@ def launch(spec: Spec, experiment: Experiment, planned: list[PlannedCell], *,
     # A cell counts by what this launch did to it (an earlier launch's result is not this one's), and only
     # the results this launch wrote bring their seconds and warnings.
     statuses = list(ended.values())
-    results = [r for cell_id in ended if (r := experiment.result(cell_id)) and r.get("launch") == name]
+    results = [r for cell_id in ended if (r := experiment.result(cell_id)) and r.launch == name]
     return LaunchSummary(
         total=len(planned), skipped=len(planned) - len(todo), converged=statuses.count("converged"),
         unconverged=statuses.count("unconverged"), diverged=statuses.count("diverged"),
         failed=statuses.count("failed"), unfinished=len(todo) - len(statuses),
-        warnings=tuple(w for r in results for w in r["warnings"]),
+        warnings=tuple(w for r in results for w in r.warnings),
         cell_s=sum(_seconds_this_launch(r) for r in results), slots=slots,
         wall_s=time.perf_counter() - started, no_space=mount_point(experiment.path) if no_space else None)
 
@@ -126,13 +127,13 @@ def _quiet_trial_failures() -> Iterator[None]:
             logger.removeFilter(quiet)
 
 
-def _seconds_this_launch(result: dict) -> float:
+def _seconds_this_launch(result: CellResult) -> float:
     """A cell's own seconds in this launch: its wall_s counts every run of the trial, so the epochs an
     earlier launch trained (before resumed_from_epoch) come off."""
-    if result["status"] == "failed" or result.get("wall_s") is None:
+    if result.status == "failed" or result.wall_s is None:
         return 0.0
-    earlier = sum(h["wall_s"] for h in result["history"] if h["epoch"] <= (result["resumed_from_epoch"] or 0))
-    return max(0.0, result["wall_s"] - earlier)
+    earlier = sum(h.wall_s for h in result.history if h.epoch <= (result.resumed_from_epoch or 0))
+    return max(0.0, result.wall_s - earlier)
 
 
 def _families_first(todo: list[PlannedCell]) -> list[PlannedCell]:
@@ -467,7 +468,7 @@ def _trial(config: dict) -> None:
             last_saved = time.monotonic()
         progress.epoch_done(metrics, state["rule"]["best_epoch"], blew_up)
 
-    def train(resume_state: dict | None) -> dict:
+    def train(resume_state: dict | None) -> CellResult:
         progress.begin(resume_state)
         images = None
         if cell.images:  # the spec allows it for image data only
@@ -504,11 +505,11 @@ def _trial(config: dict) -> None:
                 warnings.append(f"cell {cell.cell_id}: Ray's retry checkpoint {source} {e}; the cell restarted")
             resume_state = None
             result = train(None)
-        result.update(resumed_from_epoch=resume_state["epoch"] if resume_state else 0,
-                      experiment=experiment.name, warnings=warnings, launch=config["launch"], **where)
+        result = cell_result({**result.model_dump(), "resumed_from_epoch": resume_state["epoch"] if resume_state else 0,
+                              "experiment": experiment.name, "warnings": warnings, "launch": config["launch"], **where})
         experiment.write_result(result)
         progress.finish()
-        if result["status"] != "unconverged":  # an unconverged cell keeps its state: a larger cap continues it
+        if result.status != "unconverged":  # an unconverged cell keeps its state: a larger cap continues it
             ledger_checkpoint.unlink(missing_ok=True)
     if device == "cuda":  # the worker may train the next cell: hand back what this one cached
         import torch
@@ -569,18 +570,18 @@ class Progress(tune.Callback):
             earlier = self.experiment.result(cell_id)
         except UserError:
             earlier = None
-        if earlier is not None and earlier.get("launch") == self.launch:  # written, then the worker died
-            self.view.ended(cell_id, earlier["status"])
+        if earlier is not None and earlier.launch == self.launch:  # written, then the worker died
+            self.view.ended(cell_id, earlier.status)
             return
         cell = self.view.cells[cell_id]
         error = _last_line(trial.error_file)
         if _ENOSPC.search(error):
             self.no_space = True
-        if earlier is None or earlier["status"] == "failed":
-            self.experiment.write_result({
+        if earlier is None or earlier.status == "failed":
+            self.experiment.write_result(cell_result({
                 "cell": cell.to_dict(), "cell_id": cell_id, "status": "failed", "error": error,
                 "epochs": self.view.latest.get(cell_id, {}).get("epoch"), "experiment": self.experiment.name,
-                "rdsweep_version": __version__, "launch": self.launch})
+                "rdsweep_version": __version__, "launch": self.launch}))
         # else an earlier launch's result (e.g. unconverged, being continued) stays: its numbers are still
         # true; the failure is this launch's (exit 1, the log and stderr say it), and a relaunch retries it.
         self.view.ended(cell_id, "failed", error)

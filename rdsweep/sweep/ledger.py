@@ -49,7 +49,8 @@ from typing import Iterator
 from rdsweep.cells import Cell
 from rdsweep.errors import UserError
 from rdsweep.files import atomic_write
-from rdsweep.sweep.schema import read_launch, read_progress, read_record, read_result, validated_result
+from rdsweep.sweep.schema import read_launch, read_progress, read_record, read_result
+from rdsweep.training.result import CellResult, cell_result
 
 # What an experiment directory may hold (the module docstring): each entry's kind, checked by check_layout.
 LAYOUT = {**{name: "directory" for name in ("cells", "checkpoints", "locks", "progress", "grids", "models",
@@ -157,20 +158,22 @@ class Experiment:
     def record_launch(self, record: dict) -> None:
         write_json_atomic(self.launch_path, record)
 
-    def results(self) -> list[dict]:
+    def results(self) -> list[CellResult]:
         """Every cell result on disk, ordered by file name (cell id), so readers are deterministic."""
         return [read_result(path) for path in sorted(self.cells_dir.glob("*.json"))]
 
     def status(self, cell_id: str) -> str | None:
         result = self.result(cell_id)
-        return None if result is None else result.get("status")
+        return None if result is None else result.status
 
-    def result(self, cell_id: str) -> dict | None:
+    def result(self, cell_id: str) -> CellResult | None:
         path = self.result_path(cell_id)
         return read_result(path) if path.exists() else None
 
-    def write_result(self, result: dict) -> None:
-        write_json_atomic(self.result_path(result["cell_id"]), validated_result(result))
+    def write_result(self, result: CellResult) -> None:
+        """Checked again as it is written: one changed after it was made (model_copy does not validate)
+        cannot reach the ledger unchecked."""
+        write_json_atomic(self.result_path(result.cell_id), cell_result(result.model_dump()).model_dump())
 
     def check_protocol(self, protocol: dict) -> None:
         """Refuse to mix budgets in one experiment: its points would not be comparable."""
@@ -343,7 +346,7 @@ def plan(experiment: Experiment, cells: list[Cell]) -> list[PlannedCell]:
     for cell in cells:
         cell_id = cell.cell_id
         result = experiment.result(cell_id) if f"{cell_id}.json" in results else None
-        status = None if result is None else result["status"]
+        status = None if result is None else result.status
         checkpoint = f"{cell_id}.pt" in saved and experiment.checkpoint_path(cell_id).exists()
         if is_final(result, cell):
             action = "skip"
@@ -365,12 +368,12 @@ def _names(directory: Path) -> frozenset[str]:
         return frozenset()
 
 
-def is_final(result: dict | None, cell: Cell) -> bool:
+def is_final(result: CellResult | None, cell: Cell) -> bool:
     """Whether a ledger result ends this cell for good: converged or diverged, or unconverged under a cap
     this cell does not raise. The plan skips such a cell, and a trial that finds one does not train."""
     if result is None:
         return False
-    return result["status"] in FINISHED or (result["status"] == "unconverged" and cell.epochs <= result["cell"]["epochs"])
+    return result.status in FINISHED or (result.status == "unconverged" and cell.epochs <= result.cell["epochs"])
 
 
 def _kind(st: os.stat_result) -> str:

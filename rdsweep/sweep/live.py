@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rdsweep.sweep.ledger import Experiment, PlannedCell
-from rdsweep.sweep.schema import RESULT_STATUSES
+from rdsweep.training.result import RESULT_STATUSES
 from rdsweep.sweep.status import BLEW_UP_KEY, ExperimentStatus, cell_label, duration, eta_text, experiment_status
 
 SNAPSHOT_S = 5.0      # the live view rereads the ledger (rdsweep/sweep/status.py) at most this often

@@ -39,6 +39,7 @@ from rdsweep.cells import cell_knob
 from rdsweep.errors import UserError
 from rdsweep.models.families import FAMILIES
 from rdsweep.sweep.ledger import Experiment
+from rdsweep.training.result import CellResult
 
 HEARTBEAT_S = 5.0     # how often a running trial rewrites its progress record
 STALE_S = 60.0        # a record older than this belongs to a trial that no longer runs
@@ -184,7 +185,7 @@ def experiment_status(experiment: Experiment, now: float | None = None) -> Exper
         return ExperimentStatus(experiment, now, None, [], {}, Estimate(0.0, 1, 0, []), starting=holder)
     launch = experiment.last_launch()
     planned = {c["cell_id"]: c for c in launch["cells"]} if launch else {}
-    results = {r["cell_id"]: r for r in experiment.results()}
+    results = {r.cell_id: r for r in experiment.results()}
     records = experiment.progress()
     checkpoints = {p.stem: p for p in experiment.checkpoints_dir.glob("*.pt")}
     ids = list(planned) + sorted((results.keys() | records.keys() | checkpoints.keys()) - planned.keys())
@@ -204,20 +205,20 @@ def experiment_status(experiment: Experiment, now: float | None = None) -> Exper
                             cells, families, estimate(cells, families, slots), starting=holder)
 
 
-def _cell_status(cell_id, planned, result, record, checkpoint, experiment, now, since) -> CellStatus:
-    cell = (planned or {}).get("cell") or (result or {}).get("cell") or (record or {}).get("cell") or {}
+def _cell_status(cell_id: str, planned: dict | None, result: CellResult | None, record: dict | None,
+                 checkpoint: Path | None, experiment: Experiment, now: float, since: float | None) -> CellStatus:
+    cell = (planned or {}).get("cell") or (result.cell if result else None) or (record or {}).get("cell") or {}
     status = CellStatus(cell_id, cell, "pending", action=(planned or {}).get("action"))
     live = (record is not None and record.get("finished_at") is None
             and now - record.get("updated_at", 0) < STALE_S)
-    retried = (result is not None and result["status"] == "failed" and since is not None
+    retried = (result is not None and result.status == "failed" and since is not None
                and (planned or {}).get("action") in ("run", "resume")
                and (_mtime(experiment.result_path(cell_id)) or since) < since)  # failed before, queued again
     if result is not None and not live and not retried:
-        status.state, status.epoch = result["status"], result.get("epochs")
-        status.best_epoch = result.get("best_epoch")
+        status.state, status.epoch, status.best_epoch = result.status, result.epochs, result.best_epoch
         status.updated_at = _mtime(experiment.result_path(cell_id))
-        if result["status"] == "failed":
-            status.error = ((result.get("error") or "").strip().splitlines() or [None])[-1]
+        if result.status == "failed":
+            status.error = ((result.error or "").strip().splitlines() or [None])[-1]
         return status
     if record is not None:
         status.state = "running" if live else "resumable"
@@ -260,7 +261,7 @@ def _holder(experiment: Experiment) -> dict | None:
             "alive": alive}
 
 
-def _timing(cells: list[CellStatus], results: dict, records: dict) -> dict[str, FamilyTiming]:
+def _timing(cells: list[CellStatus], results: dict[str, CellResult], records: dict) -> dict[str, FamilyTiming]:
     """Each family's measured epoch times, epochs-to-stop and per-trial overhead. A finished cell's epochs
     come from its result's history; a started one's from its progress record (this trial's epochs only)."""
     families: dict[str, FamilyTiming] = {}
@@ -270,7 +271,7 @@ def _timing(cells: list[CellStatus], results: dict, records: dict) -> dict[str, 
         timing = families.setdefault(c.cell["family"], FamilyTiming(c.cell["family"]))
         record = records.get(c.cell_id) or {}
         if c.state in RESULT_STATES:
-            timing.epoch_s += [h["wall_s"] for h in results[c.cell_id]["history"] if "wall_s" in h]
+            timing.epoch_s += [h.wall_s for h in results[c.cell_id].history]
             timing.stopped_at.append(c.epoch)
             if record.get("finished_at") is not None and record.get("started_at") is not None:
                 timing.overhead_s.append(max(0.0, record["finished_at"] - record["started_at"]

@@ -130,9 +130,10 @@ def replay(cell, history: list[dict]) -> list[StoppingRule]:
     return rules
 
 
-def blowups(result: dict) -> list[int]:
-    """The epochs of a trial result's history whose evaluation blew up, as its rules judged them."""
-    return [epoch for rule in replay(result["cell"], result.get("history") or []) for epoch in rule.blowups]
+def blowups(cell, history: list[dict]) -> list[int]:
+    """The epochs of a trial's history (CellResult.epoch_records) whose evaluation blew up, as its rules
+    judged them."""
+    return [epoch for rule in replay(cell, history) for epoch in rule.blowups]
 
 
 def evaluations(history: list[dict]) -> list[dict]:
@@ -144,10 +145,10 @@ def evaluated_epochs(history: list[dict]) -> list[int]:
     return [h["epoch"] for h in evaluations(history)]
 
 
-def recovered(result: dict, blown: list[int]) -> bool:
+def recovered(history: list[dict], blown: list[int]) -> bool:
     """Whether the trial's last evaluation was back within bounds after its blow-ups `blown` (a trial can
     reach its epoch cap mid-blow-up)."""
-    evaluated = evaluated_epochs(result.get("history") or [])
+    evaluated = evaluated_epochs(history)
     return not evaluated or evaluated[-1] not in blown
 
 

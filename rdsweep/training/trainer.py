@@ -29,6 +29,7 @@ from rdsweep.training.devices import device_name, kernels, pick_device
 from rdsweep.training.evaluate import evaluate, save_image_grids, validate
 from rdsweep.training.latent import LabelProbe, latent_worth
 from rdsweep.training.objectives import Objective, warmup_beta
+from rdsweep.training.result import CellResult, cell_result
 from rdsweep.training.stopping import CONTINUE, REDUCE, STOP, StoppingRule
 from rdsweep.uncertainty import save_examples
 
@@ -56,9 +57,10 @@ def train(
     keep_model: str | Path | None = None,
     examples: str | Path | None = None,
     compile: bool = False,
-) -> dict:
+) -> CellResult:
     """Train `cell` until its stopping rule fires or its epoch budget runs out, then evaluate the best-valid
-    state on every split. Returns status, stop_reason, best_epoch, epochs, wall time, R, D, ELBO per split.
+    state on every split. Returns its CellResult: status, stop_reason, best_epoch, epochs, wall time, R, D,
+    ELBO per split, and the history.
 
     on_epoch(metrics, state) is called after each epoch; `state` can be saved (`checkpoints.save_state`) and passed
     back as `resume_state` to continue after that epoch, also with a larger `epochs` than it was saved with.
@@ -168,7 +170,7 @@ def train(
         save_model(keep_model, cell, model, dataset.info)
     # a warm-up ends at the full β, so it aims at the same optimum; free bits changes the objective itself
     truth = dataset.truth(cell.beta if objective.entry.aims_at_beta_optimum else None)
-    return {
+    return cell_result({
         "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status,
         "stop_reason": stop_reason or "max epochs", "best_epoch": rule.best_epoch or None,
         "best_valid_objective": rule.best if math.isfinite(rule.best) else None, "epochs": len(history),
@@ -176,7 +178,7 @@ def train(
         "wall_s": sum(h["wall_s"] for h in history) + time.perf_counter() - evaluation_start, "device": device_name(dev),
         "kernels": kernels(dev), "compiled": compile, "rdsweep_version": __version__, "splits": splits, "truth": truth, "history": history,
         **({"lacks": lacks} if lacks else {}),
-    }
+    })
 
 
 def final_evaluation(cell: Cell, model, dataset: Dataset, lacks: list[str] = ()) -> tuple[dict, bool]:
