@@ -25,6 +25,7 @@ from rdsweep.cells import Cell
 from rdsweep.models.families import IMAGE_FAMILIES
 from rdsweep.spec import Spec
 from rdsweep.sweep.ledger import Experiment, plan
+from rdsweep.training.result import cell_result
 
 
 def family_throughput(sizes=("small", "paper"), batch_size: int = 100, steps: int = 4) -> list[dict]:
@@ -230,16 +231,17 @@ def write_fake_experiment(path: str | Path, n_cells: int, seed: int = 0) -> Expe
         family = IMAGE_FAMILIES[i % len(IMAGE_FAMILIES)]
         cell = Cell(family=family.name, beta=round(0.01 * 1.01 ** (i // 12 % 700), 6), seed=i // (12 * 700),
                     epochs=200, schedule="paper", size="paper").validated()
-        rate = rng.uniform(0, 100)
-        splits = {s: {"rate": rate + rng.gauss(0, 1), "distortion": 80 - 0.9 * rate + rng.uniform(0, 20),
+        rate = rng.uniform(0, 100)   # R and D stay ≥ 0, or the result would be refused (training/result.py)
+        splits = {s: {"rate": abs(rate + rng.gauss(0, 1)), "distortion": 80 - 0.7 * rate + rng.uniform(0, 20),
                       "elbo": None, "iwae": None} for s in ("train", "valid", "test")}
         for m in splits.values():
             m["elbo"] = -(m["rate"] + m["distortion"])
         history = [{"epoch": e, "loss": 100.0, "rate": rate, "distortion": 80.0, "elbo": -100.0, "lr": 3e-4,
                     "wall_s": 30.0} for e in range(1, 201)]
-        experiment.write_result({"cell": cell.to_dict(), "cell_id": cell.cell_id, "status": "converged",
-                                 "epochs": 200, "wall_s": 6000.0, "device": "NVIDIA H100", "rdsweep_version": "0.1.0",
-                                 "splits": splits, "truth": {}, "history": history, "experiment": experiment.name})
+        experiment.write_result(cell_result({
+            "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": "converged", "epochs": 200, "wall_s": 6000.0,
+            "device": "NVIDIA H100", "rdsweep_version": "0.1.0", "splits": splits, "truth": {}, "history": history,
+            "experiment": experiment.name}))
     return experiment
 
 

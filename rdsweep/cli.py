@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-from rdsweep.errors import UserError
+from rdsweep.errors import UserError, one_line
 from rdsweep.sweep import stops
 
 
@@ -184,6 +184,7 @@ def train(
     from rdsweep.models.families import DEFAULT_FAMILY
     from rdsweep.sweep.ledger import write_json_atomic
     from rdsweep.training.report import result_table
+    from rdsweep.training.result import InvalidResult
     from rdsweep.training.objectives import get_objective
     from rdsweep.training.stopping import blowups, epoch_ranges, evaluated_epochs, recovered
     from rdsweep.training.trainer import train as train_cell
@@ -228,8 +229,12 @@ def train(
     console.print(f"training {cell.family} on {cell.dataset}: {cell.objective} "
                   f"{cell.beta if cell.beta is not None else cell.target_rate}, seed {cell.seed}, "
                   f"size {cell.size}, {cell.epochs} epoch(s)", highlight=False)
-    result = train_cell(cell, on_epoch=show_epoch, device=device, images=images, keep_model=keep_model,
-                        compile=compile)
+    try:
+        result = train_cell(cell, on_epoch=show_epoch, device=device, images=images, keep_model=keep_model,
+                            compile=compile)
+    except InvalidResult as e:   # a failure, not the user's mistake: exit 1, and nothing written
+        print(f"rdsweep: error: {one_line(e)}", file=sys.stderr)
+        raise typer.Exit(1)
     console.print(result_table(result))
     if json_path is not None:
         write_json_atomic(json_path, result.model_dump())

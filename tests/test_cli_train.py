@@ -182,3 +182,35 @@ def test_bench_mistakes_exit_2_before_anything_runs(rdsweep, tmp_path):
         done = rdsweep("bench", *args, timeout=120)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, (args, done.stderr)
     assert [p.name for p in kept.iterdir()] == ["mine.txt"] and (kept / "mine.txt").read_text() == "a user's file"
+
+
+def test_bench_times_collect_over_synthetic_results(rdsweep):
+    """Its results must pass the checks every result passes (R and D ≥ 0): they once did not, and it crashed."""
+    done = rdsweep("bench", "--collect-cells", "40", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "collect: 40 cell results -> 120 rows" in " ".join(done.stdout.split()), done.stdout
+
+
+def test_a_result_no_trial_can_produce_fails_the_train_with_one_line_and_writes_nothing(monkeypatch, capsys,
+                                                                                        tmp_path):
+    """R far below 0 is numbers gone wrong, not the user's mistake: exit 1, one line, no --json or kept model.
+    The evaluation is the real one, with its valid rate then set to −2 nats."""
+    from rdsweep.training import trainer
+
+    real = trainer.final_evaluation
+
+    def gone_wrong(*args, **kwargs):
+        splits, finite = real(*args, **kwargs)
+        splits["valid"]["rate"] = -2.0
+        return splits, finite
+
+    monkeypatch.setattr(trainer, "final_evaluation", gone_wrong)
+    out, kept = tmp_path / "r.json", tmp_path / "kept.pt"
+    monkeypatch.setattr(sys, "argv", ["rdsweep", "train", "--dataset", "toy", "--epochs", "1", "--batch-size", "500",
+                                      "--json", str(out), "--keep-model", str(kept)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.count("\n") == 1, err
+    assert err.startswith("rdsweep: error: not a valid trial result: ") and "below 0" in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,7 @@
 """Property-based tests: whatever a spec or a result file holds, rdsweep ends with a valid object or one
 UserError, never a traceback, and what the readers accept, the next stage can use."""
 import copy
+import io
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from rich.console import Console
 
 from rdsweep.analysis.collect import SCHEMA, result_rows
 from rdsweep.analysis.frontier import table_fault
@@ -19,6 +21,7 @@ from rdsweep.errors import UserError
 from rdsweep.spec import _parse, load_spec
 from rdsweep.sweep.ledger import Experiment
 from rdsweep.sweep.schema import read_result
+from rdsweep.training.report import result_table
 from rdsweep.training.result import cell_result
 
 # derandomized: CI sees the same examples every run; RDSWEEP_EXAMPLES=3000 searches afresh (done before each
@@ -179,6 +182,13 @@ def test_a_result_no_trial_can_produce_is_refused_where_it_is_made_and_where_it_
     assert not experiment.cells_dir.exists() or not any(experiment.cells_dir.iterdir())
     experiment.write_result(cell_result(good))
     assert read_result(experiment.result_path(good["cell_id"])) == cell_result(good)
+
+
+def test_a_result_whose_data_declares_only_its_entropy_prints():
+    """A plugin dataset may declare H without I(x; z*): `rdsweep train` prints H alone."""
+    console = Console(file=io.StringIO(), width=80)
+    console.print(result_table(cell_result(_result())))     # its truth: {"entropy": 3.0}
+    assert "H = 3.0000" in console.file.getvalue() and "I(x;z*)" not in console.file.getvalue()
 
 
 @pytest.mark.parametrize("text", ["", "[1, 2]", "{\"cell\": 1}", "\x00\xff", "{" * 50, "[" * 100_000])

@@ -40,8 +40,8 @@ def result_table(result: CellResult) -> Table:
                     ("≥" if key == "mutual_info" and at_ceiling(m[key], m.get("latent_examples")) else "")
                     + fmt(m[key], ".3f") for key, label in latent}})
     if truth.entropy is not None:  # toy: every model has −ELBO ≥ H, and H − D ≤ I(X;Z) ≤ R
-        add_row({"split": "exact", "−ELBO": f"H = {truth.entropy:.4f}",
-                 "rate R": f"I(x;z*) = {truth.mutual_information:.4f}"})
+        add_row({"split": "exact", "−ELBO": f"H = {truth.entropy:.4f}",   # a plugin's data may declare H alone
+                 "rate R": "" if truth.mutual_information is None else f"I(x;z*) = {truth.mutual_information:.4f}"})
     if truth.rate is not None:  # lingauss: the β-VAE optimum in closed form (train-split spectrum)
         add_row({"split": "closed form", "rate R": fmt(truth.rate), "distortion D": fmt(truth.distortion),
                  "−ELBO": fmt(-truth.elbo)})

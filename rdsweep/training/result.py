@@ -167,12 +167,16 @@ class CellResult(Record):
         return self
 
 
+class InvalidResult(ValueError):
+    """Values that no trial can produce (a bug, or numbers gone wrong): refused, never written."""
+
+
 def cell_result(values: dict) -> CellResult:
-    """A trial's outcome from its fields' values, checked; a ValueError says the first fault."""
+    """A trial's outcome from its fields' values, checked; InvalidResult says the first fault."""
     try:
         return CellResult.model_validate(values)
     except ValidationError as e:
-        raise ValueError(f"not a valid trial result: {first_error(e)}") from None
+        raise InvalidResult(f"not a valid trial result: {first_error(e)}") from None
 
 
 def first_error(e: ValidationError) -> str:

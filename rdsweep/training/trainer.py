@@ -162,15 +162,9 @@ def train(
         per_example = {s: splits[s].pop("examples") for s in SPLITS}
         if not finite:
             status, stop_reason = "diverged", "non-finite evaluation"
-        elif examples:
-            save_examples(examples, cell.cell_id, per_example)
-    if images and status != "diverged" and "grids" not in lacks:
-        save_image_grids(model, dataset.test, Path(images))
-    if keep_model and status != "diverged":
-        save_model(keep_model, cell, model, dataset.info)
     # a warm-up ends at the full β, so it aims at the same optimum; free bits changes the objective itself
     truth = dataset.truth(cell.beta if objective.entry.aims_at_beta_optimum else None)
-    return cell_result({
+    result = cell_result({
         "cell": cell.to_dict(), "cell_id": cell.cell_id, "status": status,
         "stop_reason": stop_reason or "max epochs", "best_epoch": rule.best_epoch or None,
         "best_valid_objective": rule.best if math.isfinite(rule.best) else None, "epochs": len(history),
@@ -178,7 +172,15 @@ def train(
         "wall_s": sum(h["wall_s"] for h in history) + time.perf_counter() - evaluation_start, "device": device_name(dev),
         "kernels": kernels(dev), "compiled": compile, "rdsweep_version": __version__, "splits": splits, "truth": truth, "history": history,
         **({"lacks": lacks} if lacks else {}),
-    })
+    })   # checked before anything is written beside it: a result no trial can produce leaves no files
+    if status != "diverged":
+        if examples:
+            save_examples(examples, cell.cell_id, per_example)
+        if images and "grids" not in lacks:
+            save_image_grids(model, dataset.test, Path(images))
+        if keep_model:
+            save_model(keep_model, cell, model, dataset.info)
+    return result
 
 
 def final_evaluation(cell: Cell, model, dataset: Dataset, lacks: list[str] = ()) -> tuple[dict, bool]:
