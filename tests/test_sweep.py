@@ -164,7 +164,7 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     trial_dirs = [p.name for p in launches(experiment)[-1].iterdir() if p.is_dir()]
     assert trial_dirs == [new_cell.cell_id]
     assert {p.name: p.stat().st_mtime_ns for p in experiment.cells_dir.iterdir() if p.name in before} == before
-    result = json.loads(experiment.result_path(new_cell.cell_id).read_text())
+    result = experiment.result(new_cell.cell_id)
     assert result.status == "converged" and result.resumed_from_epoch == 1
     assert not experiment.model_path(new_cell.cell_id).exists()
     assert [h.epoch for h in result.history] == list(range(1, result.epochs + 1))
@@ -200,7 +200,7 @@ def test_raising_the_cap_continues_unconverged_cells(tmp_path, rdsweep, ray_addr
     done = rdsweep("launch", spec, "--storage", storage, "--epochs", "7", "--address", ray_address)
     assert done.returncode == 0, done.stdout + done.stderr
     for cell in load_spec(spec, {"budget.epochs": 7}).cells():
-        result = json.loads(experiment.result_path(cell.cell_id).read_text())
+        result = experiment.result(cell.cell_id)
         assert result.resumed_from_epoch == 3 and result.epochs == 7
         uninterrupted = trainer.train(cell, threads=1)
         assert result.splits == uninterrupted.splits
@@ -311,7 +311,7 @@ def test_gpus_booked_through_ray_where_cuda_finds_none(tmp_path, rdsweep, ray_cl
     for r in results:
         assert r.device == "cpu" and len(r.gpu_ids) == 1
         (warning,) = r.warnings
-        assert f"Ray booked GPU {r['gpu_ids'][0]}" in warning and "finds no CUDA device" in warning
+        assert f"Ray booked GPU {r.gpu_ids[0]}" in warning and "finds no CUDA device" in warning
         assert warning in done.stderr
     from rdsweep.training import trainer
     cell = load_spec(spec, {"budget.epochs": 2}).cells()[0]
