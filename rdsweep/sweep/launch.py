@@ -258,6 +258,24 @@ def _ray_starting() -> Iterator[None]:
                 sys.stderr.flush()
 
 
+@contextmanager
+def _rays_sigterm_handler_kept_out() -> Iterator[None]:
+    """ray.init's first step sets Ray's SIGTERM handler, sys.exit(15), which a SIGTERM then raises anywhere in
+    ray.init: once mid-connect, and Ray's C++ core aborted the launch as it exited (−6 with no word, in CI).
+    Kept out, a SIGTERM waits with Ctrl-C and SIGHUP until Ray is up (_ray_starting). Should Ray lose this
+    function, its handler stays, and _init_ray turns its exit into the launcher's stop."""
+    from ray._private import utils as ray_utils
+
+    original = getattr(ray_utils, "set_sigterm_handler", None)
+    if original is not None:
+        ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        if original is not None:
+            ray_utils.set_sigterm_handler = original
+
+
 def _init_ray(address: str | None) -> None:
     # Trials keep the driver's working directory (relative paths keep their meaning); Ray's own chatter
     # and the trials' stdout stay in Ray's logs, so the terminal shows rdsweep's progress table only.
@@ -266,7 +284,7 @@ def _init_ray(address: str | None) -> None:
     options = dict(log_to_driver=False, logging_level=logging.ERROR)
     sigterm = signal.getsignal(signal.SIGTERM)   # the launcher's (rdsweep.sweep.stops), put back as the block ends
     try:
-        with _ray_starting():
+        with _ray_starting(), _rays_sigterm_handler_kept_out():
             if address:
                 ray.init(address=address, **options)
             else:
