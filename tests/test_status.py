@@ -154,6 +154,27 @@ def synthetic_sweep(tmp_path, seed: int, per_family: int = 8, done: float = 0.5,
     return experiment, base + t_now, truth, naive
 
 
+def test_a_trial_that_raised_is_not_shown_running_while_its_heartbeat_is_fresh(tmp_path, rdsweep):
+    """A trial that raised stops counting as live at once, not a minute later when its heartbeat is stale;
+    once the launch records the failure, status says failed with its error."""
+    experiment = Experiment(tmp_path / "sweep")
+    experiment.record_protocol({"dataset": "mnist5k"}, "0.1.0")
+    cell = image_cell("---", 1.0)
+    try:
+        with TrialProgress(experiment, cell, time.time()) as trial:
+            trial.begin(None)
+            assert experiment_status(experiment).cells[0].state == "running"
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    except RuntimeError:
+        pass
+    assert experiment_status(experiment).cells[0].state == "resumable"
+    experiment.write_result(cell_result({"cell": cell.to_dict(), "cell_id": cell.cell_id, "status": "failed",
+                                         "error": "RuntimeError: CUDA error", "rdsweep_version": "0.1.0"}))
+    shown = rdsweep("status", experiment.path)
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("--- β=1 seed=0"))
+    assert shown.returncode == 0 and "failed" in row and "running" not in row, shown.stdout
+
+
 def test_eta_of_half_finished_sweeps_is_within_the_stated_error(tmp_path):
     """What docs/launch.md states, on 20 synthetic sweeps stopped half-way: the ETA's median error is at most
     15% and no error exceeds 40%. A naive average over finished cells (more of them from the fast family)

@@ -17,7 +17,8 @@ class TrialProgress:
     """A trial's progress record in the ledger (Experiment.progress_path), which the launch's view and
     `rdsweep status` read: written when training starts, after each epoch, and every HEARTBEAT_S seconds in
     between by a daemon thread (with the step of the epoch under way), so its age tells a live trial from an
-    interrupted one, also through long epochs and evaluations; `finished_at` once the result is written."""
+    interrupted one, also through long epochs and evaluations; `finished_at` once the result is written,
+    `stopped_at` if the trial raised before that."""
 
     def __init__(self, experiment: Experiment, cell: Cell, started: float, node: str | None = None):
         self.experiment, self.cell, self.started, self.node = experiment, cell, started, node   # node: Ray's id
@@ -79,7 +80,15 @@ class TrialProgress:
     def __enter__(self) -> "TrialProgress":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         self._stop.set()
         if self._thread.ident is not None:
             self._thread.join()
+        if exc_type is not None and self.record and self.record.get("finished_at") is None:
+            # the trial raised: say so at once, or status would show it running until its heartbeat went stale
+            with self._lock:
+                self.record["stopped_at"] = time.time()
+            try:
+                self._write()
+            except OSError:
+                pass   # the heartbeat's age still tells, a minute later

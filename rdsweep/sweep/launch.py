@@ -523,9 +523,10 @@ def _trial(config: dict) -> None:
                 warnings.append(f"cell {cell.cell_id}: Ray's retry checkpoint {source} {e}; the cell restarted")
             resume_state = None
             result = train(None)
-        result = cell_result({**result.model_dump(), "resumed_from_epoch": resume_state["epoch"] if resume_state else 0,
-                              "experiment": experiment.name, "warnings": warnings, "launch": config["launch"], **where})
-        experiment.write_result(result)
+        result = result.model_copy(update={"resumed_from_epoch": resume_state["epoch"] if resume_state else 0,
+                                           "experiment": experiment.name, "warnings": warnings,
+                                           "launch": config["launch"], **where})
+        experiment.write_result(result)   # checks the ledger's fields as it writes them
         progress.finish()
         if result.status != "unconverged":  # an unconverged cell keeps its state: a larger cap continues it
             ledger_checkpoint.unlink(missing_ok=True)

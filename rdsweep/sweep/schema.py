@@ -34,6 +34,7 @@ class ProgressRecord(Record):
     started_at: Time
     updated_at: Time
     finished_at: Optional[Time] = None
+    stopped_at: Optional[Time] = None   # the trial raised (failed, or Ray stopped it) before its result
     first_step_at: Optional[Time] = None
     resumed_from_epoch: Optional[int] = Count
     epoch: Optional[int] = Count

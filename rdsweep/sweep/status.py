@@ -209,7 +209,7 @@ def _cell_status(cell_id: str, planned: dict | None, result: CellResult | None, 
                  checkpoint: Path | None, experiment: Experiment, now: float, since: float | None) -> CellStatus:
     cell = (planned or {}).get("cell") or (result.cell if result else None) or (record or {}).get("cell") or {}
     status = CellStatus(cell_id, cell, "pending", action=(planned or {}).get("action"))
-    live = (record is not None and record.get("finished_at") is None
+    live = (record is not None and record.get("finished_at") is None and record.get("stopped_at") is None
             and now - record.get("updated_at", 0) < STALE_S)
     retried = (result is not None and result.status == "failed" and since is not None
                and (planned or {}).get("action") in ("run", "resume")
