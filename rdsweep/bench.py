@@ -147,7 +147,7 @@ def trainer_overhead(family: str = "---", size: str = "small") -> dict:
     bare = time.perf_counter() - started
     result = trainer.train(cell, on_epoch=lambda metrics, state: None)  # with the per-epoch state snapshot
     return {"family": cell.family, "size": size, "images": len(data.train), "bare_epoch_s": bare,
-            "trainer_epoch_s": result.history[0].wall_s, "trainer_total_s": result.wall_s}
+            "trainer_epoch_s": result.history[0]["wall_s"], "trainer_total_s": result.wall_s}
 
 
 def _sync(device) -> None:

@@ -242,7 +242,7 @@ def train(
     for path in (images, keep_model):
         if path is not None and result.status != "diverged":
             console.print(f"wrote {path}")
-    history = result.epoch_records()
+    history = result.history
     if (blown := blowups(result.cell, history)) and result.status != "diverged":
         how = "and recovered" if recovered(history, blown) else "and had not recovered at the last evaluation"
         evaluated = evaluated_epochs(history)

@@ -61,7 +61,7 @@ def test_warmup_ramps_beta_and_the_stopping_rule_waits_for_the_ramp():
     cell = Cell(dataset="toy", family="toy", objective="warmup", beta=1.0, warmup_epochs=6, epochs=30,
                 patience=1, min_delta=10.0, lr_reductions=0, lr=1e-2, batch_size=500)
     result = train(cell, threads=1)
-    betas = [h.beta for h in result.history]
+    betas = [h["beta"] for h in result.history]
     assert betas[:7] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0, 1.0])
     # min_delta = 10 nats: no evaluation ever improves, so patience 1 stops at the first one the rule watches
     assert result.best_epoch == 7 and result.epochs == 8 and result.stop_reason == "plateau"

@@ -167,7 +167,7 @@ def test_launch_collect_frontier_end_to_end(tmp_path, rdsweep, ray_address):
     result = experiment.result(new_cell.cell_id)
     assert result.status == "converged" and result.resumed_from_epoch == 1
     assert not experiment.model_path(new_cell.cell_id).exists()
-    assert [h.epoch for h in result.history] == list(range(1, result.epochs + 1))
+    assert [h["epoch"] for h in result.history] == list(range(1, result.epochs + 1))
     # where its rounding came from survives the worker and the ledger's schema: a retrace needs it
     assert result.kernels == {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
@@ -282,7 +282,7 @@ def test_a_killed_trial_is_retried_from_its_last_checkpoint(tmp_path, ray_addres
     (result,) = experiment.results()
     assert result.status == "unconverged" and result.epochs == 12
     assert 1 <= result.resumed_from_epoch < 12
-    assert [h.epoch for h in result.history] == list(range(1, 13))
+    assert [h["epoch"] for h in result.history] == list(range(1, 13))
 
 
 def test_gpus_booked_through_ray_where_cuda_finds_none(tmp_path, rdsweep, ray_cluster):

@@ -80,7 +80,7 @@ def test_the_rule_stops_a_toy_run_well_before_its_cap():
     result = train(cell, threads=1)
     assert result.status == "converged" and result.stop_reason == "plateau"
     assert 1 <= result.best_epoch <= result.epochs < 100
-    valid = {h.epoch: h.valid_objective for h in result.history}
+    valid = {h["epoch"]: h["valid_objective"] for h in result.history}
     assert result.best_valid_objective == min(valid.values()) == valid[result.best_epoch]
     # converged here means near the exact entropy H = 3.018 (−ELBO ≥ H; 0.03 is the finite-sample slack)
     assert -result.splits["valid"].elbo < result.truth.entropy + 0.03
@@ -173,7 +173,7 @@ def test_a_larger_cap_continues_to_the_state_of_an_uninterrupted_run():
     continued = train(long, threads=1, resume_state=states[-1])
     whole = train(long, threads=1)
     assert continued.splits == whole.splits and continued.best_epoch == whole.best_epoch
-    strip = lambda history: [h.model_dump(exclude={"wall_s"}) for h in history]
+    strip = lambda history: [{k: v for k, v in h.items() if k != "wall_s"} for h in history]
     assert strip(continued.history) == strip(whole.history)
     # the paper schedule decays to 0 at the cap, so there the cap is part of the identity
     assert Cell(schedule="paper", epochs=3).cell_id != Cell(schedule="paper", epochs=7).cell_id
@@ -183,7 +183,7 @@ def test_plateau_schedule_restores_the_best_state_and_divides_the_rate():
     cell = Cell(dataset="toy", family="toy", epochs=60, batch_size=500, lr=0.05, patience=3, min_delta=0.0,
                 lr_reductions=2, lr_divisor=10.0)
     result = train(cell, threads=1)
-    lrs = sorted({h.lr for h in result.history}, reverse=True)
+    lrs = sorted({h["lr"] for h in result.history}, reverse=True)
     assert lrs == pytest.approx([0.05, 0.005, 0.0005])
     assert result.status == "converged"
 
@@ -199,7 +199,7 @@ def test_same_seed_same_result_and_resume_is_seamless():
     assert [s["epoch"] for s in states] == [1, 2, 3, 4]
     resumed = train(cell, threads=1, resume_state=states[1])  # as if the trial died after epoch 2
     assert resumed.splits == whole.splits
-    assert [h.epoch for h in resumed.history] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
 
 
 def test_the_stopping_rule_replays_from_the_history_and_an_older_checkpoint_resumes_with_it():
@@ -232,8 +232,8 @@ BLOWUP = dict(dataset="lingauss", family="linear", epochs=5, batch_size=100, lr=
 
 def test_a_plateau_during_a_blowup_ends_diverged_and_a_recovered_one_is_reported(tmp_path, rdsweep):
     diverged = train(Cell(**BLOWUP, schedule="constant"), threads=1)
-    assert math.isfinite(diverged.history[1].valid_objective)
-    assert diverged.history[1].valid_objective > 10 * diverged.history[0].valid_objective
+    assert math.isfinite(diverged.history[1]["valid_objective"])
+    assert diverged.history[1]["valid_objective"] > 10 * diverged.history[0]["valid_objective"]
     # before the rule watched for blow-ups this was "converged" (plateau) at epoch 1's state
     assert (diverged.status, diverged.stop_reason, diverged.epochs) == ("diverged", "blow-up", 2)
     # with the plateau schedule the same blow-up triggers a restore of epoch 1 and a lower rate: training goes on
@@ -308,7 +308,7 @@ def test_the_kept_best_state_does_not_drift_after_a_reduction():
 
     result = train(cell, threads=1, on_epoch=check)
     assert result.status == "converged"
-    assert sorted({h.lr for h in result.history}, reverse=True) == pytest.approx([0.05, 0.005, 0.0005])
+    assert sorted({h["lr"] for h in result.history}, reverse=True) == pytest.approx([0.05, 0.005, 0.0005])
 
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,

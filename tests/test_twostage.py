@@ -96,7 +96,7 @@ def test_the_linear_decoders_pairwise_scores_are_the_direct_ones():
 def test_two_stage_fits_the_generative_model_then_only_the_encoder(two_stage_run):
     result, states = two_stage_run
     assert result.status == "converged" and result.stop_reason == "plateau"
-    stages = [h.stage for h in result.history]
+    stages = [h["stage"] for h in result.history]
     switch = stages.index(2)
     assert stages == [1] * switch + [2] * (len(stages) - switch) and switch >= 5
     first, last_of_1, last = states[0]["model"], states[switch - 1]["model"], states[-1]["model"]
@@ -132,11 +132,11 @@ def test_two_stage_reaches_the_maximum_likelihood_model_whose_posterior_a_diagon
 
 def test_a_resumed_two_stage_run_continues_in_its_stage(two_stage_run):
     result, states = two_stage_run
-    switch = [h.stage for h in result.history].index(2)
+    switch = [h["stage"] for h in result.history].index(2)
     for state in (states[switch - 3], states[switch + 2]):   # saved in stage 1, and in stage 2
         resumed = train(Cell(**LINGAUSS, objective="two-stage"), threads=1, resume_state=state)
         assert resumed.splits == result.splits
-        assert [h.stage for h in resumed.history] == [h.stage for h in result.history]
+        assert [h["stage"] for h in resumed.history] == [h["stage"] for h in result.history]
 
 
 def test_two_stage_refuses_an_image_family(rdsweep):

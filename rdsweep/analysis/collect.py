@@ -126,13 +126,13 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
 
     rows = []
     for experiment in experiments:
-        results = experiment.results()  # each checked against the result schema (rdsweep/training/result.py)
-        if not results:
-            raise UserError(f"no trial results in {experiment.cells_dir} (run `rdsweep launch` first)")
-        for result in results:
+        found = len(rows)
+        for result in experiment.each_result():  # each checked against the result schema (training/result.py)
             cell_id = result.cell_id
             rows += result_rows(result, experiment.name, _relative(experiment.grid_path(cell_id), out),
                                 _relative(experiment.examples_path(cell_id), out))
+        if len(rows) == found:
+            raise UserError(f"no trial results in {experiment.cells_dir} (run `rdsweep launch` first)")
     rows.sort(key=_row_order)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     _refuse_what_readers_refuse(table, experiments)
@@ -194,7 +194,7 @@ def result_rows(result: CellResult, experiment: str, grid: str | None = None,
     family = get_family(cell["family"])
     evaluated = result.status in ("converged", "unconverged")
     plateau = cell.get("schedule") == "plateau"
-    history = result.epoch_records()
+    history = result.history
     blowup_count = len(blowups(cell, history)) if evaluated_epochs(history) else None
     rows = []
     for split in SPLITS:

@@ -45,10 +45,9 @@ def curves(experiment_dirs: list) -> pd.DataFrame:
         if not experiment.path.is_dir():
             raise UserError(f"{experiment.path} is not a directory: give an experiment directory")
         experiment.check_layout(reads=("cells",))   # cells/ a file or a link that loops: one line, exit 2
-        results = experiment.results()
-        if not results:
+        found = [_rows(experiment.name, result) for result in experiment.each_result()]
+        if not found:
             raise UserError(f"{experiment.path} has no cell results in cells/: has it been launched?")
-        found = [_rows(experiment.name, result) for result in results]
         if all(pd.isna(r["valid_objective"]) for cell_rows in found for r in cell_rows):
             raise UserError(f"{experiment.path}: no cell has evaluated the valid objective yet")
         rows += [r for cell_rows in found for r in cell_rows]
@@ -246,7 +245,7 @@ def _rows(experiment: str, result: CellResult) -> list[dict]:
     cell = result.cell
     objective, beta, target_rate = cell.get("objective"), cell.get("beta"), cell.get("target_rate")
     value = target_rate if beta is None else beta
-    history = result.epoch_records()
+    history = result.history
     blown = blowups(cell, history)
     base = {
         "experiment": experiment, "cell_id": result.cell_id, "family": cell.get("family"),

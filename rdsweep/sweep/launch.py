@@ -132,7 +132,7 @@ def _seconds_this_launch(result: CellResult) -> float:
     earlier launch trained (before resumed_from_epoch) come off."""
     if result.status == "failed" or result.wall_s is None:
         return 0.0
-    earlier = sum(h.wall_s for h in result.history if h.epoch <= (result.resumed_from_epoch or 0))
+    earlier = sum(h["wall_s"] for h in result.history if h["epoch"] <= (result.resumed_from_epoch or 0))
     return max(0.0, result.wall_s - earlier)
 
 

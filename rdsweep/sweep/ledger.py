@@ -160,7 +160,11 @@ class Experiment:
 
     def results(self) -> list[CellResult]:
         """Every cell result on disk, ordered by file name (cell id), so readers are deterministic."""
-        return [read_result(path) for path in sorted(self.cells_dir.glob("*.json"))]
+        return list(self.each_result())
+
+    def each_result(self) -> Iterator[CellResult]:
+        """results() one at a time, for a reader that needs only one in memory (collect, at 10,000 cells)."""
+        return (read_result(path) for path in sorted(self.cells_dir.glob("*.json")))
 
     def status(self, cell_id: str) -> str | None:
         result = self.result(cell_id)

@@ -14,7 +14,6 @@ in a result's cell too (read_result warns once that they are ignored).
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Literal, Optional
@@ -109,7 +108,7 @@ def _read(path: Path, model: type[BaseModel], what: str) -> dict:
 
 def _validated(path: Path, model: type[BaseModel], what: str) -> BaseModel:
     try:
-        return model.model_validate(json.loads(path.read_text()))
+        return model.model_validate_json(path.read_bytes())   # pydantic's own parser: no dicts built twice
     except (OSError, ValueError, RecursionError) as e:  # ValidationError and JSONDecodeError are ValueErrors
         reason = first_error(e) if isinstance(e, ValidationError) else one_line(e)
         raise UserError(f"cannot read {what} {path}: {reason} (move the file away to rerun)") from None

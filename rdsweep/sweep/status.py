@@ -271,7 +271,7 @@ def _timing(cells: list[CellStatus], results: dict[str, CellResult], records: di
         timing = families.setdefault(c.cell["family"], FamilyTiming(c.cell["family"]))
         record = records.get(c.cell_id) or {}
         if c.state in RESULT_STATES:
-            timing.epoch_s += [h.wall_s for h in results[c.cell_id].history]
+            timing.epoch_s += [h["wall_s"] for h in results[c.cell_id].history]
             timing.stopped_at.append(c.epoch)
             if record.get("finished_at") is not None and record.get("started_at") is not None:
                 timing.overhead_s.append(max(0.0, record["finished_at"] - record["started_at"]

@@ -13,7 +13,9 @@ import math
 from dataclasses import fields
 from typing import Annotated, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing_extensions import NotRequired, TypedDict   # pydantic reads TypedDicts from here before 3.12
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator, with_config
 
 from rdsweep.cells import MAX_COUNT, SPLITS, Cell, cell_knob
 from rdsweep.errors import UserError, one_line
@@ -78,17 +80,20 @@ class SplitMetrics(Record):
     latent_examples: Optional[int] = Count     # examples mutual_info and probe_accuracy are over
 
 
-class Epoch(Record):
-    """One epoch of the history: training means, and the valid objective, R, D when it was evaluated."""
-    epoch: int = Field(ge=1, le=MAX_COUNT)
+@with_config(ConfigDict(strict=True, extra="allow"))
+class EpochRecord(TypedDict):
+    """One epoch of the history, kept a plain dict, as the trainer and its checkpoints keep it (stopping.replay
+    reads it): training means, and the valid objective, R, D when it was evaluated. A dict, not a model: a
+    history holds hundreds of them, and collect reads thousands of histories."""
+    epoch: Annotated[int, Field(ge=1, le=MAX_COUNT)]
     wall_s: Seconds                            # what status and the launch summary add up
-    loss: Optional[float] = None
-    rate: Optional[float] = None
-    distortion: Optional[float] = None
-    lr: Optional[Finite] = None
-    valid_objective: Optional[float] = None
-    valid_rate: Optional[float] = None
-    valid_distortion: Optional[float] = None
+    loss: NotRequired[Optional[float]]
+    rate: NotRequired[Optional[float]]
+    distortion: NotRequired[Optional[float]]
+    lr: NotRequired[Optional[Finite]]
+    valid_objective: NotRequired[Optional[float]]
+    valid_rate: NotRequired[Optional[float]]
+    valid_distortion: NotRequired[Optional[float]]
 
 
 class Truth(Record):
@@ -120,15 +125,11 @@ class CellResult(Record):
     compiled: bool = False                      # torch.compile (resources.compile); none before 0.4
     splits: Optional[dict[Literal["train", "valid", "test"], SplitMetrics]] = None
     truth: Truth = Truth()
-    history: list[Epoch] = []
+    history: list[EpochRecord] = []
     launch: Optional[str] = None                # the launch whose trial wrote it (ray/<launch>/)
     resumed_from_epoch: Optional[int] = Count
     error: Optional[str] = None                 # failed only
     warnings: list[str] = []                    # e.g. a checkpoint that could not be loaded and was moved aside
-
-    def epoch_records(self) -> list[dict]:
-        """The history as the trainer and its checkpoints keep it, plain dicts (what stopping.replay reads)."""
-        return [h.model_dump() for h in self.history]
 
     @model_validator(mode="after")
     def _its_own_cell(self) -> "CellResult":

@@ -131,7 +131,7 @@ def replay(cell, history: list[dict]) -> list[StoppingRule]:
 
 
 def blowups(cell, history: list[dict]) -> list[int]:
-    """The epochs of a trial's history (CellResult.epoch_records) whose evaluation blew up, as its rules
+    """The epochs of a trial's history (CellResult.history) whose evaluation blew up, as its rules
     judged them."""
     return [epoch for rule in replay(cell, history) for epoch in rule.blowups]
 
