@@ -446,3 +446,19 @@ def test_negative_distortions_stay_in_view(tmp_path):
     fig, ax = main_axes(analyse(read_table(write_table(tmp_path / "c.parquet", rows)), "test"))
     plt.close(fig)
     assert ax.get_ylim()[0] < -0.52 and ax.get_xlim()[1] > 2.4
+
+
+@pytest.mark.parametrize("rate_axis", ["linear", "symlog"])
+def test_the_point_of_largest_rate_sits_clear_of_the_right_frame(tmp_path, rate_axis):
+    # the full-digits study's two β = 1 cells: on symlog an 8 % margin put `---` at R = 26.1 half under the frame
+    import matplotlib.pyplot as plt
+
+    from rdsweep.analysis.frontier import MARKER_PT
+
+    rows = table_rows([("gauss-deconv-normal", "---", 1.0, 0, 26.14, 62.52),
+                       ("gauss-pixelcnn-normal", "-+-", 1.0, 0, 3.64, 84.59)], dataset="mnist")
+    fig, ax = main_axes(analyse(read_table(write_table(tmp_path / "t.parquet", rows)), "test"), rate_axis=rate_axis)
+    x_point = ax.transData.transform((26.14, 62.52))[0]
+    gap_pt = (ax.get_window_extent().x1 - x_point) * 72 / fig.dpi
+    plt.close(fig)
+    assert gap_pt > 2 * MARKER_PT, gap_pt   # the marker whole, and room for its label beside it

@@ -800,16 +800,19 @@ def figure(frontier: Frontier, *, rate_axis: str = "auto", label_limit: int = 80
     stds = pts["encoder_std"].dropna().unique()
 
     fig, ax = plt.subplots(figsize=(11, 7))
-    r_max = max(float(pts["rate"].max()), 0.25 * h) * 1.08
+    rate_top = max(float(pts["rate"].max()), 0.25 * h)
     d_max = max(float(pts["distortion"].max()), h) * 1.08
+    # Collapsed models crowd R ≈ 0 while others carry tens of nats: a rate axis linear below 1 nat and
+    # logarithmic above spreads both out (symlog), by default where the rates span that much.
+    symlog = rate_top * 1.08 > 10 if rate_axis == "auto" else rate_axis == "symlog"
+    # The largest rate keeps clear of the right edge, its label too: 8 % on a linear axis; on symlog 8 % is a
+    # thirtieth of a decade, which left that point cut in half by the frame, so a tenth of a decade there.
+    r_max = rate_top * (1.25 if symlog else 1.08)
     # From D = 0 as in the paper, unless the points and the bound line sit in a thin band far above it (toy).
     # Below it where some D is negative (continuous data, where D = −log p(x|z) can be): the points stay in view.
     lowest = float(pts["distortion"].min())
     d_min = (lowest - 0.05 * (d_max - lowest) if lowest < 0
              else max(0.0, min(lowest, h - r_max) - 0.05 * d_max))
-    # Collapsed models crowd R ≈ 0 while others carry tens of nats: a rate axis linear below 1 nat and
-    # logarithmic above spreads both out (symlog), by default where the rates span that much.
-    symlog = r_max > 10 if rate_axis == "auto" else rate_axis == "symlog"
     r_end = max(h, r_max)
     bound = _draw_plane(ax, frontier, colours, symlog, labels=True, r_end=r_end, d_floor=d_min)
 
