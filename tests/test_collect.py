@@ -119,3 +119,37 @@ def test_cli_collect_exit_status_2_on_empty_or_missing(tmp_path, rdsweep):
         assert done.returncode == 2
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("rdsweep: error:")
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_path_that_is_not_utf8_is_read_and_a_name_that_is_not_is_refused(tmp_path):
+    """A directory with a Latin-1 byte, decoded as a lone surrogate, reaches a result's warnings (its
+    checkpoint's path) and Python's json writes it as an escape that pydantic's JSON parser refuses: the
+    result must still read. As the experiment's own name it would go into the Parquet table, which holds
+    only UTF-8: one line and exit 2, nothing written."""
+    import os
+    import subprocess
+
+    from conftest import BIN
+
+    from rdsweep.bench import write_fake_experiment
+
+    def rdsweep(*args):   # the console script, its output read as bytes the paths may not be UTF-8
+        return subprocess.run([str(BIN / "rdsweep"), *map(str, args)], capture_output=True, text=True,
+                              errors="backslashreplace", timeout=300)
+
+    latin1 = tmp_path / os.fsdecode(b"caf\xe9")
+    experiment = write_fake_experiment(latin1 / "sweep", 3)
+    first = experiment.results()[0]
+    experiment.write_result(first.model_copy(update={
+        "warnings": [f"cell {first.cell_id}: its checkpoint {experiment.checkpoints_dir} was unusable"]}))
+    done = rdsweep("collect", experiment.path)
+    assert done.returncode == 0, done.stderr
+    with open(experiment.path / "frontier.parquet", "rb") as table:
+        assert pq.read_table(table).num_rows == 9
+    shown = rdsweep("frontier", experiment.path / "frontier.parquet")   # read back by rdsweep itself
+    assert shown.returncode == 0, shown.stderr
+
+    named = write_fake_experiment(latin1 / os.fsdecode(b"r\xe9sum\xe9"), 2)
+    refused = rdsweep("collect", named.path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "b'r\\xe9sum\\xe9' is not UTF-8" in refused.stderr and not (named.path / "frontier.parquet").exists()

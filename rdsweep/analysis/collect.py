@@ -136,8 +136,8 @@ def collect(experiment_dirs: list[str | Path], out: str | Path | None = None) ->
     rows.sort(key=_row_order)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     _refuse_what_readers_refuse(table, experiments)
-    with atomic_write(out) as tmp:
-        pq.write_table(table, tmp)
+    with atomic_write(out) as tmp, open(tmp, "wb") as file:   # Python opens any path; pyarrow needs UTF-8
+        pq.write_table(table, file)
     return out, table
 
 

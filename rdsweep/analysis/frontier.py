@@ -88,7 +88,8 @@ def read_table(path: str | Path, split: str = "test", include_unconverged: bool 
     if not path.is_file():
         raise UserError(f"frontier table {path} is not a file (`rdsweep collect` writes one)")
     try:
-        table = pd.read_parquet(path, dtype_backend="numpy_nullable")
+        with path.open("rb") as file:   # Python opens any path; pyarrow's own opening needs UTF-8
+            table = pd.read_parquet(file, dtype_backend="numpy_nullable")
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet
         raise UserError(f"cannot read frontier table {path}: {one_line(e)}") from None
     table = table.assign(**{c: pd.NA for c in _ADDED_LATER if c not in table})

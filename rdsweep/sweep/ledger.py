@@ -82,6 +82,12 @@ class Experiment:
         named in `reads` can be listed, and with `writes` (a launch) every directory is writable. A missing one
         is fine: rdsweep creates it when it needs it. A UserError names the first entry that does not fit, so a
         damaged ledger is one line and exit 2, not a trial failing on it (nothing is changed)."""
+        try:
+            self.name.encode("utf-8")
+        except UnicodeEncodeError:   # a byte the file system's encoding could not decode
+            raise UserError(f"experiment directory name {os.fsencode(self.name)!r} is not UTF-8: every result and "
+                            "the frontier table carry it (Parquet strings are UTF-8); rename the directory "
+                            "(nothing was changed)") from None
         for name, kind in LAYOUT.items():
             path = self.path / name
             try:

@@ -14,6 +14,7 @@ in a result's cell too (read_result warns once that they are ignored).
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Literal, Optional
@@ -108,7 +109,15 @@ def _read(path: Path, model: type[BaseModel], what: str) -> dict:
 
 def _validated(path: Path, model: type[BaseModel], what: str) -> BaseModel:
     try:
-        return model.model_validate_json(path.read_bytes())   # pydantic's own parser: no dicts built twice
+        raw = path.read_bytes()
+        try:
+            return model.model_validate_json(raw)   # pydantic's own parser: no dicts built twice
+        except ValidationError as e:
+            if e.errors()[0]["type"] != "json_invalid":
+                raise
+            # Python's json writes what pydantic's parser refuses: a lone surrogate escape, which is how a
+            # path with a non-UTF-8 byte (an experiment's name) reaches the JSON. Python's json reads it back.
+            return model.model_validate(json.loads(raw))
     except (OSError, ValueError, RecursionError) as e:  # ValidationError and JSONDecodeError are ValueErrors
         reason = first_error(e) if isinstance(e, ValidationError) else one_line(e)
         raise UserError(f"cannot read {what} {path}: {reason} (move the file away to rerun)") from None
