@@ -191,6 +191,26 @@ def test_eta_of_half_finished_sweeps_is_within_the_stated_error(tmp_path):
 
 
 
+def test_the_eta_of_a_resumed_study_runs_at_the_latest_launchs_pace(tmp_path, rdsweep):
+    """A study trained over sessions: its first launch ran two trials on a busy machine (200 s an epoch), the
+    latest runs one trial alone (80 s). The time left is counted at the latest launch's pace, not at the
+    mean of every epoch the family ever ran (which would say 2.4 times as long)."""
+    experiment = Experiment(tmp_path / "study")
+    experiment.record_protocol({"dataset": "mnist"}, "0.1.0")
+    first, second = image_cell("---", 1.0, epochs=100), image_cell("---", 0.3, epochs=100)
+    now = time.time()
+    finished(experiment, first, [200.0] * 60)
+    progress(experiment, first, started=now - 20_000, updated=now - 8_000, finished_at=now - 8_000,
+             epoch_s=[200.0] * 60)
+    record_launch(experiment, [first, second], 1, now - 410)
+    progress(experiment, second, started=now - 405, updated=now - 1, epoch_s=[80.0] * 5, step=1, steps=1000)
+    status = experiment_status(experiment, now=now)
+    assert abs(status.estimate.remaining_s - 55 * 80.0) < 80.0, status.estimate
+    shown = rdsweep("status", experiment.path)
+    family_row = shown.stdout.split("s/epoch")[-1]
+    assert shown.returncode == 0 and "80.00" in family_row.split(), shown.stdout
+
+
 def _tree(root) -> dict:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 

@@ -94,14 +94,16 @@ class FamilyTiming:
     """What a family's own cells measured: the ETA never mixes a slow family's times with a fast one's."""
     family: str
     epoch_s: list[float] = field(default_factory=list)     # every timed epoch, its validation included
+    latest_s: list[float] = field(default_factory=list)    # those timed by the latest launch's trials
     paces: list[float] = field(default_factory=list)       # running cells' pace in their unfinished epoch
     stopped_at: list[int] = field(default_factory=list)    # epochs run by each of its finished cells
     overhead_s: list[float] = field(default_factory=list)  # each finished trial's time outside its epochs
 
     @property
     def seconds_per_epoch(self) -> float | None:
-        """The mean timed epoch; before any, the pace of the running cells' first epochs."""
-        timed = self.epoch_s or self.paces
+        """The mean epoch timed by the latest launch (a study resumed on another machine, or with fewer
+        trials beside it, runs at its new pace), else of any launch; before any, the running cells' pace."""
+        timed = self.latest_s or self.epoch_s or self.paces
         return sum(timed) / len(timed) if timed else None
 
     @property
@@ -195,7 +197,7 @@ def experiment_status(experiment: Experiment, now: float | None = None) -> Exper
     for c in cells:
         if c.updated_at is not None and c.updated_at - now > CLOCK_SLACK_S:
             c.clock_ahead_s = c.updated_at - now
-    families = _timing(cells, results, records)
+    families = _timing(cells, results, records, since)
     slots = (launch or {}).get("slots") or 1
     holder = _holder(experiment)   # a new launch that has not recorded itself in launch.json yet
     if holder and (holder["alive"] is False or (launch or {}).get("pid") == holder["pid"]
@@ -261,9 +263,11 @@ def _holder(experiment: Experiment) -> dict | None:
             "alive": alive}
 
 
-def _timing(cells: list[CellStatus], results: dict[str, CellResult], records: dict) -> dict[str, FamilyTiming]:
+def _timing(cells: list[CellStatus], results: dict[str, CellResult], records: dict,
+            since: float | None) -> dict[str, FamilyTiming]:
     """Each family's measured epoch times, epochs-to-stop and per-trial overhead. A finished cell's epochs
-    come from its result's history; a started one's from its progress record (this trial's epochs only)."""
+    come from its result's history; a started one's from its progress record (this trial's epochs only),
+    which also says whether the latest launch (started at `since`) timed them."""
     families: dict[str, FamilyTiming] = {}
     for c in cells:
         if "family" not in c.cell:
@@ -278,6 +282,8 @@ def _timing(cells: list[CellStatus], results: dict[str, CellResult], records: di
                                              - sum(record.get("epoch_wall_s", []))))
         else:
             timing.epoch_s += record.get("epoch_wall_s", [])
+        if since is not None and (record.get("started_at") or 0) >= since:
+            timing.latest_s += record.get("epoch_wall_s", [])
         if c.pace_s is not None:
             timing.paces.append(c.pace_s)
     return families
