@@ -213,10 +213,10 @@ def _stop(node: subprocess.Popen, graceful: bool = True) -> None:
 @pytest.fixture
 def rdsweep():
     """Run the installed `rdsweep` console script in a subprocess (as users do, so exit statuses are real);
-    returns the CompletedProcess."""
+    returns the CompletedProcess. Output that is not UTF-8 (a path's Latin-1 byte) reads as backslash escapes."""
     def run(*args, cwd=None, timeout=300, env=None):
         return subprocess.run([str(BIN / "rdsweep"), *map(str, args)], cwd=cwd,
-                              capture_output=True, text=True, timeout=timeout,
+                              capture_output=True, text=True, errors="backslashreplace", timeout=timeout,
                               env={**os.environ, **RAY_ENV, "COLUMNS": "200", **(env or {})})
     return run
 

@@ -121,21 +121,14 @@ def test_cli_collect_exit_status_2_on_empty_or_missing(tmp_path, rdsweep):
     assert list((tmp_path / "empty").iterdir()) == []
 
 
-def test_a_path_that_is_not_utf8_is_read_and_a_name_that_is_not_is_refused(tmp_path):
+def test_a_path_that_is_not_utf8_is_read_and_a_name_that_is_not_is_refused(tmp_path, rdsweep):
     """A directory with a Latin-1 byte, decoded as a lone surrogate, reaches a result's warnings (its
     checkpoint's path) and Python's json writes it as an escape that pydantic's JSON parser refuses: the
     result must still read. As the experiment's own name it would go into the Parquet table, which holds
     only UTF-8: one line and exit 2, nothing written."""
     import os
-    import subprocess
-
-    from conftest import BIN
 
     from rdsweep.bench import write_fake_experiment
-
-    def rdsweep(*args):   # the console script, its output read as bytes the paths may not be UTF-8
-        return subprocess.run([str(BIN / "rdsweep"), *map(str, args)], capture_output=True, text=True,
-                              errors="backslashreplace", timeout=300)
 
     latin1 = tmp_path / os.fsdecode(b"caf\xe9")
     experiment = write_fake_experiment(latin1 / "sweep", 3)
